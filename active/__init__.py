@@ -1,0 +1,1 @@
+"""Active learning: query strategies, pools, rounds, oracles."""

@@ -1,0 +1,1 @@
+"""Analysis of crowd judgments: agreement, aggregation, model-vs-human metrics, reports."""

@@ -1,0 +1,1 @@
+"""Command modules for the `argus` CLI, one per top-level command."""

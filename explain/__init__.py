@@ -1,0 +1,1 @@
+"""Explanation engine: class-discriminative channel contributions, exemplars, argument sheets."""

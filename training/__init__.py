@@ -1,0 +1,1 @@
+"""Training on (blind imbalanced) domains: datasets, models, losses, samplers, trainer, per-domain evaluation."""
