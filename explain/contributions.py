@@ -1,0 +1,361 @@
+"""Per-channel, class-discriminative contributions of a CNN layer to the logits.
+
+For a head ``logit_k = sum_c W[k, c] * f_c + b_k`` with ``f = GAP(A)`` over the explained
+layer's map ``A[c, h, w]``, ``W[k, c] * f_c`` is an exact decomposition of every logit, and
+``(W[k, c] - W[j, c]) * f_c`` explains "k rather than j". One forward pass gives it for every
+class of a whole batch. Heads that are not GAP-linear fall back to gradient x activation
+(``sum_hw dlogit_k/dA[c,h,w] * A[c,h,w]``), which reduces to the exact value on GAP-linear heads,
+and a warning says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+__all__ = [
+    "Explanation",
+    "LayerContributions",
+    "LayerNotFoundError",
+    "candidate_layers",
+    "resolve_module",
+]
+
+
+class LayerNotFoundError(ValueError):
+    """The requested layer name does not exist in the model."""
+
+
+class _StopForward(Exception):
+    """Raised from a hook to end a forward pass once the explained layer has run."""
+
+
+def candidate_layers(model: nn.Module) -> list[str]:
+    """Names of modules that can be explained: convolutions and the containers holding them."""
+    names = []
+    for name, module in model.named_modules():
+        if not name:
+            continue
+        if isinstance(module, (nn.Conv2d, nn.Sequential, nn.BatchNorm2d, nn.ReLU)) or any(
+            isinstance(m, nn.Conv2d) for m in module.modules()
+        ):
+            names.append(name)
+    return names
+
+
+def resolve_module(model: nn.Module, name: str) -> nn.Module:
+    """The submodule called `name` (dotted path), or `LayerNotFoundError` listing candidates."""
+    modules = dict(model.named_modules())
+    if name in modules and name:
+        return modules[name]
+    candidates = candidate_layers(model)
+    shown = ", ".join(candidates[-25:])
+    more = f" (last 25 of {len(candidates)})" if len(candidates) > 25 else ""
+    raise LayerNotFoundError(
+        f"layer {name!r} not found in {type(model).__name__}; candidate layers{more}: {shown}"
+    )
+
+
+@dataclass
+class Explanation:
+    """What `LayerContributions.explain` returns; every tensor stays on the model's device.
+
+    Shapes: B images, K classes, C channels of the explained layer, (h, w) its spatial size.
+    Contributions are in logit units.
+    """
+
+    logits: torch.Tensor  # [B, K]
+    probabilities: torch.Tensor  # [B, K] softmax (single-label) or sigmoid (multi-label)
+    contributions: torch.Tensor  # [B, C, K]; sum over C + rest == logits
+    rest: torch.Tensor  # [B, K]; the bias (exact) or the unexplained remainder (approximate)
+    maps: torch.Tensor  # [B, C, h, w] channel activations of the explained layer
+    target: torch.Tensor  # [B] long, the explained class k
+    contrast: torch.Tensor | None  # [B] long, the contrast class j, or None
+    contrast_contributions: torch.Tensor  # [B, C]: contributions to logit_k - logit_j (or logit_k)
+    margin: torch.Tensor  # [B]: logit_k - logit_j (or logit_k without contrast)
+    layer: str
+    decomposition: str  # "exact" | "gradient_x_activation"
+    multilabel: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def exact(self) -> bool:
+        return self.decomposition == "exact"
+
+    def top_channels(self, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The `m` channels with the largest contrast contribution: (values [B,m], channels [B,m])."""
+        m = min(m, self.contrast_contributions.shape[1])
+        return torch.topk(self.contrast_contributions, m, dim=1)
+
+
+class LayerContributions:
+    """Explain a classifier through the channels of one layer (Captum-style: model + layer).
+
+    Parameters
+    ----------
+    model: a classifier returning logits ``[B, K]`` for images ``[B, 3, H, W]``.
+    layer: dotted module name (e.g. ``"features"`` or ``"backbone.layer4"``). ``None`` uses the
+        model's ``explained_layer`` attribute if present, else auto-detects the last spatial
+        layer feeding global pooling on the first call.
+    multilabel: the head is read through a sigmoid per class (multi-label) instead of softmax.
+
+    Example
+    -------
+    >>> explainer = LayerContributions(model)               # doctest: +SKIP
+    >>> e = explainer.explain(images)                       # one forward pass, all classes
+    >>> e.contributions.shape                               # [B, C, K]
+    """
+
+    def __init__(self, model: nn.Module, layer: str | None = None, multilabel: bool = False):
+        self.model = model
+        self.multilabel = multilabel
+        if layer is None:
+            layer = getattr(model, "explained_layer", None)
+        self.layer_name: str | None = layer
+        self.layer: nn.Module | None = resolve_module(model, layer) if layer else None
+        self.head: nn.Linear | None = None
+        self.decomposition: str | None = None  # set on the first call
+        self._warned = False
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def hooks(self, capture_head: bool = True, requires_grad: bool = False, stop_after_layer: bool = False):
+        """Attach the capture hooks for the duration of the block; they are always released.
+
+        Yields a dict that receives ``"maps"`` (the layer output) and, when the head is known,
+        ``"head_in"``/``"head_out"``.
+        """
+        store: dict = {}
+        handles = []
+
+        def layer_hook(_module, _inputs, output):
+            if not isinstance(output, torch.Tensor) or output.dim() != 4:
+                raise ValueError(
+                    f"layer {self.layer_name!r} must output a [B, C, h, w] tensor, got "
+                    f"{type(output).__name__} {tuple(getattr(output, 'shape', ()))}"
+                )
+            if requires_grad:
+                output = output.detach().requires_grad_(True)
+            store["maps"] = output
+            if stop_after_layer:
+                raise _StopForward
+            return output if requires_grad else None
+
+        def head_hook(_module, inputs, output):
+            store["head_in"] = inputs[0]
+            store["head_out"] = output
+
+        try:
+            handles.append(self.layer.register_forward_hook(layer_hook))
+            if capture_head and self.head is not None:
+                handles.append(self.head.register_forward_hook(head_hook))
+            yield store
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def active_hooks(self) -> int:
+        """Number of hooks currently attached to the explained layer and head (0 outside `explain`)."""
+        n = len(self.layer._forward_hooks) if self.layer is not None else 0
+        if self.head is not None:
+            n += len(self.head._forward_hooks)
+        return n
+
+    # -- structure detection -------------------------------------------------------------------
+
+    def _detect(self, images: torch.Tensor) -> None:
+        """Find the layer (if not given) and check whether the head is GAP-linear, on one batch."""
+        records: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = []
+        handles = []
+
+        def make_hook(name):
+            def hook(module, inputs, output):
+                if isinstance(output, torch.Tensor):
+                    inp = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
+                    records.append((name, module, inp, output))
+
+            return hook
+
+        for name, module in self.model.named_modules():
+            if name:
+                handles.append(module.register_forward_hook(make_hook(name)))
+        try:
+            with torch.no_grad():
+                logits = self.model(images[:2])
+        finally:
+            for h in handles:
+                h.remove()
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+            raise ValueError(f"model must return logits [B, K]; got {tuple(getattr(logits, 'shape', ()))}")
+
+        linears = [(n, m, i, o) for n, m, i, o in records if isinstance(m, nn.Linear) and i is not None]
+        if self.layer is None:
+            # The last 4-D output whose spatial mean feeds a Linear; of the modules returning that
+            # same tensor (e.g. layer4, layer4.2, layer4.2.relu) take the outermost.
+            chosen = None
+            spatial = [(n, o) for n, m, i, o in records if o.dim() == 4 and o.shape[-1] * o.shape[-2] > 1]
+            for n, o in reversed(spatial):
+                pooled = o.float().mean(dim=(2, 3))
+                if any(i.shape == pooled.shape and torch.allclose(i.float(), pooled, rtol=1e-4, atol=1e-5)
+                       for _, _, i, _ in linears):
+                    chosen = o
+                    break
+            if chosen is None:
+                if not spatial:
+                    raise ValueError("no layer with a spatial [B, C, h, w] output found; pass layer=")
+                chosen = spatial[-1][1]
+            same = [n for n, o in spatial if o.data_ptr() == chosen.data_ptr() and o.shape == chosen.shape]
+            self.layer_name = min(same, key=lambda n: (n.count("."), len(n)))
+            self.layer = resolve_module(self.model, self.layer_name)
+
+        maps = next((o for n, m, i, o in records if m is self.layer), None)
+        if maps is None:
+            raise ValueError(f"layer {self.layer_name!r} did not run in the forward pass")
+        pooled = maps.float().mean(dim=(2, 3))
+        self.head = None
+        for _n, m, i, o in linears:
+            if (i.shape == pooled.shape and torch.allclose(i.float(), pooled, rtol=1e-4, atol=1e-5)
+                    and o.shape == logits.shape and torch.allclose(o.float(), logits.float(), rtol=1e-4, atol=1e-5)):
+                self.head = m
+                break
+        self.decomposition = "exact" if self.head is not None else "gradient_x_activation"
+        if self.head is None and not self._warned:
+            warnings.warn(
+                f"the head after layer {self.layer_name!r} is not global-average-pooling + linear; "
+                "using gradient x activation (an approximation) for channel contributions",
+                stacklevel=3,
+            )
+            self._warned = True
+
+    # -- the verb ------------------------------------------------------------------------------
+
+    def explain(self, images: torch.Tensor, target=None, contrast="runner_up") -> Explanation:
+        """Explain a batch in one forward pass (plus one batched backward for non-linear heads).
+
+        images: ``[B, 3, H, W]`` on the model's device (already normalised).
+        target: ``None`` (the predicted class), an int, or a sequence/tensor of ``B`` ints.
+        contrast: ``"runner_up"`` (highest other logit), an int or ``B`` ints, or ``None``
+            (explain logit_k itself; the default for multi-label heads, whose decision
+            threshold is logit 0).
+        """
+        if images.dim() != 4:
+            raise ValueError(f"images must be [B, C, H, W]; got shape {tuple(images.shape)}")
+        if self.decomposition is None:
+            self._detect(images)
+        if self.decomposition == "exact":
+            with torch.no_grad(), self.hooks() as store:
+                logits = self.model(images)
+            maps = store["maps"]
+            pooled = store["head_in"]  # == GAP(maps), as checked on the first call
+            weight = self.head.weight  # [K, C]
+            contributions = pooled.unsqueeze(2) * weight.t().unsqueeze(0)  # [B, C, K]
+            bias = self.head.bias if self.head.bias is not None else torch.zeros_like(weight[:, 0])
+            rest = bias.unsqueeze(0).expand(logits.shape[0], -1).to(contributions.dtype)
+        else:
+            logits, maps, contributions, rest = self._gradient_x_activation(images)
+        return self._assemble(logits, maps, contributions, rest, target, contrast)
+
+    __call__ = explain
+
+    def _gradient_x_activation(self, images):
+        with torch.enable_grad(), self.hooks(capture_head=False, requires_grad=True) as store:
+            logits = self.model(images)
+            maps = store["maps"]
+            k = logits.shape[1]
+            eye = torch.eye(k, device=logits.device, dtype=logits.dtype)
+            grad_outputs = eye.unsqueeze(1).expand(k, logits.shape[0], k)  # [K, B, K]
+            try:
+                (grads,) = torch.autograd.grad(logits, maps, grad_outputs, is_grads_batched=True)
+            except RuntimeError:  # some ops have no batching rule: one backward per class
+                grads = torch.stack([
+                    torch.autograd.grad(logits, maps, grad_outputs[i], retain_graph=True)[0] for i in range(k)
+                ])
+        maps = maps.detach()
+        contributions = (grads * maps.unsqueeze(0)).sum(dim=(3, 4)).permute(1, 2, 0)  # [B, C, K]
+        logits = logits.detach()
+        rest = logits - contributions.sum(dim=1)
+        return logits, maps, contributions, rest
+
+    def _assemble(self, logits, maps, contributions, rest, target, contrast) -> Explanation:
+        b, k = logits.shape
+        device = logits.device
+        probs = torch.sigmoid(logits) if self.multilabel else torch.softmax(logits.float(), dim=1)
+        target_t = _as_index(target, b, k, device, "target")
+        if target_t is None:
+            target_t = logits.argmax(dim=1)
+        if isinstance(contrast, str):
+            if contrast != "runner_up":
+                raise ValueError(f"contrast must be 'runner_up', a class index or None; got {contrast!r}")
+            if self.multilabel or k < 2:
+                contrast_t = None
+            else:
+                masked = logits.detach().clone().float()
+                masked[torch.arange(b, device=device), target_t] = float("-inf")
+                contrast_t = masked.argmax(dim=1)
+        else:
+            contrast_t = _as_index(contrast, b, k, device, "contrast")
+        rows = torch.arange(b, device=device)
+        contrib_k = contributions[rows, :, target_t]  # [B, C]
+        if contrast_t is None:
+            contrast_contributions = contrib_k
+            margin = logits[rows, target_t]
+        else:
+            contrast_contributions = contrib_k - contributions[rows, :, contrast_t]
+            margin = logits[rows, target_t] - logits[rows, contrast_t]
+        return Explanation(
+            logits=logits, probabilities=probs, contributions=contributions, rest=rest, maps=maps,
+            target=target_t, contrast=contrast_t, contrast_contributions=contrast_contributions,
+            margin=margin, layer=self.layer_name, decomposition=self.decomposition, multilabel=self.multilabel,
+        )
+
+    # -- interventions -------------------------------------------------------------------------
+
+    def logits_with_channels_removed(self, images: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, K]`` after multiplying the layer's channels by ``keep`` ``[B, C]`` (0 = removed).
+
+        A real intervention forward pass; used for heads where the decomposition is approximate.
+        """
+        if self.layer is None:
+            self._detect(images)
+
+        def hook(_m, _i, output):
+            return output * keep.to(output.dtype)[:, :, None, None]
+
+        handle = self.layer.register_forward_hook(hook)
+        try:
+            with torch.no_grad():
+                return self.model(images)
+        finally:
+            handle.remove()
+
+    def layer_maps(self, images: torch.Tensor) -> torch.Tensor:
+        """Only the explained layer's activations ``[B, C, h, w]``; the forward stops there."""
+        if self.layer is None:
+            self._detect(images)
+        with torch.no_grad(), self.hooks(capture_head=False, stop_after_layer=True) as store:
+            try:
+                self.model(images)
+            except _StopForward:
+                pass
+        return store["maps"]
+
+
+def _as_index(value, b: int, k: int, device, what: str) -> torch.Tensor | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        t = torch.full((b,), value, dtype=torch.long, device=device)
+    else:
+        t = torch.as_tensor(value, dtype=torch.long, device=device).reshape(-1)
+        if t.numel() == 1:
+            t = t.expand(b).clone()
+        elif t.numel() != b:
+            raise ValueError(f"{what} must be one class index or {b} of them; got {t.numel()}")
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= k):
+        raise ValueError(f"{what} class index out of range [0, {k}): {t.tolist()[:10]}")
+    return t

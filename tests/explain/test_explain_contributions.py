@@ -1,0 +1,158 @@
+"""LayerContributions: exact decomposition, contrast, targets, hooks, errors, approximations."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from explain.contributions import LayerContributions, LayerNotFoundError
+
+from .conftest import MaxHeadNet, TinyGapNet, hand_set
+
+
+def one_hot_image(channel: int = 0, size: int = 6) -> torch.Tensor:
+    x = torch.zeros(1, 3, size, size)
+    x[0, channel] = 1.0
+    return x
+
+
+def test_hand_checked_numbers(tiny_net):
+    # Input channel 0 == 1 everywhere -> conv channels 0 and 3 fire 1 and 4; GAP f = [1, 0, 0, 4].
+    e = LayerContributions(tiny_net).explain(one_hot_image(0))
+    assert e.decomposition == "exact"
+    torch.testing.assert_close(e.logits[0], torch.tensor([-1.2, 0.9, 3.0]))
+    torch.testing.assert_close(e.contributions[0, :, 2], torch.tensor([0.3, 0.0, 0.0, 2.4]))
+    assert e.target.tolist() == [2] and e.contrast.tolist() == [1]
+    torch.testing.assert_close(e.contrast_contributions[0], torch.tensor([0.4, 0.0, 0.0, 1.6]))
+    torch.testing.assert_close(e.margin, torch.tensor([2.1]))
+    vals, chans = e.top_channels(2)
+    assert chans[0].tolist() == [3, 0]
+    assert e.maps.shape == (1, 4, 6, 6)
+
+
+def test_sum_over_channels_plus_bias_is_logit(tiny_net, images):
+    e = LayerContributions(tiny_net).explain(images)
+    recon = e.contributions.sum(dim=1) + e.rest
+    assert (recon - e.logits).abs().max().item() <= 1e-5
+    torch.testing.assert_close(e.logits, tiny_net(images))
+    # The contrast decomposition sums to the margin.
+    assert (e.contrast_contributions.sum(1) + (e.rest.gather(1, e.target[:, None]) - e.rest.gather(1, e.contrast[:, None]))[:, 0] - e.margin).abs().max() <= 1e-5
+
+
+def test_small_cnn_exact_and_autodetect():
+    from training.models import SmallCNN
+
+    torch.manual_seed(0)
+    net = SmallCNN(num_classes=5, widths=(8, 8, 16, 16)).eval()
+    x = torch.randn(3, 3, 32, 32)
+    e = LayerContributions(net).explain(x)
+    assert e.layer == "features" and e.exact
+    assert e.maps.shape == (3, 16, 4, 4)
+    assert (e.contributions.sum(1) + e.rest - e.logits).abs().max() <= 1e-5
+    # Without the explained_layer attribute the layer is found by tracing (outermost name wins).
+    plain = LayerContributions(net, layer=None)
+    plain.layer_name = plain.layer = None
+    e2 = plain.explain(x)
+    assert e2.layer == "features"
+    torch.testing.assert_close(e2.contributions, e.contributions)
+
+
+@pytest.mark.parametrize("target,expected", [(None, [2, 2]), (0, [0, 0]), ([1, 0], [1, 0]), (torch.tensor([2, 1]), [2, 1])],
+                         ids=["argmax", "int", "list", "tensor"])
+def test_per_sample_targets(tiny_net, target, expected):
+    x = torch.cat([one_hot_image(0), one_hot_image(0)])
+    e = LayerContributions(tiny_net).explain(x, target=target)
+    assert e.target.tolist() == expected
+    rows = torch.arange(2)
+    torch.testing.assert_close(e.contrast_contributions, e.contributions[rows, :, e.target] - e.contributions[rows, :, e.contrast])
+
+
+def test_contrast_options(tiny_net):
+    x = one_hot_image(0)
+    explainer = LayerContributions(tiny_net)
+    e = explainer.explain(x, target=2, contrast=0)
+    torch.testing.assert_close(e.margin, torch.tensor([4.2]))
+    e = explainer.explain(x, target=2, contrast=None)
+    assert e.contrast is None
+    torch.testing.assert_close(e.margin, torch.tensor([3.0]))
+    torch.testing.assert_close(e.contrast_contributions[0], torch.tensor([0.3, 0.0, 0.0, 2.4]))
+    with pytest.raises(ValueError, match="out of range"):
+        explainer.explain(x, target=7)
+    with pytest.raises(ValueError, match="contrast must be"):
+        explainer.explain(x, contrast="second")
+
+
+def test_multilabel_uses_sigmoid_and_no_runner_up(tiny_net):
+    e = LayerContributions(tiny_net, multilabel=True).explain(one_hot_image(0))
+    torch.testing.assert_close(e.probabilities, torch.sigmoid(torch.tensor([[-1.2, 0.9, 3.0]])))
+    assert e.contrast is None
+    torch.testing.assert_close(e.margin, torch.tensor([3.0]))
+
+
+def test_hooks_released_after_explain_and_on_error(tiny_net, images):
+    explainer = LayerContributions(tiny_net)
+    explainer.explain(images)
+    assert explainer.active_hooks() == 0
+    assert all(len(m._forward_hooks) == 0 for m in tiny_net.modules())
+    with explainer.hooks() as store:
+        assert explainer.active_hooks() == 2
+        tiny_net(images)
+        assert store["maps"].shape == (5, 4, 8, 8)
+    assert explainer.active_hooks() == 0
+    with pytest.raises(RuntimeError):
+        with explainer.hooks():
+            raise RuntimeError("boom")
+    assert explainer.active_hooks() == 0
+    with pytest.raises(ValueError):
+        explainer.explain(images, target=[0, 1])  # wrong length
+    assert all(len(m._forward_hooks) == 0 for m in tiny_net.modules())
+
+
+def test_unknown_layer_lists_candidates(tiny_net):
+    with pytest.raises(LayerNotFoundError) as err:
+        LayerContributions(tiny_net, layer="layer4")
+    assert "'layer4'" in str(err.value) and "features.0" in str(err.value)
+
+
+def test_non_gap_head_warns_and_uses_gradient_x_activation(images):
+    net = hand_set(MaxHeadNet())
+    with pytest.warns(UserWarning, match="gradient x activation"):
+        e = LayerContributions(net).explain(images)
+    assert e.decomposition == "gradient_x_activation"
+    # Max pooling: dlogit_k/dA is W[k,c] at each channel's argmax, so GxA = W[k,c] * max(A_c).
+    expected = e.maps.amax(dim=(2, 3)).unsqueeze(2) * net.fc.weight.t().unsqueeze(0)
+    torch.testing.assert_close(e.contributions, expected)
+    torch.testing.assert_close(e.contributions.sum(1) + e.rest, e.logits)
+    assert all(len(m._forward_hooks) == 0 for m in net.modules())
+
+
+def test_gradient_x_activation_equals_exact_on_gap_linear(tiny_net, images):
+    exact = LayerContributions(tiny_net).explain(images)
+    approx = LayerContributions(tiny_net)
+    approx._detect(images)
+    approx.decomposition = "gradient_x_activation"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        e = approx.explain(images)
+    torch.testing.assert_close(e.contributions, exact.contributions, rtol=1e-5, atol=1e-6)
+
+
+def test_removal_intervention_matches_decomposition(tiny_net, images):
+    explainer = LayerContributions(tiny_net)
+    e = explainer.explain(images)
+    keep = torch.ones(5, 4)
+    keep[:, 3] = 0
+    keep[0, 0] = 0
+    after = explainer.logits_with_channels_removed(images, keep)
+    expected = e.logits - (e.contributions * (1 - keep).unsqueeze(2)).sum(1)
+    torch.testing.assert_close(after, expected)
+    assert explainer.layer_maps(images).shape == (5, 4, 8, 8)
+    assert explainer.active_hooks() == 0
+
+
+def test_rejects_bad_images(tiny_net):
+    with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
+        LayerContributions(tiny_net).explain(torch.zeros(3, 8, 8))
