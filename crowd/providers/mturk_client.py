@@ -307,7 +307,7 @@ def make_boto_client(
         raise ValueError(f"retry_mode: {retry_mode!r} must be 'standard' or 'adaptive'")
     config = Config(
         region_name=REGION,
-        retries={"mode": retry_mode, "max_attempts": int(max_attempts)},
+        retries={"mode": retry_mode, "total_max_attempts": int(max_attempts)},  # first try included
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         user_agent_extra="argus-mturk",
