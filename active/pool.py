@@ -1,0 +1,319 @@
+"""Unlabelled pools and streaming pool scoring.
+
+A pool is anything indexable that yields `(image [3, H, W] float32, label int)`; the label is
+the ground truth that only oracles and evaluation may read. Two kinds ship:
+
+- `DatasetPool`: wraps any torch Dataset (e.g. `training.datasets.ImageDataset`).
+- `ToyWorldPool`: the realistic huge pool. Item i is rendered on demand by
+  `training.toyworld.render_sample(offset + i, seed, ...)`: deterministic per index, no images
+  stored, millions of items, domain-imbalanced with the training proportions by default.
+
+`score_pool` streams a pool through a predictor in batches (AMP on CUDA) and keeps only what the
+strategy needs: one score per item for uncertainty strategies, embeddings (memory-mapped to disk
+above `memmap_min_bytes`) and probabilities for diversity strategies. It scores every candidate;
+subsampling the pool happens only when asked for (`subsample_candidates`) and is recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from active.strategies import PoolOutputs, Strategy, resolve_device
+
+DEFAULT_MEAN = (0.5, 0.5, 0.5)
+DEFAULT_STD = (0.25, 0.25, 0.25)
+
+
+class Pool(Protocol):
+    classes: list[str]
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]: ...
+
+    def domain(self, index: int) -> str: ...
+
+
+def pil_to_tensor(image, mean=DEFAULT_MEAN, std=DEFAULT_STD) -> torch.Tensor:
+    """PIL RGB image -> normalised float32 tensor `[3, H, W]`."""
+    arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    t = torch.from_numpy(arr).permute(2, 0, 1)
+    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return (t - m) / s
+
+
+class ToyWorldPool(Dataset):
+    """A lazily rendered toy-world pool of `size` items (see module docstring).
+
+    Item i renders toy-world index `offset + i`. `labels`/`domains` optionally fix the class and
+    domain per item (used for a balanced test split); otherwise both are drawn from
+    `(seed, index)` with the `domains` proportions (default: the training proportions).
+    `cache_size` rendered tensors are kept (labelled items are reused every epoch).
+    """
+
+    def __init__(self, size: int, seed: int = 0, image_size: int = 32, domains: dict | str | None = None,
+                 offset: int | None = None, spurious: float = 0.0, labels: list[str] | None = None,
+                 fixed_domains: list[str] | None = None, mean=DEFAULT_MEAN, std=DEFAULT_STD, cache_size: int = 20000):
+        from training import toyworld
+
+        if size < 1:
+            raise ValueError(f"pool size must be >= 1, got {size}")
+        self.size, self.seed, self.image_size = int(size), int(seed), int(image_size)
+        self.domains = toyworld.parse_domains(domains if domains is not None else toyworld.DEFAULT_DOMAINS)
+        self.offset = toyworld.POOL_OFFSET if offset is None else int(offset)
+        self.spurious = float(spurious)
+        self.fixed_labels, self.fixed_domains = labels, fixed_domains
+        for name, values in (("labels", labels), ("fixed_domains", fixed_domains)):
+            if values is not None and len(values) != self.size:
+                raise ValueError(f"ToyWorldPool: {name} has {len(values)} entries for {self.size} items")
+        self.classes = list(toyworld.CLASSES)
+        self.class_index = {c: i for i, c in enumerate(self.classes)}
+        self.mean, self.std = mean, std
+        self.cache_size = int(cache_size)
+        self._cache: dict[int, tuple[torch.Tensor, int, str]] = {}
+
+    @classmethod
+    def balanced_test(cls, n: int, seed: int = 0, image_size: int = 32, domains: dict | str | None = None, **kw):
+        """The toy world's test split: `TEST_OFFSET` indices, domains balanced, classes balanced."""
+        from training import toyworld
+
+        props = toyworld.parse_domains(domains if domains is not None else toyworld.DEFAULT_DOMAINS)
+        plan = toyworld.plan_split(n, {d: 1.0 / len(props) for d in props}, np.random.default_rng([int(seed), 0x7E57]))
+        return cls(n, seed, image_size, props, offset=toyworld.TEST_OFFSET, labels=[p[0] for p in plan],
+                   fixed_domains=[p[1] for p in plan], **kw)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _render(self, index: int):
+        from training.toyworld import render_sample
+
+        if not 0 <= index < self.size:
+            raise IndexError(f"pool index {index} out of range [0, {self.size})")
+        hit = self._cache.get(index)
+        if hit is not None:
+            return hit
+        image, label, domain, _mask, _meta = render_sample(
+            self.offset + index, self.seed, image_size=self.image_size, domains=self.domains, spurious=self.spurious,
+            label=None if self.fixed_labels is None else self.fixed_labels[index],
+            domain=None if self.fixed_domains is None else self.fixed_domains[index])
+        item = (pil_to_tensor(image, self.mean, self.std), self.class_index[label], domain)
+        if len(self._cache) < self.cache_size:
+            self._cache[index] = item
+        return item
+
+    def __getitem__(self, index: int):
+        x, y, _ = self._render(int(index))
+        return x, y
+
+    def label(self, index: int) -> int:
+        return self._render(int(index))[1]
+
+    def domain(self, index: int) -> str:
+        return self._render(int(index))[2]
+
+    def describe(self) -> dict:
+        return {"kind": "toyworld", "size": self.size, "seed": self.seed, "image_size": self.image_size,
+                "domains": self.domains, "offset": self.offset, "spurious": self.spurious}
+
+
+class DatasetPool(Dataset):
+    """Any torch Dataset whose items start with `(image, label)` as a pool.
+
+    `domains` (one string per item, may be empty) is read only by evaluation and reports.
+    """
+
+    def __init__(self, dataset, classes: list[str], domains: list[str] | None = None):
+        self.dataset, self.classes = dataset, list(classes)
+        self.domains = None if domains is None else [("" if d is None or d != d else str(d)) for d in domains]
+        if self.domains is not None and len(self.domains) != len(dataset):
+            raise ValueError(f"DatasetPool: {len(self.domains)} domains for {len(dataset)} items")
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        item = self.dataset[int(index)]
+        return item[0], int(item[1])
+
+    def label(self, index: int) -> int:
+        return int(self.dataset[int(index)][1])
+
+    def domain(self, index: int) -> str:
+        return "" if self.domains is None else self.domains[int(index)]
+
+    def describe(self) -> dict:
+        return {"kind": type(self.dataset).__name__, "size": len(self)}
+
+
+class _Indexed(Dataset):
+    """`pool[indices[j]]` -> `(image, j)`."""
+
+    def __init__(self, pool, indices: np.ndarray):
+        self.pool, self.indices = pool, indices
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, j):
+        return self.pool[int(self.indices[j])][0], j
+
+
+def subsample_candidates(candidates: np.ndarray, fraction_or_n: float, seed: int) -> np.ndarray:
+    """Explicit pool subsampling (`--pool-subsample`): a fraction in (0, 1] or an item count."""
+    n = len(candidates)
+    k = int(round(fraction_or_n * n)) if fraction_or_n <= 1 else int(fraction_or_n)
+    if k < 1:
+        raise ValueError(f"--pool-subsample {fraction_or_n} leaves no items of {n}")
+    if k >= n:
+        return candidates
+    rng = np.random.default_rng([int(seed), 0x5AB5])
+    return np.sort(candidates[rng.choice(n, size=k, replace=False)])
+
+
+# ---------------------------------------------------------------------------------------------
+# predictors: the callable the loop gets from training (baal style)
+
+
+class Predictor(Protocol):
+    """`predictor(x [B,3,H,W]) -> (probs [B,K] float32, features [B,D] float32 or None)`."""
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]: ...
+
+
+class ModelPredictor:
+    """Wraps an Argus model (`forward_features` + linear `fc`) as a predictor.
+
+    Runs in eval mode under `torch.autocast` on CUDA (`amp=True`); outputs are float32.
+    `mc_probs` gives MC-dropout samples for BALD: when dropout sits only before the head (Argus
+    models), features are computed once and only the head is resampled, which equals full MC
+    dropout for that architecture at a fraction of the cost.
+    """
+
+    def __init__(self, model: nn.Module, device="auto", amp: bool = True):
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.amp = bool(amp) and self.device.type == "cuda"
+        self.split = hasattr(model, "forward_features") and isinstance(getattr(model, "fc", None), nn.Linear)
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.float16) if self.amp else torch.autocast("cpu", enabled=False)
+
+    @torch.no_grad()
+    def __call__(self, x):
+        x = x.to(self.device, non_blocking=True)
+        with self._autocast():
+            if self.split:
+                feats = self.model.forward_features(x)
+                logits = self.model.fc(feats)
+            else:
+                feats, logits = None, self.model(x)
+        probs = torch.softmax(logits.float(), dim=1)
+        return probs, None if feats is None else feats.float()
+
+    def _dropout_p(self) -> float:
+        ps = [m.p for m in self.model.modules() if isinstance(m, nn.Dropout) and m.p > 0]
+        if not ps:
+            raise ValueError("BALD needs a model with dropout (MC dropout); this model has none "
+                             "(train with dropout > 0, e.g. SmallCNN(dropout=0.3))")
+        return ps[0]
+
+    @torch.no_grad()
+    def mc_probs(self, x, samples: int) -> torch.Tensor:
+        """`[T, B, K]` softmax outputs with dropout active (batch norm stays in eval mode)."""
+        p = self._dropout_p()
+        x = x.to(self.device, non_blocking=True)
+        head_only = self.split and not any(isinstance(m, nn.Dropout) and m.p > 0
+                                           for m in self.model.modules() if m is not getattr(self.model, "dropout", None))
+        with self._autocast():
+            if head_only:
+                feats = self.model.forward_features(x).float()
+                out = [self.model.fc(nn.functional.dropout(feats, p, training=True)) for _ in range(samples)]
+            else:
+                drops = [m for m in self.model.modules() if isinstance(m, nn.Dropout)]
+                for m in drops:
+                    m.train()
+                try:
+                    out = [self.model(x) for _ in range(samples)]
+                finally:
+                    for m in drops:
+                        m.eval()
+        return torch.softmax(torch.stack(out).float(), dim=2)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _store(n: int, d: int, work_dir: Path | None, name: str, memmap_min_bytes: int):
+    """An `[n, d]` float32 array in RAM, or a memmap in `work_dir` when it is large."""
+    if n * d * 4 < memmap_min_bytes:
+        return np.zeros((n, d), dtype=np.float32)
+    work_dir = Path(work_dir or tempfile.mkdtemp(prefix="argus-pool-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return np.lib.format.open_memmap(work_dir / f"{name}.npy", mode="w+", dtype=np.float32, shape=(n, d))
+
+
+def make_loader(pool, indices: np.ndarray, batch_size: int, num_workers: int, device: torch.device) -> DataLoader:
+    return DataLoader(_Indexed(pool, indices), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      pin_memory=device.type == "cuda", persistent_workers=False)
+
+
+def score_pool(predictor: Callable, pool, strategy: Strategy, candidates: np.ndarray | None = None,
+               labelled: np.ndarray | None = None, batch_size: int = 256, num_workers: int = 0,
+               work_dir: str | os.PathLike | None = None, memmap_min_bytes: int = 1 << 30,
+               progress: bool = True, desc: str = "scoring pool") -> PoolOutputs:
+    """Stream `candidates` (pool indices, default: all) through `predictor`; keep what `strategy` needs.
+
+    Returns `PoolOutputs` aligned with `candidates` (sorted ascending). For `coreset`, the
+    embeddings of `labelled` items are computed too (initial centers). Every candidate is scored.
+    `info` records item counts and seconds spent.
+    """
+    from tqdm.auto import tqdm
+
+    cand = np.arange(len(pool), dtype=np.int64) if candidates is None else np.sort(np.asarray(candidates, dtype=np.int64))
+    device = getattr(predictor, "device", torch.device("cpu"))
+    needs = strategy.needs
+    out = PoolOutputs(indices=cand, info={"n_scored": int(len(cand)), "needs": sorted(needs)})
+    t0 = time.perf_counter()
+    if not needs:
+        out.info["seconds"] = 0.0
+        return out
+    scores = np.zeros(len(cand), dtype=np.float32) if "scores" in needs else None
+    emb = probs = None
+    loader = make_loader(pool, cand, batch_size, num_workers, device)
+    with tqdm(total=len(cand), desc=desc, unit="img", disable=not progress, leave=False) as bar:
+        for x, j in loader:
+            j = j.numpy()
+            lo, hi = int(j[0]), int(j[-1]) + 1  # the loader is sequential: j is a contiguous range
+            p, f = predictor(x)
+            if scores is not None:
+                mc = predictor.mc_probs(x, strategy.mc_samples) if strategy.mc_samples else None
+                scores[lo:hi] = strategy.score_batch(p, mc).float().cpu().numpy()
+            if "embeddings" in needs:
+                if f is None:
+                    raise ValueError(f"strategy {strategy.name!r} needs features; the predictor returned none")
+                if emb is None:
+                    emb = _store(len(cand), f.shape[1], work_dir, "embeddings", memmap_min_bytes)
+                emb[lo:hi] = f.cpu().numpy()
+            if "probs" in needs:
+                if probs is None:
+                    probs = _store(len(cand), p.shape[1], work_dir, "probs", memmap_min_bytes)
+                probs[lo:hi] = p.cpu().numpy()
+            bar.update(hi - lo)
+    out.scores, out.embeddings, out.probs = scores, emb, probs
+    if "embeddings" in needs and labelled is not None and len(labelled):
+        lab = np.sort(np.asarray(labelled, dtype=np.int64))
+        chunks = [predictor(x)[1].cpu().numpy() for x, _ in make_loader(pool, lab, batch_size, num_workers, device)]
+        out.labelled_embeddings = np.concatenate(chunks)
+    out.info["seconds"] = time.perf_counter() - t0
+    return out
