@@ -1,0 +1,649 @@
+"""Chance-corrected agreement among raters, as plain functions over a judgment frame.
+
+Every function takes a long frame (`task, worker, label` [+ `item`, `kind`]) and returns an
+`Estimate` (value + percentile bootstrap CI over tasks). A unit is a `(task, item)` pair when the
+frame has `item` (each argument of a sheet is judged separately); resampling is clustered by
+`task` by default, so the several arguments of one sheet move together.
+
+All statistics are ratios of sums over units (see `_bootstrap`), which makes 1,000 bootstrap
+resamples a handful of matrix products.
+
+Levels of measurement (Krippendorff): `nominal`, `ordinal`, `interval`, `ratio`. There is no
+silent default: pass `level=`, or let it be inferred from the frame's `kind`/`item`
+(`KIND_LEVELS`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from ._bootstrap import Estimate, bootstrap
+from .frames import JudgmentFrameError, unit_columns
+
+LEVELS = ("nominal", "ordinal", "interval", "ratio")
+
+# (task kind, item group) -> level of measurement of its labels (docs/contracts.md).
+KIND_LEVELS = {
+    ("rate_arguments", "arg"): "nominal",      # yes | no | cant_tell
+    ("rate_arguments", "match"): "ordinal",    # Likert 1..5
+    ("name_feature", "name"): "nominal",
+    ("name_feature", "coherence"): "ordinal",  # Likert 1..5
+    ("mark_rationale", "rationale"): "ratio",  # number of marks
+    ("label", "label"): "nominal",             # class name
+}
+
+
+def item_group(item: str) -> str:
+    """`"arg:3"` -> `"arg"`; other items unchanged."""
+    item = "" if item is None else str(item)
+    return item.split(":", 1)[0]
+
+
+def infer_level(frame: pd.DataFrame) -> str:
+    """Level of measurement from the frame's `kind` (and `item`) columns.
+
+    Raises ValueError when the frame has no `kind`, an unknown kind, or mixes levels."""
+    if "kind" not in frame.columns:
+        raise ValueError("level of measurement is required (nominal|ordinal|interval|ratio): "
+                         "the frame has no 'kind' column to infer it from")
+    items = frame["item"] if "item" in frame.columns else frame["kind"]
+    pairs = set(zip(frame["kind"].astype(str), items.map(item_group)))
+    levels = set()
+    for kind, group in pairs:
+        level = KIND_LEVELS.get((kind, group)) or KIND_LEVELS.get((kind, kind))
+        if level is None:
+            raise ValueError(f"cannot infer the level for kind={kind!r}, item={group!r}; pass level= "
+                             f"(one of {LEVELS})")
+        levels.add(level)
+    if len(levels) != 1:
+        raise ValueError(f"the frame mixes items of different levels {sorted(levels)} "
+                         f"(kinds/items {sorted(pairs)}); filter it to one kind/item first")
+    return levels.pop()
+
+
+def _resolve_level(data, level) -> str:
+    if level is None:
+        if not isinstance(data, pd.DataFrame):
+            raise ValueError("level of measurement is required for a matrix input "
+                             "(nominal|ordinal|interval|ratio)")
+        return infer_level(data)
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    return level
+
+
+# ----------------------------------------------------------------------------- encoding
+
+class _Coded:
+    """Integer-coded judgments: `unit, rater, value` codes `[n]` (None on the matrix fast path),
+    `domain` `[V]`, `cluster` `[U]` (task code of every unit), `counts` `[U, V]`,
+    `rated` `[U, R]` bool or None (which rater rated which unit, for rater counts)."""
+
+    def __init__(self, unit, rater, value, domain, n_units, n_raters, cluster, unit_index=None,
+                 counts=None, rated=None):
+        self.unit, self.rater, self.value = unit, rater, value
+        self.domain = domain
+        self.n_units, self.n_raters = n_units, n_raters
+        self.cluster = cluster
+        self.unit_index = unit_index
+        self.rated = rated
+        V = len(domain)
+        if counts is None:
+            counts = np.bincount(unit * V + value, minlength=n_units * V).reshape(n_units, V)
+        self.counts = counts.astype(float)
+
+    def raters_in(self, keep: np.ndarray) -> int:
+        """Number of distinct raters with a rating in the kept units."""
+        if self.rated is not None:
+            return int(self.rated[:, keep].any(1).sum())
+        return int(np.count_nonzero(np.bincount(self.rater[keep[self.unit]], minlength=self.n_raters)))
+
+
+def _numeric_domain(values: np.ndarray, categories, level: str, where: str):
+    """Codes + domain for ordered levels. `categories` (ordered) wins; else numeric labels."""
+    if categories is not None:
+        cats = list(categories)
+        if level in ("interval", "ratio"):
+            try:
+                dom = np.asarray(cats, dtype=float)
+            except (TypeError, ValueError):
+                raise ValueError(f"{where}: level {level!r} needs numeric categories, got {cats}") from None
+        else:
+            dom = np.arange(len(cats), dtype=float)
+        lookup = {c: i for i, c in enumerate(cats)}
+        lookup.update({str(c): i for i, c in enumerate(cats)})
+        codes = pd.Series(values).map(lambda v: lookup.get(v, lookup.get(str(v), -1))).to_numpy()
+        if (codes < 0).any():
+            bad = values[np.flatnonzero(codes < 0)[0]]
+            raise ValueError(f"{where}: label {bad!r} is not among categories {cats}")
+        return codes.astype(np.int64), dom, cats
+    try:
+        nums = pd.to_numeric(pd.Series(values), errors="raise").to_numpy(dtype=float)
+    except (TypeError, ValueError):
+        example = next((v for v in values if pd.isna(pd.to_numeric(v, errors="coerce"))), values[0])
+        raise ValueError(f"{where}: level {level!r} needs numeric labels (or ordered categories=); "
+                         f"label {example!r} is not a number") from None
+    codes, dom = _fast_codes(nums)
+    return codes, dom, list(dom)
+
+
+def _fast_codes(nums: np.ndarray):
+    """Codes into the sorted distinct values; O(n) for small integer ranges, else np.unique."""
+    if nums.size and np.all(np.isfinite(nums)):
+        lo, hi = nums.min(), nums.max()
+        if hi - lo < 100_000 and np.all(nums == np.floor(nums)):
+            shifted = (nums - lo).astype(np.int64)
+            present = np.bincount(shifted, minlength=int(hi - lo) + 1) > 0
+            remap = np.cumsum(present) - 1
+            return remap[shifted], np.flatnonzero(present).astype(float) + lo
+    dom, codes = np.unique(nums, return_inverse=True)
+    return codes.astype(np.int64), dom
+
+
+def _encode(data, level: str, categories=None, cluster: str | None = "task") -> _Coded:
+    if isinstance(data, pd.DataFrame):
+        return _encode_frame(data, level, categories, cluster)
+    return _encode_matrix(np.asarray(data), level, categories)
+
+
+def _encode_matrix(matrix: np.ndarray, level: str, categories) -> _Coded:
+    if matrix.ndim != 2:
+        raise ValueError(f"reliability matrix must be 2-D [raters, units], got shape {matrix.shape}")
+    n_raters, n_units = matrix.shape
+    if matrix.dtype.kind in "fiu" and categories is None:
+        # fast path: value counts straight from the matrix with one bincount, no long format
+        matrix = matrix.astype(float, copy=False)
+        missing = np.isnan(matrix)
+        finite = matrix[~missing]
+        if finite.size == 0:
+            raise ValueError("the reliability matrix has no ratings")
+        lo, hi = finite.min(), finite.max()
+        if hi - lo < 100_000 and np.all(finite == np.floor(finite)):
+            width = int(hi - lo) + 2  # last slot collects the missing cells
+            codes = np.where(missing, width - 1, matrix - lo).astype(np.int64)
+            domain_all = np.arange(width - 1) + lo
+        else:
+            domain_all = np.unique(finite)
+            width = len(domain_all) + 1
+            codes = np.where(missing, width - 1, np.searchsorted(domain_all, np.where(missing, lo, matrix)))
+        codes += np.arange(n_units, dtype=np.int64)[None, :] * width
+        raw = np.bincount(codes.ravel(), minlength=n_units * width).reshape(n_units, width)[:, :-1]
+        present = raw.sum(0) > 0
+        return _Coded(None, None, None, domain_all[present], n_units, n_raters, np.arange(n_units),
+                      counts=raw[:, present], rated=~missing)
+    if matrix.dtype.kind in "f":
+        mask = ~np.isnan(matrix)
+    else:
+        mask = pd.notna(pd.DataFrame(matrix)).to_numpy()
+    rater, unit = np.nonzero(mask)
+    values = matrix[rater, unit]
+    codes, domain, _ = _value_codes(values, level, categories, "matrix")
+    return _Coded(unit, rater, codes, domain, n_units, n_raters, np.arange(n_units))
+
+
+def _value_codes(values: np.ndarray, level: str, categories, where: str):
+    if level == "nominal":
+        if categories is not None:
+            cats = list(categories)
+            lookup = {c: i for i, c in enumerate(cats)}
+            codes = pd.Series(values).map(lambda v: lookup.get(v, -1)).to_numpy()
+            if (codes < 0).any():
+                bad = values[np.flatnonzero(codes < 0)[0]]
+                raise ValueError(f"{where}: label {bad!r} is not among categories {cats}")
+            return codes.astype(np.int64), np.asarray(cats, dtype=object), cats
+        if values.dtype.kind in "fiub":
+            codes, dom = _fast_codes(values.astype(float))
+            return codes, dom, list(dom)
+        codes, uniques = pd.factorize(pd.Series(values, dtype=object), sort=True)
+        return codes.astype(np.int64), np.asarray(uniques, dtype=object), list(uniques)
+    return _numeric_domain(values, categories, level, where)
+
+
+def _encode_frame(frame: pd.DataFrame, level: str, categories, cluster) -> _Coded:
+    for col in ("task", "worker", "label"):
+        if col not in frame.columns:
+            raise JudgmentFrameError(f"judgment frame lacks required column '{col}'")
+    if frame.empty:
+        raise ValueError("the judgment frame is empty")
+    ucols = unit_columns(frame)
+    keys = frame[ucols].astype(str)
+    unit_key = keys["task"] if len(ucols) == 1 else keys["task"] + "\x1f" + keys["item"]
+    unit, unit_uniques = pd.factorize(unit_key, sort=True)
+    rater, _ = pd.factorize(frame["worker"].astype(str), sort=True)
+    n_units = len(unit_uniques)
+    pair = unit.astype(np.int64) * (rater.max() + 1) + rater
+    if len(np.unique(pair)) != len(pair):
+        dup = frame[pd.Series(pair).duplicated(keep=False).to_numpy()].iloc[0]
+        raise JudgmentFrameError(f"worker {dup['worker']!r} answered unit "
+                                 f"{tuple(dup[c] for c in ucols)} more than once")
+    codes, domain, _ = _value_codes(frame["label"].to_numpy(), level, categories, "label")
+    if cluster == "task" and len(ucols) > 1:
+        task_of_unit = pd.Series(frame["task"].astype(str).to_numpy(), index=unit).groupby(level=0).first()
+        clusters, _ = pd.factorize(task_of_unit.sort_index().to_numpy(), sort=True)
+    else:
+        clusters = np.arange(n_units)
+    return _Coded(unit.astype(np.int64), rater.astype(np.int64), codes, domain, n_units,
+                  int(rater.max()) + 1, clusters, unit_index=unit_uniques)
+
+
+def _by_cluster(coded: _Coded, keep: np.ndarray, stats: dict) -> dict:
+    """Sum per-unit stats within clusters (tasks), so the bootstrap resamples whole tasks."""
+    cl = coded.cluster[keep]
+    if len(np.unique(cl)) == len(cl):
+        return stats
+    ids, inv = np.unique(cl, return_inverse=True)
+    agg = sparse.csr_matrix((np.ones(len(cl)), (inv, np.arange(len(cl)))), shape=(len(ids), len(cl)))
+    out = {}
+    for k, v in stats.items():
+        if hasattr(v, "tocsr"):
+            out[k] = (agg @ v).tocsr()
+        elif v.ndim == 1:
+            out[k] = agg @ v
+        else:
+            out[k] = np.asarray(agg @ v.reshape(v.shape[0], -1)).reshape((len(ids),) + v.shape[1:])
+    return out
+
+
+def _estimate(name, stat, stats, coded, keep, *, n_boot, seed, confidence, level=None, extra=None):
+    stats = _by_cluster(coded, keep, stats)
+    value, lo, hi, _ = bootstrap(stat, stats, n_boot=n_boot, seed=seed, confidence=confidence)
+    n_judg = int(coded.counts[keep].sum())
+    return Estimate(statistic=name, value=value, ci_low=lo, ci_high=hi, n_units=int(keep.sum()),
+                    n_raters=coded.raters_in(keep),
+                    n_judgments=n_judg, confidence=confidence, n_boot=n_boot, level=level,
+                    extra=extra or {})
+
+
+# ----------------------------------------------------------------------------- statistics
+
+def percent_agreement(data, *, n_boot: int = 1000, seed=0, confidence: float = 0.95,
+                      cluster: str | None = "task") -> Estimate:
+    """Observed agreement: the share of agreeing rater pairs within a unit, averaged over
+    units with >= 2 ratings (Fleiss' P-bar). Labels compared as nominal.
+
+    Args:
+        data: long judgment frame, or a `[raters, units]` matrix (NaN = missing).
+    Returns:
+        Estimate in [0, 1].
+    """
+    coded = _encode(data, "nominal", cluster=cluster)
+    c = coded.counts
+    m = c.sum(1)
+    keep = m >= 2
+    if not keep.any():
+        raise ValueError("no unit has two or more ratings")
+    ck, mk = c[keep], m[keep]
+    p_u = (ck * (ck - 1)).sum(1) / (mk * (mk - 1))
+    stat = lambda s: s["p"] / s["one"]  # noqa: E731
+    return _estimate("percent_agreement", stat, {"p": p_u, "one": np.ones_like(p_u)}, coded, keep,
+                     n_boot=n_boot, seed=seed, confidence=confidence, level="nominal")
+
+
+def fleiss_kappa(data, *, n_boot: int = 1000, seed=0, confidence: float = 0.95,
+                 cluster: str | None = "task") -> Estimate:
+    """Fleiss' kappa (1971) over units with >= 2 ratings. With a varying number of ratings
+    per unit, P_i uses each unit's own count and p_j pools all ratings (equal counts give the
+    textbook formula, identical to `statsmodels.stats.inter_rater.fleiss_kappa`)."""
+    coded = _encode(data, "nominal", cluster=cluster)
+    c = coded.counts
+    m = c.sum(1)
+    keep = m >= 2
+    if not keep.any():
+        raise ValueError("no unit has two or more ratings")
+    ck, mk = c[keep], m[keep]
+    p_u = (ck * (ck - 1)).sum(1) / (mk * (mk - 1))
+
+    def stat(s):
+        p_bar = s["p"] / s["one"]
+        p_j = s["c"] / s["m"][:, None]
+        p_e = (p_j ** 2).sum(1)
+        return (p_bar - p_e) / (1 - p_e)
+
+    return _estimate("fleiss_kappa", stat, {"p": p_u, "one": np.ones_like(p_u), "c": ck, "m": mk},
+                     coded, keep, n_boot=n_boot, seed=seed, confidence=confidence, level="nominal")
+
+
+def _kappa_weights(k: int, weights) -> np.ndarray:
+    """Disagreement weights `[k, k]` on category indices: None -> 1 - I, linear |i-j|/(k-1),
+    quadratic ((i-j)/(k-1))^2, or a given matrix (agreement weights are not accepted)."""
+    if weights is None or weights in ("none", "unweighted"):
+        return 1.0 - np.eye(k)
+    idx = np.arange(k)
+    d = np.abs(idx[:, None] - idx[None, :]) / max(k - 1, 1)
+    if weights == "linear":
+        return d
+    if weights == "quadratic":
+        return d ** 2
+    w = np.asarray(weights, dtype=float)
+    if w.shape != (k, k):
+        raise ValueError(f"weights matrix must be {k}x{k}, got {w.shape}")
+    return w
+
+
+def cohen_kappa(data, raters: Sequence[str] | str | None = None, *, weights=None, categories=None,
+                min_overlap: int = 2, n_boot: int = 1000, seed=0, confidence: float = 0.95,
+                cluster: str | None = "task") -> Estimate:
+    """Cohen's kappa between two raters (unweighted, `weights="linear"` or `"quadratic"`).
+
+    Args:
+        data: long judgment frame.
+        raters: `(worker_a, worker_b)`; None when the frame has exactly two workers; `"all"` for
+            Light's kappa (the mean of pairwise Cohen's kappas over every pair of workers sharing
+            >= `min_overlap` units).
+        weights: None | "linear" | "quadratic" | `[K, K]` disagreement matrix; weights use the
+            order of `categories` (default: sorted labels, numerically if all are numbers).
+    Returns:
+        Estimate; `extra["pairs"]` is the number of rater pairs averaged.
+    """
+    if not isinstance(data, pd.DataFrame):
+        data = _matrix_to_frame(np.asarray(data))
+    if weights is not None and categories is None:
+        labels = data["label"]
+        num = pd.to_numeric(labels, errors="coerce")
+        categories = sorted(num.unique()) if num.notna().all() else sorted(labels.astype(str).unique())
+        if num.notna().all():
+            data = data.assign(label=num)
+    coded = _encode(data, "nominal", categories, cluster=cluster)
+    workers = np.asarray(sorted(data["worker"].astype(str).unique()))
+    if raters is None:
+        if len(workers) != 2:
+            raise ValueError(f"cohen_kappa needs two raters; the frame has {len(workers)}: pass "
+                             "raters=(a, b) or raters='all' (Light's kappa)")
+        pairs = [(0, 1)]
+    elif isinstance(raters, str):
+        if raters != "all":
+            raise ValueError(f"raters must be a pair of worker ids or 'all', got {raters!r}")
+        pairs = list(itertools.combinations(range(len(workers)), 2))
+    else:
+        a, b = (str(r) for r in raters)
+        missing = [r for r in (a, b) if r not in set(workers)]
+        if missing:
+            raise ValueError(f"rater(s) {missing} not in the frame")
+        pairs = [(int(np.searchsorted(workers, a)), int(np.searchsorted(workers, b)))]
+    K = len(coded.domain)
+    w = _kappa_weights(K, weights)
+    # label of every (unit, rater), -1 where missing
+    grid = np.full((coded.n_units, coded.n_raters), -1, dtype=np.int64)
+    grid[coded.unit, coded.rater] = coded.value
+    rows_, cols_, used = [], [], []
+    for i, j in pairs:
+        both = np.flatnonzero((grid[:, i] >= 0) & (grid[:, j] >= 0))
+        if len(both) < min_overlap:
+            continue
+        rows_.append(both)
+        cols_.append(len(used) * K * K + grid[both, i] * K + grid[both, j])
+        used.append((i, j))
+    if not used:
+        raise ValueError(f"no pair of raters shares >= {min_overlap} units")
+    # one block of K*K contingency cells per rater pair; COO -> CSR sums duplicates
+    table = sparse.csr_matrix((np.ones(sum(len(r) for r in rows_)),
+                               (np.concatenate(rows_), np.concatenate(cols_))),
+                              shape=(coded.n_units, len(used) * K * K))
+    keep = np.asarray(table.sum(1)).ravel() > 0
+
+    def stat(s):
+        t = s["t"].reshape(-1, len(used), K, K)
+        n = t.sum((2, 3))
+        row, col = t.sum(3) / n[..., None], t.sum(2) / n[..., None]
+        po = (t * w).sum((2, 3)) / n
+        pe = np.einsum("bpi,ij,bpj->bp", row, w, col)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kappas = 1 - po / pe
+        return np.nanmean(kappas, axis=1) if kappas.shape[1] > 1 else kappas[:, 0]
+
+    name = "cohen_kappa" if len(used) == 1 else "light_kappa"
+    return _estimate(name, stat, {"t": table[keep]}, coded, keep, n_boot=n_boot, seed=seed,
+                     confidence=confidence, level="nominal" if weights is None else "ordinal",
+                     extra={"pairs": len(used), "weights": weights if isinstance(weights, str) or weights is None else "custom"})
+
+
+def _matrix_to_frame(matrix: np.ndarray) -> pd.DataFrame:
+    from .frames import from_matrix
+    return from_matrix(matrix)
+
+
+def krippendorff_alpha(data, level: str | None = None, *, categories=None, n_boot: int = 1000,
+                       seed=0, confidence: float = 0.95, cluster: str | None = "task") -> Estimate:
+    """Krippendorff's alpha from the coincidence matrix, any number of raters, missing data.
+
+    Args:
+        data: long judgment frame, or a `[raters, units]` matrix with NaN for missing (the
+            `krippendorff` package's orientation).
+        level: "nominal" | "ordinal" | "interval" | "ratio"; None infers it from the frame's
+            `kind`/`item` (`KIND_LEVELS`) and raises if it cannot: there is no silent default.
+        categories: ordered label list (for string labels at ordinal level, or to fix the
+            nominal domain); numeric labels are used as numbers otherwise.
+    Returns:
+        Estimate (alpha in (-inf, 1]); only pairable values (units with >= 2 ratings) count.
+
+    Computation: with c_u the value counts of unit u and m_u their sum, the observed
+    disagreement is sum_u (c_u' D c_u) / (m_u - 1) and the expected one n' D n / (N - 1), where
+    n = sum_u c_u over pairable units; alpha = 1 - (N - 1) D_o / (n' D n).
+    """
+    level = _resolve_level(data, level)
+    coded = _encode(data, level, categories, cluster=cluster)
+    c = coded.counts
+    m = c.sum(1)
+    keep = m >= 2
+    if not keep.any():
+        raise ValueError("Krippendorff's alpha needs at least one unit with two or more ratings")
+    if len(coded.domain) < 2:
+        raise ValueError(f"Krippendorff's alpha needs at least two distinct values; all labels are "
+                         f"{coded.domain[0]!r}")
+    ck, inv = c[keep], 1.0 / (m[keep] - 1)
+    dom = np.asarray(coded.domain, dtype=float) if level in ("interval", "ratio") else None
+    if level == "ordinal":
+        # the ordinal metric depends on the marginals, so keep the full coincidences per unit
+        V = ck.shape[1]
+        o_u = (ck[:, :, None] * ck[:, None, :] - ck[:, :, None] * np.eye(V)) * inv[:, None, None]
+        stats = {"o": o_u.reshape(len(ck), V * V)}
+
+        def stat(s):
+            o = s["o"].reshape(-1, V, V)
+            n = o.sum(2)
+            d = _ordinal_delta(n)
+            N = n.sum(1)
+            return 1 - (N - 1) * (o * d).sum((1, 2)) / np.einsum("bi,bij,bj->b", n, d, n)
+    else:
+        if level == "nominal":
+            d = 1.0 - np.eye(ck.shape[1])
+        elif level == "interval":
+            d = (dom[:, None] - dom[None, :]) ** 2
+        else:
+            s_ = dom[:, None] + dom[None, :]
+            d = np.divide(dom[:, None] - dom[None, :], s_, out=np.zeros_like(s_), where=s_ != 0) ** 2
+        do_u = ((ck @ d) * ck).sum(1) * inv
+        stats = {"do": do_u, "n": ck}
+
+        def stat(s):
+            n = s["n"]
+            N = n.sum(1)
+            return 1 - (N - 1) * s["do"] / np.einsum("bi,ij,bj->b", n, d, n)
+
+    return _estimate("krippendorff_alpha", stat, stats, coded, keep, n_boot=n_boot, seed=seed,
+                     confidence=confidence, level=level)
+
+
+def _ordinal_delta(n: np.ndarray) -> np.ndarray:
+    """Ordinal distances `[B, V, V]` from marginals `n` `[B, V]`:
+    (sum_{g=a..b} n_g - (n_a + n_b) / 2)^2."""
+    cs = np.cumsum(n, axis=1)
+    a = np.arange(n.shape[1])
+    lo, hi = np.minimum.outer(a, a), np.maximum.outer(a, a)
+    between = cs[:, hi] - cs[:, lo] + n[:, lo]
+    return (between - (n[:, :, None] + n[:, None, :]) / 2) ** 2
+
+
+def gwet_weights(categories: Sequence, kind: str = "identity") -> np.ndarray:
+    """Agreement weights `[q, q]` as in Gwet (2014) / irrCAC: identity, linear
+    `1 - |k-l|/(max-min)`, quadratic `1 - (k-l)^2/(max-min)^2` on the category values when all
+    are numbers, else on ranks 1..q."""
+    cats = list(categories)
+    q = len(cats)
+    if kind == "identity":
+        return np.eye(q)
+    if all(isinstance(v, (int, float, np.integer, np.floating)) for v in cats):
+        x = np.asarray(sorted(cats), dtype=float)
+    else:
+        x = np.arange(1, q + 1, dtype=float)
+    span = x.max() - x.min() if q > 1 else 1.0
+    diff = np.abs(x[:, None] - x[None, :])
+    if kind == "linear":
+        return 1 - diff / span
+    if kind == "quadratic":
+        return 1 - (diff / span) ** 2
+    raise ValueError(f"unknown weights {kind!r}; use identity|linear|quadratic or a matrix")
+
+
+def gwet_ac2(data, weights="quadratic", *, categories=None, n_boot: int = 1000, seed=0,
+             confidence: float = 0.95, cluster: str | None = "task") -> Estimate:
+    """Gwet's AC2 (weighted AC1) for any number of raters with missing ratings (Gwet 2014,
+    same formulas as irrCAC's `CAC.gwet`).
+
+    Args:
+        weights: "identity" (= AC1) | "linear" | "quadratic" | `[q, q]` agreement matrix.
+        categories: all possible categories in order (default: the labels seen, sorted; unused
+            categories change q and so the chance agreement).
+    """
+    if not isinstance(data, pd.DataFrame):
+        data = _matrix_to_frame(np.asarray(data))
+    labels = data["label"]
+    num = pd.to_numeric(labels, errors="coerce")
+    if categories is None:
+        if num.notna().all():
+            data = data.assign(label=num.to_numpy())
+            categories = sorted(num.unique().tolist())
+        else:
+            categories = sorted(labels.astype(str).unique())
+            data = data.assign(label=labels.astype(str))
+    coded = _encode(data, "nominal", categories, cluster=cluster)
+    q = len(categories)
+    if q < 2:
+        raise ValueError("Gwet's AC needs at least two categories")
+    wm = gwet_weights(categories, weights) if isinstance(weights, str) else np.asarray(weights, float)
+    if wm.shape != (q, q):
+        raise ValueError(f"weights matrix must be {q}x{q}, got {wm.shape}")
+    c = coded.counts
+    m = c.sum(1)
+    keep = m >= 1
+    ck, mk = c[keep], m[keep]
+    two = mk >= 2
+    cw = ck @ wm.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pa_u = np.where(two, (ck * (cw - 1)).sum(1) / (mk * (mk - 1)), 0.0)
+    stats = {"pa": pa_u, "two": two.astype(float), "pi": ck / mk[:, None], "one": np.ones(len(mk))}
+    tw = wm.sum()
+
+    def stat(s):
+        pa = s["pa"] / s["two"]
+        pi = s["pi"] / s["one"][:, None]
+        pe = tw * (pi * (1 - pi)).sum(1) / (q * (q - 1))
+        return (pa - pe) / (1 - pe)
+
+    name = "gwet_ac1" if isinstance(weights, str) and weights == "identity" else "gwet_ac2"
+    return _estimate(name, stat, stats, coded, keep, n_boot=n_boot, seed=seed, confidence=confidence,
+                     level="nominal" if name == "gwet_ac1" else "ordinal",
+                     extra={"weights": weights if isinstance(weights, str) else "custom"})
+
+
+def gwet_ac1(data, *, categories=None, n_boot: int = 1000, seed=0, confidence: float = 0.95,
+             cluster: str | None = "task") -> Estimate:
+    """Gwet's AC1: `gwet_ac2` with identity weights (nominal labels)."""
+    return gwet_ac2(data, "identity", categories=categories, n_boot=n_boot, seed=seed,
+                    confidence=confidence, cluster=cluster)
+
+
+STATISTICS = {
+    "percent_agreement": percent_agreement,
+    "fleiss_kappa": fleiss_kappa,
+    "krippendorff_alpha": krippendorff_alpha,
+    "gwet_ac1": gwet_ac1,
+    "gwet_ac2": gwet_ac2,
+    "cohen_kappa": cohen_kappa,
+}
+
+
+def agreement_by(frame: pd.DataFrame, by: str | Iterable[str], statistic: str = "krippendorff_alpha",
+                 **kwargs) -> pd.DataFrame:
+    """One statistic per group (`by` = e.g. "class", "domain", "batch", "rank").
+
+    Groups where the statistic is undefined (no unit with two ratings, one distinct value) get
+    NaN and the reason in `note`. For `class`/`domain` join sheet info first
+    (`frames.attach_sheet_info`).
+
+    Returns:
+        DataFrame: the group column(s), statistic, value, ci_low, ci_high, n_units, n_raters,
+        n_judgments, level, note.
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    missing = [b for b in by if b not in frame.columns]
+    if missing:
+        raise ValueError(f"cannot break down by {missing}: not columns of the frame "
+                         f"({list(frame.columns)}); for class/domain use attach_sheet_info")
+    fn = STATISTICS.get(statistic)
+    if fn is None:
+        raise ValueError(f"unknown statistic {statistic!r}; choose from {sorted(STATISTICS)}")
+    rows = []
+    for key, group in frame.groupby(by, dropna=False, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(by, key))
+        try:
+            est = fn(group, **kwargs)
+            row.update(est.as_dict())
+            row["note"] = ""
+        except ValueError as exc:
+            row.update({"statistic": statistic, "value": np.nan, "ci_low": np.nan, "ci_high": np.nan,
+                        "n_units": 0, "n_judgments": len(group), "note": str(exc)})
+        rows.append(row)
+    cols = by + ["statistic", "value", "ci_low", "ci_high", "n_units", "n_raters", "n_judgments",
+                 "level", "note"]
+    out = pd.DataFrame(rows)
+    return out[[c for c in cols if c in out.columns]]
+
+
+def agreement_table(frame: pd.DataFrame, *, n_boot: int = 1000, seed=0,
+                    confidence: float = 0.95) -> pd.DataFrame:
+    """Agreement per task kind and item group, with the level inferred from `KIND_LEVELS`:
+    percent agreement, Krippendorff's alpha, Fleiss' kappa and Gwet's AC1 for nominal items;
+    percent agreement, alpha and AC2 (quadratic) for ordered ones.
+
+    Returns:
+        DataFrame: kind, item, statistic, level, value, ci_low, ci_high, n_units, n_raters,
+        n_judgments, note.
+    """
+    if "kind" not in frame.columns:
+        frame = frame.assign(kind="label", item="label")
+    items = frame["item"] if "item" in frame.columns else frame["kind"]
+    frame = frame.assign(_group=items.map(item_group))
+    rows = []
+    for (kind, group), sub in frame.groupby(["kind", "_group"], sort=True):
+        level = KIND_LEVELS.get((kind, group))
+        if level is None:
+            continue
+        sub = sub.drop(columns="_group")
+        if level == "nominal":
+            stats = [("percent_agreement", {}), ("krippendorff_alpha", {"level": level}),
+                     ("fleiss_kappa", {}), ("gwet_ac1", {})]
+        else:
+            stats = [("percent_agreement", {}), ("krippendorff_alpha", {"level": level}),
+                     ("gwet_ac2", {"weights": "quadratic"})]
+        for name, kw in stats:
+            row = {"kind": kind, "item": group}
+            try:
+                est = STATISTICS[name](sub, n_boot=n_boot, seed=seed, confidence=confidence, **kw)
+                row.update(est.as_dict())
+                row["note"] = ""
+            except ValueError as exc:
+                row.update({"statistic": name, "level": level, "value": np.nan, "ci_low": np.nan,
+                            "ci_high": np.nan, "n_units": 0, "n_judgments": len(sub), "note": str(exc)})
+            row["level"] = level if name in ("percent_agreement", "krippendorff_alpha") else row.get("level")
+            rows.append(row)
+    cols = ["kind", "item", "statistic", "level", "value", "ci_low", "ci_high", "n_units", "n_raters",
+            "n_judgments", "note"]
+    out = pd.DataFrame(rows, columns=cols)
+    return out
