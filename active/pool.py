@@ -200,25 +200,45 @@ class ModelPredictor:
     dropout for that architecture at a fraction of the cost.
     """
 
-    def __init__(self, model: nn.Module, device="auto", amp: bool = True):
+    def __init__(self, model: nn.Module, device="auto", amp: bool = True, renormalize=None,
+                 class_map: list[int] | None = None, num_classes: int | None = None):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.amp = bool(amp) and self.device.type == "cuda"
         self.split = hasattr(model, "forward_features") and isinstance(getattr(model, "fc", None), nn.Linear)
+        # renormalize = (pool mean, pool std, model mean, std): pool tensors -> the model's input scaling
+        self.affine = None
+        if renormalize is not None:
+            sm, ss, dm, ds = (torch.as_tensor(v, dtype=torch.float32).view(1, 3, 1, 1) for v in renormalize)
+            self.affine = ((ss / ds).to(self.device), ((sm - dm) / ds).to(self.device))
+        # class_map[j] = pool class id of model output j (a model may know a subset of the classes)
+        self.class_map = None if class_map is None else torch.as_tensor(class_map, dtype=torch.long, device=self.device)
+        self.num_classes = num_classes
+
+    def _input(self, x):
+        x = x.to(self.device, non_blocking=True)
+        return x if self.affine is None else x * self.affine[0] + self.affine[1]
+
+    def _to_pool_classes(self, probs: torch.Tensor) -> torch.Tensor:
+        if self.class_map is None:
+            return probs
+        full = probs.new_zeros(*probs.shape[:-1], self.num_classes)
+        full[..., self.class_map] = probs
+        return full
 
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.float16) if self.amp else torch.autocast("cpu", enabled=False)
 
     @torch.no_grad()
     def __call__(self, x):
-        x = x.to(self.device, non_blocking=True)
+        x = self._input(x)
         with self._autocast():
             if self.split:
                 feats = self.model.forward_features(x)
                 logits = self.model.fc(feats)
             else:
                 feats, logits = None, self.model(x)
-        probs = torch.softmax(logits.float(), dim=1)
+        probs = self._to_pool_classes(torch.softmax(logits.float(), dim=1))
         return probs, None if feats is None else feats.float()
 
     def _dropout_p(self) -> float:
@@ -232,7 +252,7 @@ class ModelPredictor:
     def mc_probs(self, x, samples: int) -> torch.Tensor:
         """`[T, B, K]` softmax outputs with dropout active (batch norm stays in eval mode)."""
         p = self._dropout_p()
-        x = x.to(self.device, non_blocking=True)
+        x = self._input(x)
         head_only = self.split and not any(isinstance(m, nn.Dropout) and m.p > 0
                                            for m in self.model.modules() if m is not getattr(self.model, "dropout", None))
         with self._autocast():
@@ -248,7 +268,7 @@ class ModelPredictor:
                 finally:
                     for m in drops:
                         m.eval()
-        return torch.softmax(torch.stack(out).float(), dim=2)
+        return self._to_pool_classes(torch.softmax(torch.stack(out).float(), dim=2))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,203 @@
+"""Labelling oracles: simulated (ground truth with optional noise) and the crowd (Argus server).
+
+An oracle's `label(pool, indices [B], round) -> OracleResult` returns class ids `[B]` (-1 where
+no label could be obtained; the loop returns those items to the pool), the cost per item and
+per-round info (e.g. crowd agreement).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ORACLES = ("simulated", "crowd")
+
+
+@dataclass
+class OracleResult:
+    labels: np.ndarray  # [B] int64 class ids, -1 = not labelled
+    costs: np.ndarray  # [B] float, in the oracle's cost unit (judgments x price)
+    agreement_per_item: list = field(default_factory=list)  # [B] share of judgments = final label
+    info: dict = field(default_factory=dict)
+
+
+class SimulatedOracle:
+    """Ground-truth labels; with probability `noise` a uniformly drawn *other* class instead.
+
+    The noise draw depends only on `(seed, index)`, so a resumed or repeated run buys the same
+    labels. `cost` is charged per item.
+    """
+
+    name = "simulated"
+
+    def __init__(self, noise: float = 0.0, seed: int = 0, cost: float = 1.0):
+        if not 0.0 <= noise <= 1.0:
+            raise ValueError(f"--label-noise must be in [0, 1], got {noise}")
+        self.noise, self.seed, self.cost = float(noise), int(seed), float(cost)
+
+    def label(self, pool, indices, round: int) -> OracleResult:
+        indices = np.asarray(indices, np.int64)
+        truth = np.asarray([pool.label(int(i)) for i in indices], np.int64)
+        labels = truth.copy()
+        k = len(pool.classes)
+        if self.noise > 0 and k > 1:
+            for j, i in enumerate(indices):
+                r = np.random.default_rng([self.seed, int(i), 0xB0B])
+                if r.random() < self.noise:
+                    labels[j] = (truth[j] + 1 + r.integers(k - 1)) % k
+        return OracleResult(labels, np.full(len(indices), self.cost), [1.0] * len(indices),
+                            {"label_accuracy": float((labels == truth).mean()) if len(truth) else None})
+
+
+def aggregate_dawid_skene(frame, seed: int = 0):
+    """Dawid-Skene labels per task from a `task, worker, label` frame -> pandas Series (task -> label).
+
+    Uses `analysis.aggregate.DawidSkene` (the project's aggregator); falls back to crowd-kit's
+    implementation of the same model when the analysis package does not provide it.
+    """
+    try:
+        from analysis.aggregate import DawidSkene
+    except ImportError:
+        from crowdkit.aggregation import DawidSkene
+    try:
+        return DawidSkene(n_iter=100).fit_predict(frame[["task", "worker", "label"]])
+    except TypeError:  # aggregators with other constructor arguments
+        return DawidSkene().fit_predict(frame[["task", "worker", "label"]])
+
+
+class CrowdClient:
+    """Thin HTTP client for the Argus crowd server's JSON API (`/api`, bearer token)."""
+
+    def __init__(self, url: str, token: str | None = None, timeout_s: float = 30.0):
+        import requests
+
+        self.url = url.rstrip("/")
+        self.session = requests.Session()
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+        self.timeout_s = timeout_s
+
+    def _call(self, method: str, path: str, **kw):
+        resp = self.session.request(method, f"{self.url}/api{path}", timeout=self.timeout_s, **kw)
+        if resp.status_code >= 400:
+            try:
+                detail = resp.json()
+            except ValueError:
+                detail = resp.text[:300]
+            raise RuntimeError(f"crowd server {method} /api{path}: HTTP {resp.status_code}: {detail}")
+        return resp
+
+    def create_label_batch(self, images: list[dict], classes: list[str], redundancy: int, name: str,
+                           reward_cents: int = 0) -> dict:
+        body = {"kind": "label", "images": images, "classes": classes, "redundancy": redundancy, "name": name,
+                "reward_cents": reward_cents}
+        return self._call("POST", "/batches", json=body).json()
+
+    def batch_status(self, batch_id: int) -> dict:
+        return self._call("GET", f"/batches/{batch_id}").json()
+
+    def close_batch(self, batch_id: int) -> None:
+        self._call("POST", f"/batches/{batch_id}/status", json={"status": "closed"})
+
+    def judgments(self, batch_id: int):
+        import io
+
+        import pandas as pd
+
+        text = self._call("GET", "/judgments", params={"batch": batch_id, "format": "csv"}).text
+        return pd.read_csv(io.StringIO(text), dtype={"label": str, "sheet": str, "task": str, "worker": str})
+
+
+def save_pool_png(pool, index: int, path: Path):
+    """Write the pool item as the PNG a worker sees (undoing the pool's normalisation)."""
+    from PIL import Image
+
+    x, _ = pool[int(index)]
+    mean = np.asarray(getattr(pool, "mean", (0.5, 0.5, 0.5)), np.float32).reshape(3, 1, 1)
+    std = np.asarray(getattr(pool, "std", (0.25, 0.25, 0.25)), np.float32).reshape(3, 1, 1)
+    arr = np.clip((x.numpy() * std + mean) * 255.0 + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    Image.fromarray(arr, "RGB").save(path)
+
+
+class CrowdOracle:
+    """Label the selected items with crowd workers on the Argus server.
+
+    For each round: write the items' images to `media_dir/round<r>/`, create a `label` batch with
+    redundancy R through the HTTP API, poll until every task has R judgments or `timeout_s`
+    passes (then close the batch), aggregate with Dawid-Skene, and return labels. Items without
+    any judgment come back as -1 (returned to the pool). Agreement = share of an item's
+    judgments equal to its aggregated label; per round its mean and the label accuracy against
+    ground truth (when the pool knows it) go into `info`. Cost = judgments x `reward_cents`.
+    """
+
+    name = "crowd"
+
+    def __init__(self, url: str, token: str | None = None, redundancy: int = 3, timeout_s: float = 3600.0,
+                 poll_s: float = 2.0, media_dir: str | Path = "runs/active-crowd-media", reward_cents: int = 0,
+                 seed: int = 0, progress: bool = True, client: CrowdClient | None = None):
+        if redundancy < 1:
+            raise ValueError(f"--redundancy must be >= 1, got {redundancy}")
+        self.client = client or CrowdClient(url, token)
+        self.redundancy, self.timeout_s, self.poll_s = int(redundancy), float(timeout_s), float(poll_s)
+        self.media_dir, self.reward_cents, self.seed, self.progress = Path(media_dir), int(reward_cents), seed, progress
+        self.batches: list[int] = []
+
+    def label(self, pool, indices, round: int) -> OracleResult:
+        from tqdm.auto import tqdm
+
+        indices = np.asarray(indices, np.int64)
+        folder = self.media_dir / f"round{round}"
+        folder.mkdir(parents=True, exist_ok=True)
+        images = []
+        for i in indices:
+            path = folder / f"pool-{int(i)}.png"
+            save_pool_png(pool, int(i), path)
+            images.append({"id": f"pool-{int(i)}", "image": str(path.resolve())})
+        batch = self.client.create_label_batch(images, list(pool.classes), self.redundancy,
+                                               name=f"active round {round}", reward_cents=self.reward_cents)
+        batch_id = int(batch["id"])
+        self.batches.append(batch_id)
+        t0 = time.monotonic()
+        status = self.client.batch_status(batch_id)
+        with tqdm(total=status.get("judgments_needed", len(indices) * self.redundancy), desc=f"crowd batch {batch_id}",
+                  unit="judgment", disable=not self.progress, leave=False) as bar:
+            while not status.get("complete") and time.monotonic() - t0 < self.timeout_s:
+                time.sleep(self.poll_s)
+                status = self.client.batch_status(batch_id)
+                bar.n = min(status.get("judgments", 0), bar.total)
+                bar.refresh()
+        timed_out = not status.get("complete")
+        if timed_out:
+            self.client.close_batch(batch_id)
+        frame = self.client.judgments(batch_id)
+        if "is_gold" in frame:
+            frame = frame[~frame["is_gold"].astype(str).str.lower().isin(["true", "1"])]
+        if "item" in frame:
+            frame = frame[frame["item"] == "label"]
+        frame = frame.assign(task=frame["sheet"].astype(str))  # one task per item: key by item id
+        labels = np.full(len(indices), -1, np.int64)
+        agreement: list = [float("nan")] * len(indices)
+        class_index = {c: k for k, c in enumerate(pool.classes)}
+        if len(frame):
+            agg = aggregate_dawid_skene(frame, self.seed)
+            pos = {f"pool-{int(i)}": j for j, i in enumerate(indices)}
+            for task, lab in agg.items():
+                j = pos.get(str(task))
+                if j is not None:
+                    labels[j] = class_index[str(lab)]
+                    votes = frame.loc[frame["task"] == task, "label"].astype(str)
+                    agreement[j] = float((votes == str(lab)).mean())
+        n_j = frame.groupby("task").size() if len(frame) else {}
+        costs = np.asarray([n_j.get(f"pool-{int(i)}", 0) * self.reward_cents / 100.0 for i in indices], float)
+        truth = np.asarray([pool.label(int(i)) for i in indices])
+        ok = labels >= 0
+        info = {"batch": batch_id, "judgments": int(len(frame)), "timed_out": bool(timed_out),
+                "unlabelled": int((~ok).sum()), "wait_s": round(time.monotonic() - t0, 2),
+                "agreement": float(np.nanmean(agreement)) if ok.any() else None,
+                "label_accuracy": float((labels[ok] == truth[ok]).mean()) if ok.any() else None}
+        (folder / "round.json").write_text(json.dumps(info, indent=2) + "\n")
+        return OracleResult(labels, costs, agreement, info)
