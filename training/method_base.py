@@ -1,0 +1,143 @@
+"""The plug-in point for training methods (center loss, distance sampling, JTT, GroupDRO, ...).
+
+A `TrainingMethod` decides three things the ERM trainer otherwise does itself: which training
+rows an epoch draws (`epoch_indices`), the loss of a mini-batch (`loss`), and extra trainable
+state (`extra_parameters` / `extra_optimizers`). The default implementation IS ERM: uniform
+shuffle and mean cross-entropy. Methods register under a name:
+
+    @register_method("center-loss")
+    class CenterLoss(TrainingMethod): ...
+
+    method = build_method("center-loss", weight=0.01)
+
+`build_method` imports `training.methods` on first use (if that module exists) so its
+registrations are visible. A method sees the `domain` column only when its class sets
+`reads_domains = True` (oracle baselines such as GroupDRO); the trainer never reads it otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+_REGISTRY: dict[str, type] = {}
+_METHODS_IMPORTED = False
+
+
+class TrainingMethod:
+    """Base class: ERM behaviour by default. Subclasses override what they change.
+
+    Attributes set by `prepare`: `trainer` (the `training.trainer.Trainer`), `num_classes`,
+    `num_train` (rows in the training split), `labels` (`[N]` int64 train labels on CPU) and,
+    only when `reads_domains`, `domains` (`[N]` int64 domain ids) and `domain_names`.
+    """
+
+    name = "erm"
+    reads_domains = False
+
+    def __init__(self, **kwargs):
+        if kwargs:
+            raise TypeError(f"method {self.name!r} takes no options, got {', '.join(sorted(kwargs))}")
+        self.trainer = None
+        self.num_classes = 0
+        self.num_train = 0
+        self.labels: torch.Tensor | None = None
+
+    def prepare(self, trainer) -> None:
+        """Called once before the first epoch (also on resume, before state is loaded). JTT-style
+        methods may run a first ERM stage here through `trainer.train_erm_stage(epochs)`."""
+        self.trainer = trainer
+        self.num_classes = trainer.num_classes
+        self.num_train = trainer.num_train
+        self.labels = trainer.train_labels
+
+    def extra_parameters(self) -> list[torch.nn.Parameter]:
+        """Trainable tensors besides the model's (e.g. class centers); the trainer adds them to
+        the model optimizer unless `extra_optimizers` handles them."""
+        return []
+
+    def extra_optimizers(self) -> list[torch.optim.Optimizer]:
+        """Optimizers the method steps itself (each `step()`/`zero_grad()`-ed by the trainer)."""
+        return []
+
+    def epoch_indices(self, epoch: int, generator: torch.Generator) -> torch.Tensor | None:
+        """The epoch's draw of training-row indices (`LongTensor [M]`, repeats allowed), or None
+        for a uniform shuffle of all rows. Must only use `generator` for randomness (DDP ranks
+        share it and take disjoint shares of the draw)."""
+        return None
+
+    def loss(self, logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
+             domains: torch.Tensor | None = None) -> torch.Tensor:
+        """Scalar loss of a mini-batch. `logits [B, K]`, pooled `features [B, D]` (same forward
+        pass), `labels [B]`, `indices [B]` (training-row ids), `domains [B]` only when
+        `reads_domains`."""
+        return F.cross_entropy(logits, labels)
+
+    def after_step(self) -> None:
+        """Called after every optimizer step."""
+
+    def end_epoch(self, epoch: int) -> dict:
+        """Called after each epoch; the returned dict is logged into `metrics.json`."""
+        return {}
+
+    def selection_score(self, val_report: dict) -> float:
+        """Model-selection score from a validation report (higher is better). Default: the
+        worst-class validation accuracy (uses labels only, never domains)."""
+        return float(val_report["worst_class_accuracy"])
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def config(self) -> dict:
+        """Options recorded in `model.json` (override to report hyperparameters)."""
+        return {}
+
+
+def register_method(name: str) -> Callable[[type], type]:
+    """Class decorator: make a `TrainingMethod` subclass available as `--method NAME`."""
+
+    def deco(cls: type) -> type:
+        if not (isinstance(cls, type) and issubclass(cls, TrainingMethod)):
+            raise TypeError(f"register_method({name!r}): {cls!r} is not a TrainingMethod subclass")
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"training method {name!r} is already registered by {_REGISTRY[name].__module__}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def _import_methods() -> None:
+    global _METHODS_IMPORTED
+    if _METHODS_IMPORTED:
+        return
+    _METHODS_IMPORTED = True
+    try:
+        importlib.import_module("training.methods")
+    except ModuleNotFoundError as exc:
+        if exc.name != "training.methods":
+            raise
+
+
+def available_methods() -> list[str]:
+    """Registered method names (imports `training.methods` first)."""
+    _import_methods()
+    return sorted(_REGISTRY)
+
+
+def build_method(name: str, **kwargs) -> TrainingMethod:
+    """Instantiate the method registered as `name` with its options."""
+    _import_methods()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown training method {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name](**kwargs)
+
+
+register_method("erm")(TrainingMethod)
