@@ -27,6 +27,7 @@ import datetime as dt
 import hashlib
 import logging
 import re
+from collections import Counter
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Iterable, Iterator, Sequence
 from xml.sax.saxutils import escape
@@ -212,60 +213,67 @@ def bonus_fee(amount: Decimal) -> Decimal:
 class CostEstimate:
     """What a launch will cost at most, in USD (Decimals, cents).
 
-    ``rewards`` = reward x assignments; ``fees`` = MTurk's commission on them;
-    ``bonuses`` + ``bonus_fees`` = the planned bonus budget; ``total`` = the sum.
+    ``rewards`` = reward x assignments; ``fees`` = MTurk's commission on them (20%, 40% on
+    HITs with >= 10 assignments); ``bonuses`` + ``bonus_fees`` = the planned bonus budget;
+    ``total`` = the sum.
     """
 
-    n_hits: int
-    assignments_per_hit: int
+    hit_sizes: tuple[int, ...]
     reward: Decimal
     rewards: Decimal
     fees: Decimal
-    fee_rate: Decimal
     bonuses: Decimal
     bonus_fees: Decimal
     total: Decimal
 
     @property
+    def n_hits(self) -> int:
+        return len(self.hit_sizes)
+
+    @property
     def assignments(self) -> int:
-        return self.n_hits * self.assignments_per_hit
+        return sum(self.hit_sizes)
 
     def rows(self) -> list[tuple[str, str]]:
         """(label, value) rows for a table."""
+        sizes = Counter(self.hit_sizes)
+        layout = " + ".join(f"{n} HIT{'s' if n > 1 else ''} x {k}" for k, n in sorted(sizes.items(), reverse=True))
+        tiers = sorted({"40%" if k >= 10 else "20%" for k in sizes})
         return [
-            ("HITs x assignments per HIT", f"{self.n_hits} x {self.assignments_per_hit} = {self.assignments}"),
+            ("HITs", f"{layout} = {self.assignments} assignments"),
             ("reward per assignment", f"${self.reward}"),
             ("rewards", f"${self.rewards}"),
-            (f"MTurk fee ({int(self.fee_rate * 100)}%)", f"${self.fees}"),
+            (f"MTurk fee ({' and '.join(tiers)})", f"${self.fees}"),
             ("planned bonuses", f"${self.bonuses}"),
             ("MTurk fee on bonuses (20%)", f"${self.bonus_fees}"),
             ("total", f"${self.total}"),
         ]
 
 
-def estimate_cost(reward: Any, n_hits: int, assignments_per_hit: int, planned_bonuses: Any = 0) -> CostEstimate:
-    """Worst-case cost of launching ``n_hits`` HITs of ``assignments_per_hit`` each.
+def estimate_hits(reward: Any, hit_sizes: Sequence[int], planned_bonuses: Any = 0) -> CostEstimate:
+    """Worst-case cost of HITs with ``hit_sizes`` assignments each (every one approved).
 
-    Every assignment is assumed approved. ``planned_bonuses`` is the total bonus budget (USD);
-    MTurk charges 20% on bonuses too, so that is added. HITs with >= 10 assignments pay a 40%
-    fee, which is why the launcher splits batches into HITs of at most 9 by default.
+    ``planned_bonuses`` is the total bonus budget (USD); MTurk charges 20% on bonuses too, so
+    that is added. HITs with >= 10 assignments pay a 40% fee, which is why the launcher splits
+    batches into HITs of at most 9 by default.
     """
     reward = money(reward, "reward")
     bonuses = money(planned_bonuses, "planned bonuses")
+    sizes = tuple(int(n) for n in hit_sizes)
+    if any(n < 1 for n in sizes):
+        raise ValueError(f"hit sizes: {sizes!r}: every HIT needs >= 1 assignment")
+    rewards = reward * sum(sizes)
+    fees = sum(((mturk_fee(reward, n) if reward > 0 else Decimal("0.00")) * n for n in sizes), Decimal("0.00"))
+    bfees = bonus_fee(bonuses) if bonuses > 0 else Decimal("0.00")
+    return CostEstimate(hit_sizes=sizes, reward=reward, rewards=rewards.quantize(CENT), fees=fees.quantize(CENT),
+                        bonuses=bonuses, bonus_fees=bfees, total=(rewards + fees + bonuses + bfees).quantize(CENT))
+
+
+def estimate_cost(reward: Any, n_hits: int, assignments_per_hit: int, planned_bonuses: Any = 0) -> CostEstimate:
+    """:func:`estimate_hits` for ``n_hits`` HITs of ``assignments_per_hit`` assignments each."""
     if int(n_hits) < 0 or int(assignments_per_hit) < 1:
         raise ValueError(f"n_hits={n_hits!r}, assignments_per_hit={assignments_per_hit!r}: need n_hits >= 0 and >= 1 assignment")
-    n = int(n_hits) * int(assignments_per_hit)
-    rewards = reward * n
-    per_fee = mturk_fee(reward, assignments_per_hit) if reward > 0 else Decimal("0.00")
-    fees = per_fee * n
-    bfees = bonus_fee(bonuses) if bonuses > 0 else Decimal("0.00")
-    return CostEstimate(
-        n_hits=int(n_hits), assignments_per_hit=int(assignments_per_hit), reward=reward,
-        rewards=rewards.quantize(CENT), fees=fees.quantize(CENT),
-        fee_rate=Decimal("0.40") if assignments_per_hit >= 10 else Decimal("0.20"),
-        bonuses=bonuses, bonus_fees=bfees,
-        total=(rewards + fees + bonuses + bfees).quantize(CENT),
-    )
+    return estimate_hits(reward, [int(assignments_per_hit)] * int(n_hits), planned_bonuses)
 
 
 def split_assignments(total: int, per_hit: int = 9) -> list[int]:

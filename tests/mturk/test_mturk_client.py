@@ -3,7 +3,6 @@ and retries/idempotency against the fake endpoint."""
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 from xml.etree import ElementTree
 

@@ -1,0 +1,779 @@
+"""MTurk service layer: reconciles Amazon Mechanical Turk with the Argus crowd database.
+
+MTurk is the source of truth for HITs, assignment statuses and payments; the Argus database
+is the source of truth for the work (visits, judgments, gold scores). Every operation here is
+safe to re-run after any failure:
+
+* **launch** writes one ``mturk_hit`` row per HIT (with its deterministic
+  ``UniqueRequestToken``) before calling ``CreateHITWithHITType``; a retry sends the same token,
+  so MTurk answers "already used" with the existing HIT instead of making a second one. Rows
+  that were attempted before are first looked up in ``ListHITs`` by their annotation (the token
+  is written there too), which also covers MTurk's 24-hour token memory;
+* **sync** pulls every assignment (``ListAssignmentsForHIT``, all pages) and overwrites the
+  local status with MTurk's; local visits whose MTurk assignment never arrived (an
+  ``externalSubmit`` that failed, so MTurk reissued the slot) are reported as not submitted;
+* **review** approves submitted assignments whose gold accuracy reaches the threshold and flags
+  the rest; rejecting needs feedback and an explicit confirmation; a call whose outcome is
+  unknown is settled by reading the assignment back (``GetAssignment``);
+* **bonus** writes the ledger row first, then ``SendBonus`` with a token; rows still "planned"
+  are matched against ``ListBonusPayments`` (the reason carries a ``[ref ...]`` tag) before any
+  new attempt, so a payment is never sent twice.
+
+Functions take an :class:`crowd.db.Database` and an :class:`MTurkClient`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import Counter, defaultdict
+from decimal import Decimal
+from typing import Iterable
+
+from sqlalchemy import func, select
+from tqdm.auto import tqdm
+
+from crowd.db import Database
+from crowd.models import (
+    Assignment, Batch, Judgment, Provider, Task, Visit, VisitStatus, Worker, WorkerStatus, utcnow,
+)
+from crowd.providers.mturk_client import (
+    CostEstimate, MTurkClient, MTurkError, bonus_fee, chunked, estimate_hits, external_question_xml, money,
+    qualification_requirements, split_assignments, unique_request_token,
+)
+from crowd.providers.mturk_models import (
+    BlockStatus, BonusStatus, Decision, HitState, MTurkAssignment, MTurkAssignmentStatus, MTurkBlock, MTurkBonus,
+    MTurkEnv, MTurkHit, MTurkHitType, MTurkNotification, MTurkQualificationGrant, NoticeStatus, ensure_tables,
+)
+
+PARTICIPATED_PREFIX = "Argus participated: "
+
+
+class MTurkServiceError(RuntimeError):
+    """A request the adapter refuses (bad input, budget, missing confirmation)."""
+
+
+class BudgetExceeded(MTurkServiceError):
+    pass
+
+
+def _cents(amount: Decimal) -> int:
+    return int((amount * 100).to_integral_value())
+
+
+def _usd(cents: int) -> Decimal:
+    return (Decimal(cents) / 100).quantize(Decimal("0.01"))
+
+
+def _log_event(session, type_: str, **kw) -> None:
+    from crowd.service import log_event  # the crowd server's append-only event log
+
+    log_event(session, type_, **kw)
+
+
+@dataclasses.dataclass
+class LaunchSettings:
+    """What a launch asks MTurk for. Durations in seconds, money in USD."""
+
+    entry_url: str
+    title: str
+    description: str
+    keywords: str = "image, rating, research"
+    reward: Decimal | str | None = None  # None: the batch's reward_cents
+    assignments: int | None = None  # total worker visits; None: enough for R judgments per task
+    per_hit: int = 9  # <= 9 keeps MTurk's fee at 20%
+    assignment_duration_s: int = 3600
+    lifetime_s: int = 7 * 86400
+    auto_approval_delay_s: int = 3 * 86400
+    min_approval_rate: int | None = 95
+    min_approved_hits: int | None = None
+    locales: tuple[str, ...] = ()
+    study: str | None = None  # participated-qualification scope; None: "batch-<id>"
+    exclude_studies: tuple[str, ...] = ()  # also hide from workers of these earlier studies
+    qualification_test: str | None = None  # QuestionForm XML
+    qualification_answer_key: str | None = None
+    qualification_min_score: int = 1
+    planned_bonuses: Decimal | str = "0"
+    frame_height: int = 0
+    round: int = 1
+    allow_http: bool = False  # only for offline tests against a local server
+
+
+@dataclasses.dataclass
+class LaunchResult:
+    batch_id: int
+    environment: str
+    estimate: CostEstimate
+    dry_run: bool
+    hit_type_id: str | None = None
+    hits: list[dict] = dataclasses.field(default_factory=list)  # {"chunk", "hit_id", "max_assignments", "new"}
+    created: int = 0
+    recovered: int = 0
+
+
+class MTurkService:
+    """The adapter: one instance per (database, MTurk client)."""
+
+    def __init__(self, db: Database, client: MTurkClient, progress: bool = True):
+        self.db = db
+        self.client = client
+        self.env = MTurkEnv(client.environment)
+        self.progress = progress
+        ensure_tables(db.engine)
+
+    def _bar(self, items, desc: str):
+        items = list(items)
+        return tqdm(items, desc=desc, unit="call", disable=not self.progress or len(items) < 2, leave=False)
+
+    # ------------------------------------------------------------------ planning
+    def planned_assignments(self, batch_id: int) -> int:
+        """Worker visits needed so every non-gold task gets R judgments.
+
+        Each visit does ``tasks_per_visit`` tasks of which a ``gold_rate`` share are gold.
+        """
+        with self.db.reading() as s:
+            batch = self._batch(s, batch_id)
+            n_tasks = s.scalar(select(func.count()).select_from(Task).where(
+                Task.batch_id == batch_id, Task.is_gold.is_(False))) or 0
+            real_per_visit = max(1, int(batch.tasks_per_visit * (1 - batch.gold_rate)))
+            return max(1, math.ceil(n_tasks * batch.redundancy / real_per_visit))
+
+    @staticmethod
+    def _batch(session, batch_id: int) -> Batch:
+        batch = session.get(Batch, batch_id)
+        if batch is None:
+            raise MTurkServiceError(f"batch {batch_id} does not exist in the Argus database")
+        return batch
+
+    def estimate(self, batch_id: int, settings: LaunchSettings) -> tuple[CostEstimate, list[int], Decimal]:
+        """(cost estimate, HIT sizes, reward) for launching ``batch_id`` with ``settings``."""
+        with self.db.reading() as s:
+            batch = self._batch(s, batch_id)
+            reward = money(settings.reward, "reward") if settings.reward is not None else _usd(batch.reward_cents)
+        total = settings.assignments or self.planned_assignments(batch_id)
+        if int(settings.per_hit) < 1:
+            raise MTurkServiceError(f"per_hit: {settings.per_hit!r} must be >= 1")
+        sizes = split_assignments(total, settings.per_hit)
+        return estimate_hits(reward, sizes, settings.planned_bonuses), sizes, reward
+
+    # ------------------------------------------------------------------ launch
+    def launch(self, batch_id: int, settings: LaunchSettings, *, dry_run: bool = True,
+               max_budget: Decimal | str | None = None) -> LaunchResult:
+        """Create the HIT type and the batch's HITs (idempotent; dry run by default).
+
+        Refuses with :class:`BudgetExceeded` when the estimate is above ``max_budget`` (USD) or
+        above the account balance. Re-running after any failure creates only the HITs that
+        are still missing.
+        """
+        est, sizes, reward = self.estimate(batch_id, settings)
+        if max_budget is not None and est.total > money(max_budget, "max budget"):
+            raise BudgetExceeded(f"estimated cost ${est.total} is above --max-budget ${money(max_budget)}")
+        result = LaunchResult(batch_id, self.env.value, est, dry_run)
+        external_question_xml(settings.entry_url, settings.frame_height, settings.allow_http)  # validate early
+        if dry_run:
+            return result
+        with self.db.reading() as s:
+            existing = s.scalars(select(MTurkHit).where(
+                MTurkHit.batch_id == batch_id, MTurkHit.environment == self.env, MTurkHit.round == settings.round)).all()
+        if existing and sorted((h.chunk_index, h.max_assignments) for h in existing) != sorted(
+                (i, n) for i, n in enumerate(sizes) if i < len(existing)):
+            raise MTurkServiceError(
+                f"batch {batch_id} round {settings.round} was launched with other HIT sizes; "
+                "re-run with the same --assignments/--per-hit, or launch a new --round")
+        pending_cost = est.total
+        if existing:  # only what is still to create counts against the balance
+            done = {h.chunk_index for h in existing if h.hit_id}
+            left = [n for i, n in enumerate(sizes) if i not in done]
+            pending_cost = estimate_hits(reward, left).total if left else Decimal("0")
+        if pending_cost > 0:
+            balance = self.client.balance()
+            if balance < pending_cost:
+                raise BudgetExceeded(f"estimated cost ${pending_cost} is above the available balance ${balance}")
+
+        # 1. the "participated" qualification (blocks retakes across batches) and the HIT type
+        study = settings.study or f"batch-{batch_id}"
+        qual_id = self.client.ensure_qualification_type(
+            PARTICIPATED_PREFIX + study,
+            f"Granted by Argus to workers who took part in study {study}; HITs of the study hide from them.")
+        excluded = [qual_id] + [
+            self.client.ensure_qualification_type(PARTICIPATED_PREFIX + other, f"Argus study {other}")
+            for other in settings.exclude_studies if other != study]
+        test_id = None
+        if settings.qualification_test:
+            test_id = self.client.ensure_qualification_type(
+                f"Argus qualification test: {study}", f"Qualification test for Argus study {study}",
+                test=settings.qualification_test, answer_key=settings.qualification_answer_key)
+        reqs = qualification_requirements(
+            settings.min_approval_rate, settings.min_approved_hits, settings.locales, excluded, test_id,
+            settings.qualification_min_score)
+        hit_type_id = self.client.create_hit_type(
+            settings.title, settings.description, reward, settings.assignment_duration_s,
+            settings.auto_approval_delay_s, settings.keywords, reqs)
+        result.hit_type_id = hit_type_id
+        with self.db.transaction() as s:
+            if s.scalar(select(MTurkHitType).where(MTurkHitType.environment == self.env, MTurkHitType.batch_id == batch_id,
+                                                   MTurkHitType.hit_type_id == hit_type_id)) is None:
+                s.add(MTurkHitType(environment=self.env, hit_type_id=hit_type_id, batch_id=batch_id,
+                                   title=settings.title, reward_cents=_cents(reward),
+                                   participated_qualification_id=qual_id,
+                                   params=dict(keywords=settings.keywords, requirements=reqs, study=study,
+                                               assignment_duration_s=settings.assignment_duration_s,
+                                               auto_approval_delay_s=settings.auto_approval_delay_s)))
+            # 2. write every HIT row before any HIT is created
+            for i, n in enumerate(sizes):
+                token = unique_request_token("hit", self.env.value, batch_id, settings.round, i)
+                if s.scalar(select(MTurkHit.id).where(MTurkHit.unique_request_token == token)) is None:
+                    s.add(MTurkHit(environment=self.env, batch_id=batch_id, round=settings.round, chunk_index=i,
+                                   unique_request_token=token, hit_type_id=hit_type_id, max_assignments=n,
+                                   reward_cents=_cents(reward), lifetime_s=settings.lifetime_s,
+                                   entry_url=settings.entry_url, state=HitState.pending))
+        question = external_question_xml(settings.entry_url, settings.frame_height, settings.allow_http)
+
+        # 3. create the HITs still pending
+        with self.db.reading() as s:
+            rows = s.scalars(select(MTurkHit).where(
+                MTurkHit.batch_id == batch_id, MTurkHit.environment == self.env,
+                MTurkHit.round == settings.round).order_by(MTurkHit.chunk_index)).all()
+        by_annotation = None
+        for row in self._bar(rows, "creating HITs"):
+            if row.hit_id:
+                result.hits.append(dict(chunk=row.chunk_index, hit_id=row.hit_id, max_assignments=row.max_assignments, new=False))
+                continue
+            hit = None
+            if row.attempts:  # an earlier try may have gone through: look before creating again
+                if by_annotation is None:
+                    by_annotation = {h.get("RequesterAnnotation"): h for h in self.client.list_hits()}
+                hit = by_annotation.get(row.unique_request_token)
+            with self.db.transaction() as s:
+                s.get(MTurkHit, row.id).attempts += 1
+            if hit is None:
+                hit = self.client.create_hit(row.hit_type_id, question, row.max_assignments, row.lifetime_s,
+                                             row.unique_request_token, annotation=row.unique_request_token)
+                if hit.get("Recovered"):
+                    result.recovered += 1
+                else:
+                    result.created += 1
+            else:
+                result.recovered += 1
+            with self.db.transaction() as s:
+                r = s.get(MTurkHit, row.id)
+                r.hit_id, r.state, r.mturk_status = hit["HITId"], HitState.live, hit.get("HITStatus")
+                r.expiration = hit.get("Expiration")
+                _log_event(s, "mturk_hit_created", batch_id=batch_id, hit=hit["HITId"], env=self.env.value,
+                           chunk=row.chunk_index, assignments=row.max_assignments)
+            result.hits.append(dict(chunk=row.chunk_index, hit_id=hit["HITId"], max_assignments=row.max_assignments,
+                                    new=not hit.get("Recovered")))
+        return result
+
+    def _hits(self, session, batch_id: int, states: Iterable[HitState] | None = None) -> list[MTurkHit]:
+        q = select(MTurkHit).where(MTurkHit.batch_id == batch_id, MTurkHit.environment == self.env,
+                                   MTurkHit.hit_id.is_not(None))
+        if states is not None:
+            q = q.where(MTurkHit.state.in_(list(states)))
+        return list(session.scalars(q.order_by(MTurkHit.round, MTurkHit.chunk_index)))
+
+    # ------------------------------------------------------------------ sync
+    def sync(self, batch_id: int) -> dict:
+        """Pull HIT and assignment state from MTurk into the database (MTurk wins).
+
+        Returns counts: ``hits``, ``assignments`` by MTurk status, ``new``, ``changed``,
+        ``no_local_work`` (submitted on MTurk, no visit here), ``not_submitted`` (visits here
+        whose MTurk assignment never arrived: in progress, returned, or a failed
+        ``externalSubmit`` that MTurk reissued), ``bonuses_confirmed``, ``granted``.
+        """
+        with self.db.reading() as s:
+            hits = [(h.id, h.hit_id) for h in self._hits(s, batch_id)]
+            qual = s.scalar(select(MTurkHitType.participated_qualification_id).where(
+                MTurkHitType.batch_id == batch_id, MTurkHitType.environment == self.env).limit(1))
+        report = Counter()
+        seen: set[str] = set()
+        for row_id, hit_id in self._bar(hits, "syncing HITs"):
+            hit = self.client.get_hit(hit_id)
+            assignments = self.client.list_assignments(hit_id)
+            with self.db.transaction() as s:
+                row = s.get(MTurkHit, row_id)
+                row.mturk_status, row.expiration, row.synced_at = hit.get("HITStatus"), hit.get("Expiration"), utcnow()
+                if hit.get("HITStatus") == "Disposed":
+                    row.state = HitState.deleted
+                elif row.state == HitState.live and hit.get("Expiration") and hit["Expiration"] <= utcnow():
+                    row.state = HitState.expired
+                for a in assignments:
+                    seen.add(a["AssignmentId"])
+                    report[a["AssignmentStatus"]] += 1
+                    self._upsert_assignment(s, batch_id, a, report)
+        with self.db.transaction() as s:
+            # visits of this batch that MTurk never received
+            hit_ids = [h for _, h in hits]
+            if hit_ids:
+                visits = s.scalars(select(Visit).where(Visit.batch_id == batch_id, Visit.provider == Provider.mturk,
+                                                       Visit.hit_id.in_(hit_ids))).all()
+                report["not_submitted"] = sum(1 for v in visits if v.external_assignment_id not in seen)
+        report["bonuses_confirmed"] = self._confirm_bonuses(batch_id)
+        if qual:
+            report["granted"] = self._grant_participated(batch_id, qual)
+        report["hits"] = len(hits)
+        return dict(report)
+
+    def _upsert_assignment(self, s, batch_id: int, a: dict, report: Counter) -> None:
+        status = MTurkAssignmentStatus(a["AssignmentStatus"])
+        row = s.scalar(select(MTurkAssignment).where(MTurkAssignment.assignment_id == a["AssignmentId"]))
+        if row is None:
+            row = MTurkAssignment(environment=self.env, assignment_id=a["AssignmentId"], hit_id=a["HITId"],
+                                  batch_id=batch_id, worker_id=a["WorkerId"], status=status, decision=Decision.pending)
+            s.add(row)
+            report["new"] += 1
+        elif row.status != status:
+            report["changed"] += 1
+        row.status = status
+        row.answer = a.get("Answer")
+        row.accept_time, row.submit_time = a.get("AcceptTime"), a.get("SubmitTime")
+        row.auto_approval_time = a.get("AutoApprovalTime")
+        row.approval_time, row.rejection_time = a.get("ApprovalTime"), a.get("RejectionTime")
+        if a.get("RequesterFeedback"):
+            row.feedback = a["RequesterFeedback"]
+        row.synced_at = utcnow()
+        visit = s.scalar(select(Visit).where(Visit.provider == Provider.mturk,
+                                             Visit.external_assignment_id == a["AssignmentId"]))
+        row.visit_id = visit.id if visit else None
+        row.has_local_work = bool(visit and visit.n_submitted > 0)
+        if visit is None:
+            report["no_local_work"] += 1
+        else:
+            acc, n = self._gold(s, visit)
+            row.gold_accuracy, row.gold_n = acc, n
+            # MTurk is the source of truth for the review outcome (auto-approval, manual decisions)
+            target = {MTurkAssignmentStatus.Approved: VisitStatus.approved,
+                      MTurkAssignmentStatus.Rejected: VisitStatus.rejected}.get(status)
+            if target and visit.status != target:
+                visit.status = target
+        if status == MTurkAssignmentStatus.Approved and row.decision in (Decision.pending, Decision.reject):
+            row.decision = Decision.approve
+        elif status == MTurkAssignmentStatus.Rejected and row.decision != Decision.reject:
+            row.decision = Decision.reject
+
+    @staticmethod
+    def _gold(s, visit: Visit) -> tuple[float | None, int]:
+        """(mean gold score, number of gold answers) of one visit."""
+        scores = s.scalars(select(Judgment.gold_score).join(Assignment, Assignment.id == Judgment.assignment_id)
+                           .where(Assignment.visit_id == visit.id, Judgment.gold_score.is_not(None))).all()
+        return (sum(scores) / len(scores) if scores else None), len(scores)
+
+    def _grant_participated(self, batch_id: int, qual_id: str) -> int:
+        with self.db.reading() as s:
+            workers = set(s.scalars(select(MTurkAssignment.worker_id).where(MTurkAssignment.batch_id == batch_id)))
+            done = set(s.scalars(select(MTurkQualificationGrant.worker_id).where(
+                MTurkQualificationGrant.environment == self.env,
+                MTurkQualificationGrant.qualification_type_id == qual_id)))
+        todo = sorted(workers - done)
+        for worker in self._bar(todo, "granting participated"):
+            self.client.grant_qualification(qual_id, worker)  # idempotent on MTurk
+            with self.db.transaction() as s:
+                s.add(MTurkQualificationGrant(environment=self.env, qualification_type_id=qual_id, worker_id=worker))
+        return len(todo)
+
+    # ------------------------------------------------------------------ review
+    def plan_review(self, batch_id: int, threshold: float = 0.7, no_gold: str = "approve") -> list[dict]:
+        """What :meth:`review` would do for each submitted, unreviewed assignment.
+
+        Approve when the visit's gold accuracy >= ``threshold``; flag when below, when MTurk has
+        a submission without local work, or (``no_gold="flag"``) when the visit saw no gold.
+        """
+        if not 0 <= threshold <= 1:
+            raise MTurkServiceError(f"threshold: {threshold!r} must be in [0, 1]")
+        if no_gold not in ("approve", "flag"):
+            raise MTurkServiceError(f"no_gold: {no_gold!r} must be 'approve' or 'flag'")
+        plan = []
+        with self.db.reading() as s:
+            rows = s.scalars(select(MTurkAssignment).where(
+                MTurkAssignment.batch_id == batch_id, MTurkAssignment.environment == self.env,
+                MTurkAssignment.status == MTurkAssignmentStatus.Submitted,
+                MTurkAssignment.decision.in_([Decision.pending, Decision.approve]))
+                .order_by(MTurkAssignment.id)).all()
+            for r in rows:
+                if not r.has_local_work:
+                    action, why = "flag", "no work recorded by the Argus server"
+                elif r.gold_accuracy is None:
+                    action, why = no_gold, "no gold questions answered"
+                elif r.gold_accuracy >= threshold:
+                    action, why = "approve", f"gold accuracy {r.gold_accuracy:.2f} >= {threshold:.2f}"
+                else:
+                    action, why = "flag", f"gold accuracy {r.gold_accuracy:.2f} < {threshold:.2f}"
+                if r.decision == Decision.approve:  # decided earlier, approval not confirmed yet
+                    action, why = "approve", "approval decided earlier, not confirmed by MTurk"
+                plan.append(dict(assignment_id=r.assignment_id, worker_id=r.worker_id, hit_id=r.hit_id,
+                                 gold_accuracy=r.gold_accuracy, gold_n=r.gold_n, action=action, reason=why))
+        return plan
+
+    def review(self, batch_id: int, threshold: float = 0.7, no_gold: str = "approve",
+               feedback: str = "Thank you for your work.", dry_run: bool = False) -> list[dict]:
+        """Approve good submissions on MTurk and flag the rest for a person (see :meth:`plan_review`).
+
+        Flagged assignments stay Submitted on MTurk: decide them with :meth:`approve` or
+        :meth:`reject` before the HIT type's auto-approval delay runs out.
+        """
+        plan = self.plan_review(batch_id, threshold, no_gold)
+        if dry_run:
+            return plan
+        for item in self._bar(plan, "reviewing"):
+            if item["action"] == "approve":
+                item["outcome"] = self._approve_one(item["assignment_id"], feedback, override=False)
+            else:
+                with self.db.transaction() as s:
+                    row = s.scalar(select(MTurkAssignment).where(MTurkAssignment.assignment_id == item["assignment_id"]))
+                    if row.decision != Decision.flag:
+                        row.decision = Decision.flag
+                        self._flag_worker(s, row, item["reason"])
+                item["outcome"] = "flagged"
+        return plan
+
+    def _flag_worker(self, s, row: MTurkAssignment, reason: str) -> None:
+        worker = s.scalar(select(Worker).where(Worker.provider == Provider.mturk, Worker.external_id == row.worker_id))
+        if worker is not None and worker.status not in (WorkerStatus.blocked,):
+            worker.status = WorkerStatus.flagged
+        _log_event(s, "mturk_flag", batch_id=row.batch_id, worker_id=worker.id if worker else None,
+                   assignment=row.assignment_id, reason=reason)
+
+    def _settle(self, assignment_id: str) -> MTurkAssignmentStatus:
+        """Read one assignment back from MTurk and store its status (for unknown outcomes)."""
+        a = self.client.get_assignment(assignment_id)
+        status = MTurkAssignmentStatus(a["AssignmentStatus"])
+        with self.db.transaction() as s:
+            row = s.scalar(select(MTurkAssignment).where(MTurkAssignment.assignment_id == assignment_id))
+            row.status = status
+            row.approval_time, row.rejection_time = a.get("ApprovalTime"), a.get("RejectionTime")
+            if row.visit_id:
+                visit = s.get(Visit, row.visit_id)
+                visit.status = {MTurkAssignmentStatus.Approved: VisitStatus.approved,
+                                MTurkAssignmentStatus.Rejected: VisitStatus.rejected}.get(status, visit.status)
+        return status
+
+    def _row(self, assignment_id: str) -> MTurkAssignment:
+        with self.db.reading() as s:
+            row = s.scalar(select(MTurkAssignment).where(MTurkAssignment.assignment_id == assignment_id,
+                                                         MTurkAssignment.environment == self.env))
+        if row is None:
+            raise MTurkServiceError(f"assignment {assignment_id!r} is not known here: run `argus mturk sync` first")
+        return row
+
+    def _approve_one(self, assignment_id: str, feedback: str | None, override: bool) -> str:
+        row = self._row(assignment_id)
+        if row.status == MTurkAssignmentStatus.Approved:
+            return "already approved"
+        if row.status == MTurkAssignmentStatus.Rejected and not override:
+            raise MTurkServiceError(f"assignment {assignment_id} was rejected; approving it needs override_rejection")
+        with self.db.transaction() as s:  # the decision is written before the call
+            s.get(MTurkAssignment, row.id).decision = Decision.approve
+        try:
+            self.client.approve(assignment_id, feedback, override_rejection=override)
+        except MTurkError as exc:
+            if exc.code != "RequestError":
+                raise  # outcome unknown: a re-run settles it (decision=approve is remembered)
+            status = self._settle(assignment_id)  # "not Submitted": an earlier try went through?
+            if status != MTurkAssignmentStatus.Approved:
+                raise
+            return "already approved"
+        with self.db.transaction() as s:
+            r = s.get(MTurkAssignment, row.id)
+            r.status, r.approval_time = MTurkAssignmentStatus.Approved, utcnow()
+            if feedback:
+                r.feedback = feedback
+            if r.visit_id:
+                s.get(Visit, r.visit_id).status = VisitStatus.approved
+            _log_event(s, "mturk_approve", batch_id=r.batch_id, assignment=assignment_id, override=override)
+        return "approved"
+
+    def approve(self, assignment_ids: Iterable[str], feedback: str | None = None,
+                override_rejection: bool = False) -> dict[str, str]:
+        """Approve assignments by hand (e.g. flagged ones after a look); with
+        ``override_rejection`` also reverse earlier rejections (``OverrideRejection``)."""
+        return {a: self._approve_one(a, feedback, override_rejection) for a in self._bar(assignment_ids, "approving")}
+
+    def reject(self, assignment_ids: Iterable[str], feedback: str, confirm: bool = False) -> dict[str, str]:
+        """Reject submitted assignments. Needs ``feedback`` the worker will read and
+        ``confirm=True`` (rejections hurt workers' approval rates and cannot be undone after
+        30 days)."""
+        if not feedback or len(feedback.strip()) < 10:
+            raise MTurkServiceError("feedback: rejecting needs a reason of at least 10 characters the worker can read")
+        if not confirm:
+            raise MTurkServiceError("rejecting needs explicit confirmation (--yes or the typed prompt)")
+        out = {}
+        for aid in self._bar(list(assignment_ids), "rejecting"):
+            row = self._row(aid)
+            if row.status == MTurkAssignmentStatus.Rejected:
+                out[aid] = "already rejected"
+                continue
+            if row.status == MTurkAssignmentStatus.Approved:
+                raise MTurkServiceError(f"assignment {aid} is already approved and paid; it cannot be rejected")
+            with self.db.transaction() as s:
+                s.get(MTurkAssignment, row.id).decision = Decision.reject
+            try:
+                self.client.reject(aid, feedback)
+            except MTurkError as exc:
+                if exc.code != "RequestError" or self._settle(aid) != MTurkAssignmentStatus.Rejected:
+                    raise
+                out[aid] = "already rejected"
+                continue
+            with self.db.transaction() as s:
+                r = s.get(MTurkAssignment, row.id)
+                r.status, r.feedback, r.rejection_time = MTurkAssignmentStatus.Rejected, feedback, utcnow()
+                if r.visit_id:
+                    visit = s.get(Visit, r.visit_id)
+                    visit.status, visit.review_note = VisitStatus.rejected, feedback
+                _log_event(s, "mturk_reject", batch_id=r.batch_id, assignment=aid, feedback=feedback)
+            out[aid] = "rejected"
+        return out
+
+    # ------------------------------------------------------------------ bonuses
+    def plan_bonuses(self, batch_id: int, amount: Decimal | str | None = None, min_gold: float | None = None,
+                     per_worker: dict[str, Decimal | str] | None = None) -> list[dict]:
+        """Bonus rows for approved assignments of ``batch_id``.
+
+        Either one ``amount`` (USD) for every approved assignment whose gold accuracy is >=
+        ``min_gold`` (when given), or ``per_worker`` = {WorkerId: USD} paid once per worker (on
+        their latest approved assignment).
+        """
+        if (amount is None) == (per_worker is None):
+            raise MTurkServiceError("give either amount or per_worker")
+        with self.db.reading() as s:
+            rows = s.scalars(select(MTurkAssignment).where(
+                MTurkAssignment.batch_id == batch_id, MTurkAssignment.environment == self.env,
+                MTurkAssignment.status == MTurkAssignmentStatus.Approved).order_by(MTurkAssignment.id)).all()
+        plan = []
+        if amount is not None:
+            value = money(amount, "bonus amount")
+            for r in rows:
+                if min_gold is not None and (r.gold_accuracy is None or r.gold_accuracy < min_gold):
+                    continue
+                plan.append(dict(worker_id=r.worker_id, assignment_id=r.assignment_id, hit_id=r.hit_id, amount=value))
+        else:
+            latest = {r.worker_id: r for r in rows}
+            for worker, value in per_worker.items():
+                if worker not in latest:
+                    raise MTurkServiceError(f"worker {worker}: no approved assignment in batch {batch_id} to attach a bonus to")
+                r = latest[worker]
+                plan.append(dict(worker_id=worker, assignment_id=r.assignment_id, hit_id=r.hit_id,
+                                 amount=money(value, f"bonus for {worker}")))
+        return [p for p in plan if p["amount"] > 0]
+
+    def bonus(self, batch_id: int, plan: list[dict], reason: str, key: str = "performance", *,
+              dry_run: bool = True, max_budget: Decimal | str | None = None) -> dict:
+        """Pay ``plan`` (from :meth:`plan_bonuses`) exactly once per (assignment, ``key``).
+
+        1. every payment gets a ledger row (status planned, deterministic token) before any
+           money moves; a repeated run finds the rows instead of adding new ones;
+        2. planned rows are matched against ``ListBonusPayments`` and marked paid if MTurk has
+           them (a lost response on an earlier run);
+        3. the remaining planned rows are sent with ``SendBonus`` + their token.
+        Returns ``{"planned", "paid_now", "already_paid", "total_usd", "fees_usd"}``.
+        """
+        if not reason or not reason.strip():
+            raise MTurkServiceError("reason: a bonus needs a reason the worker can read")
+        total = sum((p["amount"] for p in plan), Decimal("0.00"))
+        fees = sum((bonus_fee(p["amount"]) for p in plan), Decimal("0.00"))
+        if max_budget is not None and total + fees > money(max_budget, "max budget"):
+            raise BudgetExceeded(f"bonuses ${total} + fees ${fees} are above --max-budget ${money(max_budget)}")
+        summary = dict(planned=len(plan), paid_now=0, already_paid=0, total_usd=total, fees_usd=fees)
+        if dry_run:
+            return summary
+        tokens = []
+        with self.db.transaction() as s:
+            for p in plan:
+                token = unique_request_token("bonus", self.env.value, p["assignment_id"], key)
+                row = s.scalar(select(MTurkBonus).where(MTurkBonus.unique_request_token == token))
+                if row is None:
+                    s.add(MTurkBonus(environment=self.env, unique_request_token=token, batch_id=batch_id, key=key,
+                                     worker_id=p["worker_id"], assignment_id=p["assignment_id"], hit_id=p["hit_id"],
+                                     amount_cents=_cents(p["amount"]), reason=f"{reason.strip()} [ref {token[-12:]}]",
+                                     status=BonusStatus.planned))
+                elif row.amount_cents != _cents(p["amount"]):
+                    raise MTurkServiceError(
+                        f"assignment {p['assignment_id']} already has a {key!r} bonus of ${_usd(row.amount_cents)}; "
+                        f"use another --key to pay a second bonus")
+                tokens.append(token)
+        self._confirm_bonuses(batch_id)
+        with self.db.reading() as s:
+            rows = s.scalars(select(MTurkBonus).where(MTurkBonus.unique_request_token.in_(tokens))).all()
+        summary["already_paid"] = sum(r.status == BonusStatus.paid for r in rows)
+        for row in self._bar([r for r in rows if r.status == BonusStatus.planned], "paying bonuses"):
+            with self.db.transaction() as s:
+                s.get(MTurkBonus, row.id).attempts += 1
+            sent = self.client.send_bonus(row.worker_id, row.assignment_id, _usd(row.amount_cents), row.reason,
+                                          row.unique_request_token)
+            with self.db.transaction() as s:
+                r = s.get(MTurkBonus, row.id)
+                r.status, r.paid_at = BonusStatus.paid, utcnow()
+                _log_event(s, "mturk_bonus", batch_id=batch_id, assignment=r.assignment_id,
+                           amount_cents=r.amount_cents, sent_now=sent)
+            summary["paid_now" if sent else "already_paid"] += 1
+        return summary
+
+    def _confirm_bonuses(self, batch_id: int) -> int:
+        """Mark planned ledger rows paid when ``ListBonusPayments`` shows them. Returns how many."""
+        with self.db.reading() as s:
+            planned = s.scalars(select(MTurkBonus).where(MTurkBonus.batch_id == batch_id,
+                                                         MTurkBonus.environment == self.env,
+                                                         MTurkBonus.status == BonusStatus.planned)).all()
+        if not planned:
+            return 0
+        by_hit = defaultdict(list)
+        for row in planned:
+            by_hit[row.hit_id].append(row)
+        confirmed = 0
+        for hit_id, rows in by_hit.items():
+            paid = {(b["AssignmentId"], b["Reason"], _cents(Decimal(b["BonusAmount"])))
+                    for b in self.client.list_bonus_payments(hit_id=hit_id)}
+            with self.db.transaction() as s:
+                for row in rows:
+                    if (row.assignment_id, row.reason, row.amount_cents) in paid:
+                        r = s.get(MTurkBonus, row.id)
+                        r.status, r.paid_at = BonusStatus.paid, utcnow()
+                        confirmed += 1
+        return confirmed
+
+    # ------------------------------------------------------------------ workers
+    def block(self, worker_ids: Iterable[str], reason: str) -> dict[str, str]:
+        """Block MTurk workers from all your HITs and from new Argus tasks."""
+        if not reason or not reason.strip():
+            raise MTurkServiceError("reason: blocking needs a reason")
+        out = {}
+        for worker in self._bar(list(worker_ids), "blocking"):
+            with self.db.transaction() as s:
+                row = s.scalar(select(MTurkBlock).where(MTurkBlock.environment == self.env, MTurkBlock.worker_id == worker))
+                if row is None:
+                    row = MTurkBlock(environment=self.env, worker_id=worker, reason=reason, status=BlockStatus.pending)
+                    s.add(row)
+                elif row.status == BlockStatus.blocked:
+                    out[worker] = "already blocked"
+                    continue
+                row.status, row.reason = BlockStatus.pending, reason
+            self.client.block_worker(worker, reason)  # CreateWorkerBlock is idempotent on MTurk
+            with self.db.transaction() as s:
+                row = s.scalar(select(MTurkBlock).where(MTurkBlock.environment == self.env, MTurkBlock.worker_id == worker))
+                row.status, row.updated_at = BlockStatus.blocked, utcnow()
+                local = s.scalar(select(Worker).where(Worker.provider == Provider.mturk, Worker.external_id == worker))
+                if local is not None:
+                    local.blocked, local.status, local.note = True, WorkerStatus.blocked, reason
+                _log_event(s, "mturk_block", worker_id=local.id if local else None, mturk_worker=worker, reason=reason)
+            out[worker] = "blocked"
+        return out
+
+    def unblock(self, worker_ids: Iterable[str], reason: str = "") -> dict[str, str]:
+        out = {}
+        for worker in list(worker_ids):
+            self.client.unblock_worker(worker, reason)
+            with self.db.transaction() as s:
+                row = s.scalar(select(MTurkBlock).where(MTurkBlock.environment == self.env, MTurkBlock.worker_id == worker))
+                if row is not None:
+                    row.status, row.updated_at = BlockStatus.unblocked, utcnow()
+                local = s.scalar(select(Worker).where(Worker.provider == Provider.mturk, Worker.external_id == worker))
+                if local is not None:
+                    local.blocked, local.status = False, WorkerStatus.active
+                _log_event(s, "mturk_unblock", mturk_worker=worker, reason=reason)
+            out[worker] = "unblocked"
+        return out
+
+    def notify(self, worker_ids: Iterable[str], subject: str, message: str, batch_id: int | None = None) -> dict:
+        """E-mail workers in chunks of 100; each chunk is recorded and never sent twice."""
+        ids = sorted(set(worker_ids))
+        if not ids:
+            raise MTurkServiceError("no workers to notify")
+        sent = skipped = 0
+        failures: list[dict] = []
+        for chunk in self._bar(list(chunked(ids, 100)), "notifying"):
+            token = unique_request_token("notify", self.env.value, subject, message, *chunk)
+            with self.db.transaction() as s:
+                row = s.scalar(select(MTurkNotification).where(MTurkNotification.token == token))
+                if row is not None and row.status == NoticeStatus.sent:
+                    skipped += len(chunk)
+                    continue
+                if row is None:
+                    s.add(MTurkNotification(environment=self.env, token=token, batch_id=batch_id, subject=subject,
+                                            message=message, worker_ids=chunk, status=NoticeStatus.pending))
+            fails = self.client.notify_workers(chunk, subject, message)
+            with self.db.transaction() as s:
+                row = s.scalar(select(MTurkNotification).where(MTurkNotification.token == token))
+                row.status, row.sent_at, row.failures = NoticeStatus.sent, utcnow(), fails
+            failures += fails
+            sent += len(chunk) - len(fails)
+        return dict(sent=sent, skipped=skipped, failures=failures)
+
+    def batch_workers(self, batch_id: int) -> list[str]:
+        with self.db.reading() as s:
+            return sorted(set(s.scalars(select(MTurkAssignment.worker_id).where(
+                MTurkAssignment.batch_id == batch_id, MTurkAssignment.environment == self.env))))
+
+    # ------------------------------------------------------------------ expire / delete
+    def expire(self, batch_id: int) -> int:
+        """Expire every live HIT of the batch now (no new workers; accepted work can finish)."""
+        with self.db.reading() as s:
+            rows = [(h.id, h.hit_id) for h in self._hits(s, batch_id, [HitState.live])]
+        for row_id, hit_id in self._bar(rows, "expiring HITs"):
+            self.client.expire_hit(hit_id)
+            with self.db.transaction() as s:
+                r = s.get(MTurkHit, row_id)
+                r.state, r.expiration = HitState.expired, utcnow()
+                _log_event(s, "mturk_hit_expired", batch_id=batch_id, hit=hit_id)
+        return len(rows)
+
+    def delete(self, batch_id: int) -> dict:
+        """Delete expired HITs whose assignments are all reviewed (approved or rejected).
+
+        Returns ``{"deleted": n, "waiting": [hit ids not yet deletable, with why]}``.
+        """
+        out = {"deleted": 0, "waiting": []}
+        with self.db.reading() as s:
+            rows = [(h.id, h.hit_id, h.state) for h in self._hits(s, batch_id, [HitState.live, HitState.expired])]
+            submitted = set(s.scalars(select(MTurkAssignment.hit_id).where(
+                MTurkAssignment.batch_id == batch_id, MTurkAssignment.status == MTurkAssignmentStatus.Submitted)))
+        for row_id, hit_id, state in self._bar(rows, "deleting HITs"):
+            if state != HitState.expired:
+                out["waiting"].append((hit_id, "not expired (run expire first)"))
+                continue
+            if hit_id in submitted:
+                out["waiting"].append((hit_id, "has assignments to review"))
+                continue
+            try:
+                self.client.delete_hit(hit_id)
+            except MTurkError as exc:
+                hit = self.client.get_hit(hit_id) if exc.code == "RequestError" else None
+                if not hit or hit.get("HITStatus") != "Disposed":
+                    out["waiting"].append((hit_id, exc.message))
+                    continue
+            with self.db.transaction() as s:
+                r = s.get(MTurkHit, row_id)
+                r.state, r.mturk_status = HitState.deleted, "Disposed"
+                _log_event(s, "mturk_hit_deleted", batch_id=batch_id, hit=hit_id)
+            out["deleted"] += 1
+        return out
+
+    # ------------------------------------------------------------------ status
+    def status(self, batch_id: int) -> dict:
+        """Local view: HIT rows, assignment counts by status and decision, money spent."""
+        with self.db.reading() as s:
+            hits = s.scalars(select(MTurkHit).where(MTurkHit.batch_id == batch_id, MTurkHit.environment == self.env)
+                             .order_by(MTurkHit.round, MTurkHit.chunk_index)).all()
+            asg = s.scalars(select(MTurkAssignment).where(MTurkAssignment.batch_id == batch_id,
+                                                          MTurkAssignment.environment == self.env)).all()
+            bonuses = s.scalars(select(MTurkBonus).where(MTurkBonus.batch_id == batch_id,
+                                                         MTurkBonus.environment == self.env)).all()
+            hit_ids = [h.hit_id for h in hits if h.hit_id]
+            visits = s.scalars(select(Visit).where(Visit.batch_id == batch_id, Visit.provider == Provider.mturk,
+                                                   Visit.hit_id.in_(hit_ids))).all() if hit_ids else []
+        known = {a.assignment_id for a in asg}
+        reward = {h.hit_id: h.reward_cents for h in hits}
+        approved_cents = sum(reward.get(a.hit_id, 0) for a in asg if a.status == MTurkAssignmentStatus.Approved)
+        return dict(
+            environment=self.env.value,
+            hits=[dict(round=h.round, chunk=h.chunk_index, hit_id=h.hit_id, state=h.state.value,
+                       mturk_status=h.mturk_status, max_assignments=h.max_assignments,
+                       submitted=sum(a.hit_id == h.hit_id for a in asg)) for h in hits],
+            assignments=dict(Counter(a.status.value for a in asg)),
+            decisions=dict(Counter(a.decision.value for a in asg)),
+            flagged=[dict(assignment_id=a.assignment_id, worker_id=a.worker_id, gold_accuracy=a.gold_accuracy)
+                     for a in asg if a.decision == Decision.flag and a.status == MTurkAssignmentStatus.Submitted],
+            not_submitted=[dict(visit=v.id, assignment_id=v.external_assignment_id, status=v.status.value)
+                           for v in visits if v.external_assignment_id not in known],
+            rewards_usd=_usd(approved_cents),
+            bonuses_paid_usd=_usd(sum(b.amount_cents for b in bonuses if b.status == BonusStatus.paid)),
+            bonuses_planned=sum(b.status == BonusStatus.planned for b in bonuses),
+        )
