@@ -1,0 +1,241 @@
+"""`run_explain`: checkpoint + dataset folder -> a sheets folder (what `argus explain` runs).
+
+Steps: load the checkpoint and dataset; mine (or reuse) the exemplar index on the training split;
+load crowd names and add NetDissect reference names where part masks exist; explain the chosen
+split in batches (one forward pass each); fix the heatmap colour scale for the run; check the
+arguments against part masks (pointing game, relevance mass); render sheets on all cores; write
+``index.html`` and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from explain.contributions import LayerContributions
+from explain.exemplars import ExemplarIndex, file_hash, mine_exemplars, resolve_device
+from explain.names import ConceptNames, reference_names
+from explain.render import render_sheets, write_index
+from explain.sheets import analyse_batch, build_sheet, ground_truth, validate_sheet
+
+HEATMAP_QUANTILE = 99.5  # percentile of the run's argument activations drawn at full colour
+
+
+def _input_size(meta: dict) -> int:
+    size = meta.get("input_size", 64)
+    if isinstance(size, (list, tuple)):
+        if len(set(size[-2:])) != 1:
+            raise ValueError(f"model.json: input_size {size} must be square")
+        size = size[-1]
+    return int(size)
+
+
+def evenly_spaced(n_total: int, limit: int | None) -> list[int]:
+    """`limit` row positions spread evenly over `n_total` rows (all rows when limit is None)."""
+    if limit is None or limit >= n_total:
+        return list(range(n_total))
+    if limit <= 0:
+        raise ValueError(f"--limit must be positive, got {limit}")
+    return sorted(set(np.linspace(0, n_total - 1, limit).round().astype(int).tolist()))
+
+
+def state_hash(model: torch.nn.Module) -> str:
+    """SHA-256 (first 16 hex chars) of a model's state dict: keys the exemplar index when no
+    checkpoint file is at hand."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _stats(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def run_explain(model_dir, data_dir, out, *, split: str = "test", limit: int | None = None, top_m: int = 3,
+                device: str = "auto", workers: int | None = None, batch_size: int = 64, exemplar_split: str = "train",
+                top_n: int = 9, pointing_tolerance: int = 0, layer: str | None = None, progress: bool = True) -> dict:
+    """Write a sheets folder for `split` of `data_dir` explained by the checkpoint in `model_dir`.
+
+    Returns the summary dict (also written to ``OUT/summary.json``): counts, accuracy, faithfulness
+    means, ground-truth figures by domain (pointing game, relevance mass) and timings.
+    """
+    from training.checkpoint import load_checkpoint
+
+    model_dir = Path(model_dir)
+    dev = resolve_device(device)
+    model, meta = load_checkpoint(model_dir, device=str(dev))
+    return explain_dataset(model, meta, data_dir, out, name=model_dir.name, checkpoint_hash=file_hash(model_dir / "model.pt"),
+                           split=split, limit=limit, top_m=top_m, device=dev, workers=workers, batch_size=batch_size,
+                           exemplar_split=exemplar_split, top_n=top_n, pointing_tolerance=pointing_tolerance,
+                           layer=layer, progress=progress)
+
+
+def explain_dataset(model, meta: dict, data_dir, out, *, name: str = "model", checkpoint_hash: str | None = None,
+                    split: str = "test", limit: int | None = None, top_m: int = 3, device="auto", workers: int | None = None,
+                    batch_size: int = 64, exemplar_split: str = "train", top_n: int = 9, pointing_tolerance: int = 0,
+                    layer: str | None = None, progress: bool = True) -> dict:
+    """`run_explain` for a model already in memory; `meta` holds the checkpoint's model.json fields
+    (``classes, input_size, normalization, explained_layer, arch``)."""
+    from training.datasets import ImageDataset, load_dataset
+
+    t_start = time.perf_counter()
+    data_dir, out = Path(data_dir), Path(out)
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    info = load_dataset(data_dir)
+    classes = list(meta.get("classes") or info.classes)
+    unknown = sorted(set(info.table["label"].astype(str)) - set(classes))
+    if unknown:
+        raise ValueError(f"{data_dir}/samples.csv: labels {unknown[:5]} are not classes of model {name!r} ({classes})")
+    size = _input_size(meta)
+    norm = meta.get("normalization") or {}
+    mean, std = tuple(norm.get("mean", (0.5, 0.5, 0.5))), tuple(norm.get("std", (0.25, 0.25, 0.25)))
+    layer = layer or meta.get("explained_layer") or getattr(model, "explained_layer", None)
+    ckpt_hash = checkpoint_hash or state_hash(model)
+    out.mkdir(parents=True, exist_ok=True)
+    has_parts = (data_dir / "parts.json").exists() and (data_dir / "masks").is_dir()
+    parts_doc = None
+    if has_parts:
+        from training.toyworld import load_part_mask, load_parts
+
+        parts_doc = load_parts(data_dir)
+
+    # 1. Exemplars (once per checkpoint) and names.
+    t0 = time.perf_counter()
+    exemplars = None
+    ex_table = info.split_table(exemplar_split)
+    if len(ex_table):
+        ex_data = ImageDataset(info, exemplar_split, image_size=size, mean=mean, std=std)
+        exemplars = mine_exemplars(model, layer, ex_data, top_n=top_n, out_dir=out / "exemplars", checkpoint_hash=ckpt_hash,
+                                   batch_size=batch_size, device=dev, mean=mean, std=std,
+                                   sample_ids=ex_table["sample_id"].astype(str).tolist(), progress=progress)
+    mining_s = time.perf_counter() - t0
+    names = ConceptNames.load(out / "names.json")
+    explainer = LayerContributions(model, layer)
+    if has_parts and exemplars is not None:
+        ids = ex_table["sample_id"].astype(str).tolist()
+        refs = reference_names(model, layer, ex_data, exemplars, lambda i: load_part_mask(data_dir, ids[i]),
+                               parts_doc["parts"], device=dev, progress=progress)
+        for c, ref in refs.items():
+            names.set(c, ref["name"], "reference", confidence=ref["confidence"], iou=ref["iou"], part_key=ref["part_key"])
+    names.layer = layer
+    names.save(out / "names.json")
+
+    # 2. Explain the split (one forward pass per batch).
+    t0 = time.perf_counter()
+    table = info.split_table(split)
+    rows = evenly_spaced(len(table), limit)
+    if not rows:
+        raise ValueError(f"{data_dir}: split {split!r} is empty")
+    data = ImageDataset(info, split, image_size=size, mean=mean, std=std)
+    subset = torch.utils.data.Subset(data, rows)
+    loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False)
+    records, images = [], []
+    for x, _y, idx in tqdm(loader, desc="explaining", unit="batch", disable=not progress, leave=False):
+        x = x.to(dev)
+        e = explainer.explain(x, contrast="runner_up")
+        batch_records = analyse_batch(explainer, x, e, top_m)
+        for r, i in zip(batch_records, idx.tolist()):
+            r["row"] = i
+            records.append(r)
+            images.append(data.uint8(i).permute(1, 2, 0).numpy())
+    explain_s = time.perf_counter() - t0
+    all_maps = np.concatenate([r["maps"].ravel() for r in records])
+    heatmap_scale = float(np.percentile(all_maps, HEATMAP_QUANTILE)) if all_maps.size else 1.0
+    heatmap_scale = heatmap_scale if heatmap_scale > 0 else max(float(all_maps.max(initial=0.0)), 1.0)
+
+    # 3. Sheets (+ ground truth where masks exist).
+    model_info = {"name": name, "arch": str(meta.get("arch", type(model).__name__)), "layer": explainer.layer_name,
+                  "decomposition": explainer.decomposition}
+    part_names = {int(p["id"]): p["name"] for p in parts_doc["parts"]} if parts_doc else {}
+    disc = {c["name"]: [int(i) for i in c["discriminative_parts"]] for c in parts_doc["classes"]} if parts_doc else {}
+    sheets = []
+    for r in records:
+        row = table.iloc[r["row"]]
+        sid = str(row["sample_id"])
+        domain = row.get("domain")
+        domain = str(domain) if isinstance(domain, str) and domain.strip() else None
+        pred = classes[r["target"]]
+        gt = gt_parts = None
+        if has_parts and pred in disc:
+            gt = ground_truth(r, load_part_mask(data_dir, sid), disc[pred], tolerance_px=pointing_tolerance)
+            gt_parts = [part_names[i] for i in disc[pred]]
+        sheet = build_sheet(r, sample_id=sid, classes=classes, label=str(row["label"]), domain=domain, split=split,
+                            model_info=model_info, names=names, exemplars=exemplars, heatmap_scale=heatmap_scale,
+                            image_path=f"images/{sid}.png",
+                            heatmap_paths=[f"heatmaps/{sid}_{k}.png" for k in range(1, len(r["channels"]) + 1)],
+                            gt=gt, gt_parts=gt_parts)
+        sheets.append(sheet)
+    validate_sheet(sheets[0])
+    t0 = time.perf_counter()
+    jobs = ((s, img, r["maps"]) for s, img, r in zip(sheets, images, records))
+    render_sheets(jobs, out, heatmap_scale, workers=workers, total=len(sheets), progress=progress)
+    render_s = time.perf_counter() - t0
+
+    summary = summarise(sheets, info, split, model_info, heatmap_scale)
+    summary["exemplars"] = None if exemplars is None else {
+        "index": "exemplars/index.json", "reused": exemplars.reused, "split": exemplar_split, "top_n": top_n,
+        "n_images": exemplars.data["n_images"], "receptive_field": exemplars.data["receptive_field"]}
+    summary["names"] = {src: sum(1 for c in range(len(exemplars.channels) if exemplars else 0) if names.lookup(c)[1] == src)
+                        for src in ("crowd", "reference", "fallback")}
+    summary["timing_s"] = {"mining": round(mining_s, 3), "explain": round(explain_s, 3), "render": round(render_s, 3),
+                           "total": round(time.perf_counter() - t_start, 3),
+                           "sheets_per_s_render": round(len(sheets) / max(render_s, 1e-9), 2)}
+    summary["checkpoint_hash"] = ckpt_hash
+    summary["pointing_tolerance_px"] = pointing_tolerance
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_index(out, sheets, summary, classes)
+    return summary
+
+
+def summarise(sheets: list[dict], info, split: str, model_info: dict, heatmap_scale: float) -> dict:
+    """Run-level figures from sheet documents: accuracy, faithfulness, ground truth by domain."""
+    correct = [s["correct"] for s in sheets if s["correct"] is not None]
+    by_domain = defaultdict(list)
+    for s in sheets:
+        by_domain[s["domain"] or "unknown"].append(s)
+    train = info.split_table("train")
+    majority = None
+    if "domain" in train and train["domain"].notna().any():
+        counts = train["domain"].dropna().astype(str)
+        counts = counts[counts.str.strip() != ""].value_counts()
+        majority = str(counts.index[0]) if len(counts) else None
+
+    def gt_block(group):
+        g = [s["ground_truth"] for s in group if s["ground_truth"] is not None]
+        if not g:
+            return None
+        return {"n": len(g), "pointing_game": _stats([float(x["pointing_hit"]) for x in g]),
+                "relevance_mass": _stats([x["relevance_mass"] for x in g])}
+
+    gt = None
+    if any(s["ground_truth"] is not None for s in sheets):
+        gt = {"overall": gt_block(sheets), "by_domain": {d: gt_block(g) for d, g in sorted(by_domain.items()) if gt_block(g)},
+              "majority_domain": majority,
+              "majority_domain_pointing_game": (gt_block(by_domain[majority]) or {}).get("pointing_game") if majority in by_domain else None,
+              "correct_only": gt_block([s for s in sheets if s["correct"]])}
+    faith = [s["faithfulness"] for s in sheets]
+    return {
+        "schema_version": "1", "model": model_info, "split": split, "n_sheets": len(sheets),
+        "accuracy": _stats([float(c) for c in correct]),
+        "per_domain": {d: {"n": len(g), "accuracy": _stats([float(s["correct"]) for s in g if s["correct"] is not None])}
+                       for d, g in sorted(by_domain.items())},
+        "heatmap_scale": heatmap_scale,
+        "faithfulness": {
+            "mean_margin_left_fraction": _stats([f["margin_after_removal"] / s["margin"] for f, s in zip(faith, sheets) if s["margin"] > 1e-9]),
+            "flip_rate": _stats([float(f["prediction_flips"]) for f in faith]),
+            "mean_deletion_auc": _stats([f["deletion_auc"] for f in faith]),
+        },
+        "ground_truth": gt,
+        "sheets": sorted(s["sample_id"] for s in sheets),
+    }
