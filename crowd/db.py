@@ -1,0 +1,194 @@
+"""Database access: engines for SQLite (WAL, `BEGIN IMMEDIATE`) and PostgreSQL, `get_db()`,
+`init_app(app)`, and the versioned schema with its migration path.
+
+Migrations are a small ordered list of Python steps (`MIGRATIONS`) recorded in the
+`argus_schema` table rather than Alembic: the schema is one module, the server must upgrade
+itself safely when several gunicorn workers start at once (we take a database lock around the
+upgrade), and it keeps the install free of another tool. A fresh database gets
+`metadata.create_all` and is stamped with the latest version; an older one runs each later step
+in one transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterator
+
+from flask import Flask, current_app, g
+from sqlalchemy import Connection, create_engine, event, select, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from crowd.models import (  # noqa: F401  (re-exported for other packages)
+    Assignment,
+    AssignmentStatus,
+    Base,
+    Batch,
+    BatchStatus,
+    Consent,
+    Event,
+    GoldAnswer,
+    Judgment,
+    Provider,
+    SchemaVersion,
+    Task,
+    Visit,
+    VisitStatus,
+    Worker,
+    WorkerStatus,
+)
+
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def _initial(conn: Connection) -> None:
+    Base.metadata.create_all(conn)
+
+
+# (version, note, step). Append new steps; never edit a released one.
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "initial schema", _initial),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def make_engine(url: str, *, schema: str | None = None, sqlite_synchronous: str = "FULL",
+                busy_timeout_s: float = 30.0, pool_size: int = 5, echo: bool = False) -> Engine:
+    """Create an engine for `url` with Argus's transaction rules.
+
+    SQLite: WAL journal, `synchronous` as given (FULL: an acknowledged commit survives power
+    loss), a busy timeout, and every write transaction opened with `BEGIN IMMEDIATE` so two
+    writers never deadlock on a lock upgrade. Read-only work uses
+    `engine.execution_options(argus_readonly=True)` and a plain deferred `BEGIN`.
+    PostgreSQL: READ COMMITTED, optional `schema` put first on the `search_path`.
+    """
+    if url.startswith("sqlite"):
+        if sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError(f"SQLITE_SYNCHRONOUS must be OFF|NORMAL|FULL|EXTRA, got {sqlite_synchronous!r}")
+        engine = create_engine(url, echo=echo, connect_args={"timeout": busy_timeout_s, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn, _record):
+            # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's implicit one is DEFERRED).
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={sqlite_synchronous.upper()}")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("argus_readonly") else "BEGIN IMMEDIATE")
+
+        return engine
+
+    if schema is not None and not _SCHEMA_NAME.match(schema):
+        raise ValueError(f"DATABASE_SCHEMA must be a plain identifier, got {schema!r}")
+    engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+    if schema:
+        @event.listens_for(engine, "connect")
+        def _pg_search_path(dbapi_conn, _record):
+            with dbapi_conn.cursor() as cur:
+                cur.execute(f'SET search_path TO "{schema}", public')
+            dbapi_conn.commit()
+    return engine
+
+
+def is_postgres(session_or_engine) -> bool:
+    """True when the bound database is PostgreSQL (selects `FOR UPDATE SKIP LOCKED`)."""
+    bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
+    return bind.dialect.name == "postgresql"
+
+
+def upgrade(engine: Engine) -> int:
+    """Create or migrate the schema to `SCHEMA_VERSION`; safe when several processes race.
+
+    Returns the version the database is at afterwards.
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(472019)"))  # one upgrader at a time
+        # (SQLite: this transaction began IMMEDIATE, which already excludes other writers.)
+        SchemaVersion.__table__.create(conn, checkfirst=True)
+        current = conn.execute(select(SchemaVersion.version).order_by(SchemaVersion.version.desc()).limit(1)).scalar()
+        if current is None:
+            Base.metadata.create_all(conn)
+            conn.execute(SchemaVersion.__table__.insert().values(version=SCHEMA_VERSION, note="created"))
+            return SCHEMA_VERSION
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(f"database schema version {current} is newer than this Argus ({SCHEMA_VERSION})")
+        for version, note, step in MIGRATIONS:
+            if version > current:
+                step(conn)
+                conn.execute(SchemaVersion.__table__.insert().values(version=version, note=note))
+        return SCHEMA_VERSION
+
+
+def schema_version(engine: Engine) -> int | None:
+    """The version recorded in the database, or None for an empty database."""
+    with engine.connect() as conn:
+        if not engine.dialect.has_table(conn, SchemaVersion.__tablename__):
+            return None
+        return conn.execute(select(SchemaVersion.version).order_by(SchemaVersion.version.desc()).limit(1)).scalar()
+
+
+class Database:
+    """The engine and session factories of one app."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self.read_sessions = sessionmaker(engine.execution_options(argus_readonly=True), expire_on_commit=False)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A write transaction (SQLite: BEGIN IMMEDIATE); commits on success."""
+        with self.sessions() as session, session.begin():
+            yield session
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only session that never takes SQLite's write lock."""
+        with self.read_sessions() as session, session.begin():
+            yield session
+
+
+def database_from_config(config) -> Database:
+    """Build a `Database` from a config mapping (`DATABASE_URL`, `DATABASE_SCHEMA`, ...)."""
+    return Database(make_engine(
+        config["DATABASE_URL"],
+        schema=config.get("DATABASE_SCHEMA") or None,
+        sqlite_synchronous=config.get("SQLITE_SYNCHRONOUS", "FULL"),
+        busy_timeout_s=float(config.get("SQLITE_BUSY_TIMEOUT_S", 30)),
+        pool_size=int(config.get("DATABASE_POOL_SIZE", 5)),
+    ))
+
+
+def get_database(app: Flask | None = None) -> Database:
+    """The app's `Database` (engine + session factories)."""
+    return (app or current_app).extensions["argus_db"]
+
+
+def get_db() -> Session:
+    """The request's session (opened on first use, closed when the request ends)."""
+    if "argus_session" not in g:
+        g.argus_session = get_database().sessions()
+    return g.argus_session
+
+
+def close_db(_exc=None) -> None:
+    session = g.pop("argus_session", None)
+    if session is not None:
+        session.close()
+
+
+def init_app(app: Flask) -> None:
+    """Attach the database to `app`; create/upgrade the schema when `AUTO_INIT_DB` is on."""
+    db = database_from_config(app.config)
+    app.extensions["argus_db"] = db
+    app.teardown_appcontext(close_db)
+    if app.config.get("AUTO_INIT_DB", True):
+        upgrade(db.engine)

@@ -1,0 +1,727 @@
+"""Service layer: every rule of the task server, called by the blueprints, the CLI, the MTurk
+adapter and tests alike.
+
+Most functions take a `Session` that is already inside a write transaction
+(`Database.transaction()`: SQLite `BEGIN IMMEDIATE`, PostgreSQL READ COMMITTED with row locks), so
+callers can compose them atomically. `submit` takes the `Database` itself because it commits the
+judgment first and scores gold afterwards in a second transaction ("stored before anything
+else happens").
+
+Rules enforced here (DESIGN.md, issue #4):
+- a task gets at most R judgments, from R distinct workers (capacity `n_done + n_active < R`
+  checked on the locked task row; `UNIQUE(task, worker)` on assignments and judgments);
+- a worker never gets a task twice, nor any task of a batch whose `exclude_batches` lists a
+  batch they took part in (retake blocking);
+- expired leases return the task to the queue; least-judged tasks go first;
+- gold tasks are mixed in at `gold_rate` and score workers; low scorers are flagged, never dropped;
+- submissions are idempotent by client token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from crowd import kinds as K
+from crowd.db import Database, is_postgres
+from crowd.models import (
+    Assignment,
+    AssignmentStatus,
+    Batch,
+    BatchStatus,
+    Consent,
+    Event,
+    GoldAnswer,
+    Judgment,
+    Provider,
+    Task,
+    Visit,
+    VisitStatus,
+    Worker,
+    WorkerStatus,
+    utcnow,
+)
+from crowd.sheets import TaskSpec, tasks_from_images, tasks_from_sheets
+
+JUDGMENT_COLUMNS = ["task", "worker", "label", "item", "kind", "assignment", "batch", "duration_s",
+                    "submitted_at", "sheet", "channel", "rank", "text", "points", "boxes", "is_gold", "gold_label"]
+
+
+class ServiceError(Exception):
+    """A request the rules refuse; `status` is the HTTP status, `field` the offending field."""
+
+    status = 400
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFound(ServiceError):
+    status = 404
+
+
+class Forbidden(ServiceError):
+    status = 403
+
+
+class Conflict(ServiceError):
+    status = 409
+
+
+def log_event(session: Session, type_: str, *, batch_id=None, worker_id=None, task_id=None,
+              assignment_id=None, **data) -> None:
+    """Append one event to the log (in the caller's transaction)."""
+    session.add(Event(type=type_, batch_id=batch_id, worker_id=worker_id, task_id=task_id,
+                      assignment_id=assignment_id, data=data))
+
+
+# ----------------------------------------------------------------------------------- batches
+
+def _check_batch_params(redundancy, gold_rate, tasks_per_visit, reward_cents, lease_seconds):
+    if not isinstance(redundancy, int) or isinstance(redundancy, bool) or not 1 <= redundancy <= 100:
+        raise ServiceError(f"redundancy must be an integer 1..100, got {redundancy!r}", "redundancy")
+    if not isinstance(gold_rate, (int, float)) or not 0.0 <= gold_rate < 1.0:
+        raise ServiceError(f"gold_rate must be in [0, 1), got {gold_rate!r}", "gold_rate")
+    if not isinstance(tasks_per_visit, int) or not 1 <= tasks_per_visit <= 500:
+        raise ServiceError(f"tasks_per_visit must be an integer 1..500, got {tasks_per_visit!r}", "tasks_per_visit")
+    if not isinstance(reward_cents, int) or reward_cents < 0:
+        raise ServiceError(f"reward_cents must be a non-negative integer, got {reward_cents!r}", "reward_cents")
+    if not isinstance(lease_seconds, int) or not 10 <= lease_seconds <= 7 * 86400:
+        raise ServiceError(f"lease_seconds must be an integer 10..604800, got {lease_seconds!r}", "lease_seconds")
+
+
+def create_batch(session: Session, *, name: str, kinds: list[str], media_root: str, specs: list[TaskSpec],
+                 classes: list[str], redundancy: int = 3, gold_rate: float = 0.0, tasks_per_visit: int = 5,
+                 reward_cents: int = 0, lease_seconds: int = 900, exclude_batches: list[int] | None = None,
+                 gold: list[dict] | None = None, options: dict | None = None) -> Batch:
+    """Create a batch with one task per spec plus gold copies.
+
+    `gold` entries are `{"sheet": sample_id, "kind": kind, "answer": {...}}` (see
+    `kinds.validate_gold`); each becomes an extra gold task with the same payload, shown to any
+    number of workers (gold tasks are not limited to R).
+    """
+    _check_batch_params(redundancy, gold_rate, tasks_per_visit, reward_cents, lease_seconds)
+    exclude_batches = [int(b) for b in (exclude_batches or [])]
+    for b in exclude_batches:
+        if session.get(Batch, b) is None:
+            raise ServiceError(f"exclude_batches: batch {b} does not exist", "exclude_batches")
+    if gold_rate > 0 and not gold:
+        raise ServiceError("gold_rate > 0 needs gold answers", "gold")
+    batch = Batch(name=name, kinds=list(kinds), media_root=str(media_root), redundancy=redundancy,
+                  gold_rate=float(gold_rate), tasks_per_visit=tasks_per_visit, reward_cents=reward_cents,
+                  lease_seconds=lease_seconds, classes=list(classes), exclude_batches=exclude_batches,
+                  options=dict(options or {}), status=BatchStatus.active)
+    session.add(batch)
+    session.flush()
+    by_key = {}
+    rows = []
+    for spec in specs:
+        rows.append(dict(batch_id=batch.id, kind=spec.kind, sheet=spec.sheet, payload=spec.payload,
+                         is_gold=False, n_done=0, n_active=0))
+        by_key.setdefault((spec.kind, spec.sheet if spec.kind != "name_feature" else str(spec.payload["channel"])), spec)
+    if rows:
+        session.execute(Task.__table__.insert(), rows)
+    for i, entry in enumerate(gold or []):
+        if not isinstance(entry, dict):
+            raise ServiceError(f"gold[{i}] must be an object", f"gold.{i}")
+        kind = entry.get("kind") or (kinds[0] if len(kinds) == 1 else None)
+        key = entry.get("channel") if kind == "name_feature" else entry.get("sheet")
+        spec = by_key.get((kind, str(key)))
+        if spec is None:
+            raise ServiceError(f"gold[{i}]: no {kind} task for {key!r} in this batch", f"gold.{i}")
+        try:
+            answer = K.validate_gold(kind, spec.payload, entry.get("answer"))
+        except K.AnswerError as exc:
+            raise ServiceError(f"gold[{i}]: {exc}", f"gold.{i}.{exc.field}") from None
+        task = Task(batch_id=batch.id, kind=kind, sheet=spec.sheet, payload=spec.payload, is_gold=True,
+                    n_done=0, n_active=0)
+        session.add(task)
+        session.flush()
+        session.add(GoldAnswer(task_id=task.id, answer=answer))
+    log_event(session, "batch_created", batch_id=batch.id, tasks=len(rows), gold=len(gold or []), kinds=list(kinds))
+    return batch
+
+
+def create_batch_from_sheets(session: Session, sheets_dir: str, *, kinds: list[str] | str, name: str | None = None,
+                             max_arguments: int = 3, max_marks: int = K.DEFAULT_MAX_MARKS,
+                             classes: list[str] | None = None, limit: int | None = None, **params) -> Batch:
+    """Create a batch from an argument-sheets folder (one task per sheet and kind; one
+    `name_feature` task per explained channel). Other keyword arguments go to `create_batch`."""
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+    if not kinds:
+        raise ServiceError("kinds: need at least one task kind", "kinds")
+    for kind in kinds:
+        if kind not in K.KINDS:
+            raise ServiceError(f"unknown task kind {kind!r}; expected one of {', '.join(K.KINDS)}", "kind")
+    specs, classes = tasks_from_sheets(sheets_dir, kinds, max_arguments=max_arguments, max_marks=max_marks,
+                                       classes=classes, limit=limit)
+    options = dict(params.pop("options", None) or {})
+    options.update(max_arguments=max_arguments, max_marks=max_marks)
+    root = Path(sheets_dir).resolve()
+    return create_batch(session, name=name or f"{'+'.join(kinds)} {root.name}", kinds=kinds,
+                        media_root=str(root), specs=specs, classes=classes, options=options, **params)
+
+
+def create_label_batch(session: Session, images: list, classes: list[str], *, name: str | None = None,
+                       **params) -> Batch:
+    """Create a `label` batch for arbitrary image files (active learning's oracle).
+    `images` are paths or `{"id": item_id, "image": path}`; gold entries use `sheet = item id`."""
+    media_root, specs = tasks_from_images(images, classes)
+    return create_batch(session, name=name or f"label {len(specs)} images", kinds=["label"],
+                        media_root=media_root, specs=specs, classes=list(classes), **params)
+
+
+def get_batch(session: Session, batch_id: int) -> Batch:
+    batch = session.get(Batch, batch_id)
+    if batch is None:
+        raise NotFound(f"batch {batch_id} not found", "batch")
+    return batch
+
+
+def set_batch_status(session: Session, batch_id: int, status: str) -> Batch:
+    batch = get_batch(session, batch_id)
+    try:
+        batch.status = BatchStatus(status)
+    except ValueError:
+        raise ServiceError(f"status must be active|paused|closed, got {status!r}", "status") from None
+    log_event(session, "batch_status", batch_id=batch_id, status=status)
+    return batch
+
+
+def batch_status(session: Session, batch_id: int) -> dict:
+    """Progress of one batch: task counts, judgments, leases, visits, workers, completeness."""
+    batch = get_batch(session, batch_id)
+    R = batch.redundancy
+    row = session.execute(
+        select(func.count(Task.id), func.coalesce(func.sum(Task.n_done), 0),
+               func.coalesce(func.sum(Task.n_active), 0))
+        .where(Task.batch_id == batch_id, Task.is_gold.is_(False))).one()
+    n_tasks, n_done_sum, n_active = int(row[0]), int(row[1]), int(row[2])
+    complete = session.scalar(select(func.count(Task.id)).where(
+        Task.batch_id == batch_id, Task.is_gold.is_(False), Task.n_done >= R)) or 0
+    n_gold = session.scalar(select(func.count(Task.id)).where(Task.batch_id == batch_id, Task.is_gold.is_(True))) or 0
+    judgments = session.scalar(select(func.count(Judgment.id)).where(Judgment.batch_id == batch_id)) or 0
+    visits = dict(session.execute(select(Visit.status, func.count(Visit.id)).where(Visit.batch_id == batch_id)
+                                  .group_by(Visit.status)).all())
+    workers = session.scalar(select(func.count(func.distinct(Judgment.worker_id))).where(Judgment.batch_id == batch_id)) or 0
+    by_kind = {k: int(n) for k, n in session.execute(
+        select(Task.kind, func.count(Task.id)).where(Task.batch_id == batch_id, Task.is_gold.is_(False)).group_by(Task.kind))}
+    needed = n_tasks * R
+    return {
+        "id": batch.id, "name": batch.name, "kinds": batch.kinds, "status": batch.status.value,
+        "redundancy": R, "gold_rate": batch.gold_rate, "tasks_per_visit": batch.tasks_per_visit,
+        "reward_cents": batch.reward_cents, "lease_seconds": batch.lease_seconds,
+        "exclude_batches": batch.exclude_batches, "classes": batch.classes,
+        "tasks": n_tasks, "tasks_by_kind": by_kind, "gold_tasks": int(n_gold), "tasks_complete": int(complete),
+        "judgments": int(judgments), "judgments_needed": needed, "active_leases": n_active,
+        "progress": round(min(n_done_sum, needed) / needed, 4) if needed else 1.0,
+        "complete": n_tasks > 0 and complete == n_tasks, "workers": int(workers),
+        "visits": {s.value if hasattr(s, "value") else str(s): int(n) for s, n in visits.items()},
+        "created_at": batch.created_at.isoformat(),
+    }
+
+
+def list_batches(session: Session) -> list[dict]:
+    return [batch_status(session, b) for b in session.scalars(select(Batch.id).order_by(Batch.id))]
+
+
+# ---------------------------------------------------------------------------- workers, visits
+
+def get_or_create_worker(session: Session, provider: Provider | str, external_id: str) -> Worker:
+    """The worker with this provider id, created on first sight (race-safe on both backends)."""
+    provider = Provider(provider)
+    external_id = str(external_id).strip()
+    if not external_id or len(external_id) > 200:
+        raise ServiceError("worker id must be 1..200 characters", "worker")
+    worker = session.scalar(select(Worker).where(Worker.provider == provider, Worker.external_id == external_id))
+    if worker is not None:
+        return worker
+    dialect = postgresql if is_postgres(session) else sqlite
+    session.execute(dialect.insert(Worker).values(provider=provider, external_id=external_id,
+                                                 status=WorkerStatus.active, blocked=False, gold_correct=0.0,
+                                                 gold_total=0, created_at=utcnow())
+                    .on_conflict_do_nothing(index_elements=["provider", "external_id"]))
+    return session.scalar(select(Worker).where(Worker.provider == provider, Worker.external_id == external_id))
+
+
+@dataclass
+class Identity:
+    """Who opened the entry link: provider, worker id and (MTurk) assignment/HIT/return URL."""
+
+    provider: Provider
+    worker: str
+    assignment_id: str | None = None
+    hit_id: str | None = None
+    turk_submit_to: str | None = None
+
+
+def check_excluded(session: Session, batch: Batch, worker: Worker) -> None:
+    """Raise Forbidden when the worker is blocked or took part in an excluded batch."""
+    if worker.blocked or worker.status == WorkerStatus.blocked:
+        raise Forbidden("this worker is blocked", "worker")
+    if batch.exclude_batches:
+        took_part = session.scalar(select(exists().where(
+            Visit.worker_id == worker.id, Visit.batch_id.in_(batch.exclude_batches))))
+        if took_part:
+            raise Forbidden("you already took part in a related study, so you cannot take this one", "worker")
+
+
+def start_visit(session: Session, batch_id: int, ident: Identity) -> Visit:
+    """Open (or resume) a worker's visit to a batch. MTurk visits are keyed by assignmentId."""
+    batch = get_batch(session, batch_id)
+    if batch.status != BatchStatus.active:
+        raise Forbidden(f"batch {batch_id} is {batch.status.value}", "batch")
+    worker = get_or_create_worker(session, ident.provider, ident.worker)
+    if ident.provider == Provider.mturk and ident.assignment_id:
+        visit = session.scalar(select(Visit).where(Visit.provider == Provider.mturk,
+                                                   Visit.external_assignment_id == ident.assignment_id))
+        if visit is not None:
+            if visit.worker_id != worker.id or visit.batch_id != batch_id:
+                raise Forbidden("this assignment belongs to another worker or batch", "assignmentId")
+            return visit
+    else:
+        visit = session.scalar(select(Visit).where(
+            Visit.worker_id == worker.id, Visit.batch_id == batch_id,
+            Visit.status.in_([VisitStatus.started, VisitStatus.consented])).order_by(Visit.id.desc()).limit(1))
+        if visit is not None:
+            return visit
+    check_excluded(session, batch, worker)
+    visit = Visit(batch_id=batch_id, worker_id=worker.id, provider=ident.provider,
+                  external_assignment_id=ident.assignment_id,
+                  hit_id=ident.hit_id, turk_submit_to=ident.turk_submit_to, status=VisitStatus.started, n_submitted=0)
+    session.add(visit)
+    session.flush()
+    log_event(session, "visit_started", batch_id=batch_id, worker_id=worker.id, visit=visit.id,
+              provider=ident.provider.value, assignment=ident.assignment_id, hit=ident.hit_id)
+    return visit
+
+
+def get_visit(session: Session, visit_id: int) -> Visit:
+    visit = session.get(Visit, visit_id)
+    if visit is None:
+        raise NotFound(f"visit {visit_id} not found", "visit")
+    return visit
+
+
+def record_consent(session: Session, visit: Visit, version: str) -> Consent:
+    """Record consent (version + time) once per visit; later calls return the first record."""
+    if not isinstance(version, str) or not version or len(version) > 40:
+        raise ServiceError("consent version must be 1..40 characters", "version")
+    consent = session.scalar(select(Consent).where(Consent.visit_id == visit.id))
+    if consent is None:
+        consent = Consent(worker_id=visit.worker_id, batch_id=visit.batch_id, visit_id=visit.id, version=version)
+        session.add(consent)
+        if visit.status == VisitStatus.started:
+            visit.status = VisitStatus.consented
+        log_event(session, "consent", batch_id=visit.batch_id, worker_id=visit.worker_id, visit=visit.id, version=version)
+        session.flush()
+    return consent
+
+
+def has_consented(session: Session, visit: Visit) -> bool:
+    return session.scalar(select(exists().where(Consent.visit_id == visit.id))) or False
+
+
+# --------------------------------------------------------------------------------- assignment
+
+def expire_leases(session: Session, batch_id: int | None = None, now: datetime | None = None) -> int:
+    """Return the tasks of expired leases to the queue. Returns how many leases expired."""
+    now = now or utcnow()
+    q = select(Assignment).where(Assignment.status == AssignmentStatus.leased, Assignment.expires_at < now)
+    if batch_id is not None:
+        q = q.where(Assignment.batch_id == batch_id)
+    if is_postgres(session):
+        q = q.with_for_update(skip_locked=True)
+    expired = session.scalars(q.order_by(Assignment.id)).all()
+    for a in expired:
+        a.status = AssignmentStatus.expired
+        session.execute(update(Task).where(Task.id == a.task_id).values(n_active=Task.n_active - 1))
+        log_event(session, "lease_expired", batch_id=a.batch_id, worker_id=a.worker_id, task_id=a.task_id,
+                  assignment_id=a.id)
+    return len(expired)
+
+
+def _gold_turn(position: int, rate: float) -> bool:
+    """Deterministic mixing: the (position+1)-th task is gold when it crosses a multiple of 1/rate
+    (rate 0.25 -> every 4th task), so a visit of k tasks holds round(k*rate) gold tasks."""
+    return rate > 0 and math.floor((position + 1) * rate + 1e-9) > math.floor(position * rate + 1e-9)
+
+
+def _pick_task(session: Session, batch: Batch, worker_id: int, gold: bool) -> Task | None:
+    taken = exists().where(Assignment.task_id == Task.id, Assignment.worker_id == worker_id)
+    q = select(Task).where(Task.batch_id == batch.id, Task.is_gold.is_(gold), ~taken)
+    if not gold:
+        q = q.where(Task.n_done + Task.n_active < batch.redundancy)
+    q = q.order_by(Task.n_done + Task.n_active, Task.id).limit(1)
+    if is_postgres(session):
+        # Concurrent leasers skip each other's locked rows instead of queueing on them; the
+        # capacity condition is re-checked on the locked row version (READ COMMITTED).
+        q = q.with_for_update(skip_locked=True, of=Task)
+    return session.scalar(q)
+
+
+def lease_next(session: Session, visit: Visit, now: datetime | None = None) -> Assignment | None:
+    """Lease the next task for this visit, or return its running lease; None when the visit has
+    done its k tasks or no task is left for this worker."""
+    now = now or utcnow()
+    batch = get_batch(session, visit.batch_id)
+    if visit.status not in (VisitStatus.started, VisitStatus.consented):
+        return None
+    if visit.n_submitted >= batch.tasks_per_visit:
+        return None
+    current = session.scalar(select(Assignment).where(
+        Assignment.visit_id == visit.id, Assignment.status == AssignmentStatus.leased,
+        Assignment.expires_at >= now).order_by(Assignment.id).limit(1))
+    if current is not None:
+        return current
+    if batch.status != BatchStatus.active:
+        return None
+    worker = session.get(Worker, visit.worker_id)
+    check_excluded(session, batch, worker)
+    expire_leases(session, batch.id, now)
+    done_by_worker = session.scalar(select(func.count(Assignment.id)).where(
+        Assignment.batch_id == batch.id, Assignment.worker_id == worker.id,
+        Assignment.status == AssignmentStatus.submitted)) or 0
+    task = None
+    if _gold_turn(done_by_worker, batch.gold_rate):
+        task = _pick_task(session, batch, worker.id, gold=True)
+    if task is None:
+        task = _pick_task(session, batch, worker.id, gold=False)
+    if task is None:
+        return None
+    assignment = Assignment(task_id=task.id, worker_id=worker.id, batch_id=batch.id, visit_id=visit.id,
+                            status=AssignmentStatus.leased, leased_at=now,
+                            expires_at=now + timedelta(seconds=batch.lease_seconds))
+    session.add(assignment)
+    session.execute(update(Task).where(Task.id == task.id).values(n_active=Task.n_active + 1))
+    session.flush()
+    log_event(session, "lease", batch_id=batch.id, worker_id=worker.id, task_id=task.id, assignment_id=assignment.id)
+    return assignment
+
+
+# --------------------------------------------------------------------------------- submission
+
+def _result(j: Judgment, duplicate: bool) -> dict:
+    return {"judgment": j.id, "assignment": j.assignment_id, "task": j.task_id,
+            "submitted_at": j.submitted_at.isoformat(), "duplicate": duplicate}
+
+
+def _store(session: Session, assignment_id: int, worker_id: int, answer, client_token: str,
+           duration_s: float | None, now: datetime) -> tuple[dict, bool]:
+    first = session.scalar(select(Judgment).where(Judgment.client_token == client_token))
+    if first is not None:
+        if first.assignment_id != assignment_id:
+            raise Conflict("client_token was already used for another assignment", "client_token")
+        return _result(first, True), False
+    q = select(Assignment).where(Assignment.id == assignment_id)
+    if is_postgres(session):
+        q = q.with_for_update()
+    a = session.scalar(q)
+    if a is None:
+        raise NotFound(f"assignment {assignment_id} not found", "assignment")
+    if a.worker_id != worker_id:
+        raise Forbidden("this assignment is not leased to you", "assignment")
+    if a.status == AssignmentStatus.submitted:
+        # A replay with a new client token still gets the first result, never a second judgment.
+        return _result(session.scalar(select(Judgment).where(Judgment.assignment_id == a.id)), True), False
+    tq = select(Task).where(Task.id == a.task_id)
+    if is_postgres(session):
+        tq = tq.with_for_update()
+    task = session.scalar(tq)
+    batch = session.get(Batch, a.batch_id)
+    try:
+        clean = K.validate_answer(task.kind, task.payload, answer)
+    except K.AnswerError as exc:
+        raise ServiceError(exc.message, exc.field) from None
+    if a.status == AssignmentStatus.expired:
+        if not task.is_gold and task.n_done + task.n_active >= batch.redundancy:
+            raise Conflict("the lease expired and the task already has its judgments", "assignment")
+        session.execute(update(Task).where(Task.id == task.id).values(n_done=Task.n_done + 1))
+    else:
+        session.execute(update(Task).where(Task.id == task.id)
+                        .values(n_done=Task.n_done + 1, n_active=Task.n_active - 1))
+    a.status = AssignmentStatus.submitted
+    a.submitted_at = now
+    j = Judgment(assignment_id=a.id, task_id=task.id, worker_id=worker_id, batch_id=a.batch_id,
+                 client_token=client_token, answer=clean, submitted_at=now,
+                 duration_s=None if duration_s is None else round(float(duration_s), 3))
+    session.add(j)
+    if a.visit_id is not None:
+        session.execute(update(Visit).where(Visit.id == a.visit_id).values(n_submitted=Visit.n_submitted + 1))
+    session.flush()
+    log_event(session, "submit", batch_id=a.batch_id, worker_id=worker_id, task_id=task.id, assignment_id=a.id,
+              judgment=j.id)
+    return _result(j, False), task.is_gold
+
+
+def _check_submit_args(client_token, duration_s):
+    if not isinstance(client_token, str) or not 8 <= len(client_token) <= 80:
+        raise ServiceError("client_token must be a string of 8..80 characters", "client_token")
+    if duration_s is not None:
+        if isinstance(duration_s, bool) or not isinstance(duration_s, (int, float)) or not math.isfinite(duration_s) \
+                or not 0 <= duration_s <= 86400:
+            raise ServiceError("duration_s must be a number of seconds in [0, 86400]", "duration_s")
+
+
+def submit(db: Database, assignment_id: int, worker_id: int, answer, client_token: str,
+           duration_s: float | None = None, *, gold_threshold: float = 0.7, gold_min_answers: int = 3,
+           now: datetime | None = None) -> dict:
+    """Store one judgment (idempotent by `client_token`); returns
+    `{judgment, assignment, task, submitted_at, duplicate}`.
+
+    The judgment is committed first; gold scoring follows in its own transaction, so a failure
+    there can never lose an acknowledged judgment (`rescore_gold` repairs scores).
+    """
+    _check_submit_args(client_token, duration_s)
+    now = now or utcnow()
+    for attempt in range(3):
+        try:
+            with db.transaction() as session:
+                result, is_gold = _store(session, assignment_id, worker_id, answer, client_token, duration_s, now)
+            break
+        except IntegrityError:
+            # A concurrent retry with the same token (or of the same assignment) won the race:
+            # loop, find its judgment and return it.
+            if attempt == 2:
+                raise
+    if is_gold and not result["duplicate"]:
+        with db.transaction() as session:
+            score_gold(session, result["judgment"], threshold=gold_threshold, min_answers=gold_min_answers)
+    return result
+
+
+def score_gold(session: Session, judgment_id: int, *, threshold: float = 0.7, min_answers: int = 3) -> float | None:
+    """Score a gold judgment, update the worker's gold accuracy and flag low scorers."""
+    j = session.get(Judgment, judgment_id)
+    if j is None or j.gold_score is not None:
+        return None if j is None else j.gold_score
+    task = session.get(Task, j.task_id)
+    gold = session.scalar(select(GoldAnswer).where(GoldAnswer.task_id == task.id))
+    if gold is None:
+        return None
+    score = K.score_gold(task.kind, gold.answer, j.answer)
+    j.gold_score = score
+    q = select(Worker).where(Worker.id == j.worker_id)
+    if is_postgres(session):
+        q = q.with_for_update()
+    worker = session.scalar(q)
+    worker.gold_correct += score
+    worker.gold_total += 1
+    log_event(session, "gold_scored", batch_id=j.batch_id, worker_id=worker.id, task_id=task.id, judgment=j.id, score=score)
+    if (worker.status == WorkerStatus.active and worker.gold_total >= min_answers
+            and worker.gold_accuracy < threshold):
+        worker.status = WorkerStatus.flagged
+        log_event(session, "worker_flagged", batch_id=j.batch_id, worker_id=worker.id,
+                  reason="gold accuracy below threshold", gold_accuracy=round(worker.gold_accuracy, 4),
+                  threshold=threshold)
+    return score
+
+
+def rescore_gold(db: Database, batch_id: int, **kw) -> int:
+    """Score every gold judgment of a batch that has no score yet. Returns how many."""
+    with db.reading() as session:
+        ids = session.scalars(select(Judgment.id).join(Task, Task.id == Judgment.task_id).where(
+            Judgment.batch_id == batch_id, Task.is_gold.is_(True), Judgment.gold_score.is_(None))).all()
+    for jid in ids:
+        with db.transaction() as session:
+            score_gold(session, jid, **kw)
+    return len(ids)
+
+
+def finish_visit(session: Session, visit: Visit) -> Visit:
+    """Close a visit and give it a completion code (idempotent)."""
+    if visit.status in (VisitStatus.started, VisitStatus.consented):
+        batch = session.get(Batch, visit.batch_id)
+        visit.status = VisitStatus.completed
+        visit.completed_at = utcnow()
+        visit.completion_code = (batch.options.get("prolific_completion_code") if visit.provider == Provider.prolific
+                                 else None) or secrets.token_hex(4).upper()
+        log_event(session, "visit_completed", batch_id=visit.batch_id, worker_id=visit.worker_id, visit=visit.id,
+                  submitted=visit.n_submitted)
+    return visit
+
+
+# ------------------------------------------------------------------------------------ review
+
+WORKER_ACTIONS = ("approve", "reject", "flag", "unflag", "block", "unblock")
+
+
+def review_worker(session: Session, worker_id: int, action: str, *, reason: str = "",
+                  batch_id: int | None = None) -> Worker:
+    """Apply a researcher's decision. approve/reject also settle the worker's completed visits
+    (in `batch_id`, or everywhere); flag/unflag mark for review; block stops new tasks."""
+    if action not in WORKER_ACTIONS:
+        raise ServiceError(f"action must be one of {', '.join(WORKER_ACTIONS)}", "action")
+    if not isinstance(reason, str) or len(reason) > 1000:
+        raise ServiceError("reason must be a string of at most 1000 characters", "reason")
+    worker = session.get(Worker, worker_id)
+    if worker is None:
+        raise NotFound(f"worker {worker_id} not found", "worker")
+    if action in ("approve", "reject"):
+        q = select(Visit).where(Visit.worker_id == worker_id, Visit.status == VisitStatus.completed)
+        if batch_id is not None:
+            q = q.where(Visit.batch_id == batch_id)
+        for v in session.scalars(q):
+            v.status = VisitStatus.approved if action == "approve" else VisitStatus.rejected
+            v.review_note = reason or None
+        if action == "approve" and worker.status == WorkerStatus.flagged:
+            worker.status = WorkerStatus.approved
+    elif action == "flag":
+        worker.status = WorkerStatus.flagged
+    elif action == "unflag":
+        worker.status = WorkerStatus.approved
+    elif action == "block":
+        worker.blocked, worker.status = True, WorkerStatus.blocked
+    elif action == "unblock":
+        worker.blocked, worker.status = False, WorkerStatus.active
+    if reason:
+        worker.note = reason
+    log_event(session, f"worker_{action}", batch_id=batch_id, worker_id=worker_id, reason=reason)
+    return worker
+
+
+def review_visit(session: Session, visit_id: int, action: str, note: str = "") -> Visit:
+    """Approve or reject one completed visit (one MTurk assignment)."""
+    visit = get_visit(session, visit_id)
+    if action not in ("approve", "reject"):
+        raise ServiceError("action must be approve or reject", "action")
+    if visit.status not in (VisitStatus.completed, VisitStatus.approved, VisitStatus.rejected):
+        raise Conflict(f"visit {visit_id} is {visit.status.value}, not completed", "visit")
+    visit.status = VisitStatus.approved if action == "approve" else VisitStatus.rejected
+    visit.review_note = note or None
+    log_event(session, f"visit_{action}", batch_id=visit.batch_id, worker_id=visit.worker_id, visit=visit_id, note=note)
+    return visit
+
+
+# ---------------------------------------------------------------------------- export, stats
+
+def hash_worker(label: str, salt: str) -> str:
+    """Salted SHA-256 of a worker id, first 16 hex digits, prefixed `h:`."""
+    return "h:" + hashlib.sha256((salt + "\x1f" + label).encode("utf-8")).hexdigest()[:16]
+
+
+def iter_judgment_rows(session: Session, batch_id: int | None = None, *, hash_salt: str | None = None,
+                       chunk: int = 1000) -> Iterator[dict]:
+    """Rows of the judgments frame (docs/contracts.md), one per answer, in submission order.
+    `batch_id=None` exports every batch. Streams from the database `chunk` judgments at a time."""
+    q = (select(Judgment, Task.kind, Task.payload, Task.sheet, Task.is_gold, Worker.provider, Worker.external_id,
+                GoldAnswer.answer)
+         .join(Task, Task.id == Judgment.task_id).join(Worker, Worker.id == Judgment.worker_id)
+         .outerjoin(GoldAnswer, GoldAnswer.task_id == Task.id).order_by(Judgment.id))
+    if batch_id is not None:
+        q = q.where(Judgment.batch_id == batch_id)
+    for j, kind, payload, sheet, is_gold, provider, ext, gold in session.execute(q.execution_options(yield_per=chunk)):
+        label = ext if provider == Provider.lab else f"{provider.value}:{ext}"
+        worker = hash_worker(label, hash_salt) if hash_salt else label
+        common = {"task": j.task_id, "worker": worker, "kind": kind, "assignment": j.assignment_id,
+                  "batch": j.batch_id, "duration_s": j.duration_s, "submitted_at": j.submitted_at.isoformat(),
+                  "sheet": sheet or "", "is_gold": bool(is_gold)}
+        for row in K.export_rows(kind, payload, j.answer):
+            out = {**common, **row, "gold_label": K.gold_label_for(kind, gold, row["item"]) if is_gold else ""}
+            yield {c: out[c] for c in JUDGMENT_COLUMNS}
+
+
+def worker_stats(session: Session, batch_id: int) -> list[dict]:
+    """Per worker in a batch: tasks, median seconds per task, gold accuracy (this batch),
+    agreement with the majority (share of categorical answers equal to the per-item majority,
+    on items with at least two answers), status."""
+    rows = list(iter_judgment_rows(session, batch_id))
+    durations: dict[str, list[float]] = defaultdict(list)
+    tasks: Counter = Counter()
+    seen = set()
+    votes: dict[tuple, Counter] = defaultdict(Counter)
+    for r in rows:
+        if (r["assignment"], r["worker"]) not in seen:
+            seen.add((r["assignment"], r["worker"]))
+            tasks[r["worker"]] += 1
+            if r["duration_s"] is not None:
+                durations[r["worker"]].append(r["duration_s"])
+        if not r["is_gold"] and r["item"] not in ("rationale", "coherence", "match"):
+            votes[(r["task"], r["item"])][r["label"]] += 1
+    agree: dict[str, list[int]] = defaultdict(list)
+    for r in rows:
+        c = votes.get((r["task"], r["item"]))
+        if c and sum(c.values()) >= 2:
+            top = max(c.values())
+            agree[r["worker"]].append(int(c[r["label"]] == top))
+    gold = dict(session.execute(
+        select(Judgment.worker_id, func.avg(Judgment.gold_score)).where(
+            Judgment.batch_id == batch_id, Judgment.gold_score.is_not(None)).group_by(Judgment.worker_id)).all())
+    gold_n = dict(session.execute(
+        select(Judgment.worker_id, func.count(Judgment.id)).where(
+            Judgment.batch_id == batch_id, Judgment.gold_score.is_not(None)).group_by(Judgment.worker_id)).all())
+    out = []
+    ids = session.scalars(select(func.distinct(Judgment.worker_id)).where(Judgment.batch_id == batch_id)).all()
+    for w in session.scalars(select(Worker).where(Worker.id.in_(ids)).order_by(Worker.id)):
+        label = w.label
+        out.append({
+            "id": w.id, "worker": label, "provider": w.provider.value, "status": w.status.value, "blocked": w.blocked,
+            "tasks": tasks[label],
+            "median_duration_s": round(statistics.median(durations[label]), 2) if durations[label] else None,
+            "gold_answers": int(gold_n.get(w.id, 0)),
+            "gold_accuracy": None if w.id not in gold else round(float(gold[w.id]), 4),
+            "gold_accuracy_overall": None if w.gold_accuracy is None else round(w.gold_accuracy, 4),
+            "agreement_with_majority": round(sum(agree[label]) / len(agree[label]), 4) if agree[label] else None,
+            "note": w.note or "",
+        })
+    return out
+
+
+def worker_dict(w: Worker) -> dict:
+    return {"id": w.id, "worker": w.label, "provider": w.provider.value, "external_id": w.external_id,
+            "status": w.status.value, "blocked": w.blocked, "gold_total": w.gold_total,
+            "gold_accuracy": None if w.gold_accuracy is None else round(w.gold_accuracy, 4),
+            "note": w.note or "", "created_at": w.created_at.isoformat()}
+
+
+def list_workers(session: Session, batch_id: int | None = None, status: str | None = None) -> list[dict]:
+    q = select(Worker).order_by(Worker.id)
+    if batch_id is not None:
+        q = q.where(Worker.id.in_(select(Visit.worker_id).where(Visit.batch_id == batch_id)))
+    if status:
+        try:
+            q = q.where(Worker.status == WorkerStatus(status))
+        except ValueError:
+            raise ServiceError(f"status must be one of {', '.join(s.value for s in WorkerStatus)}", "status") from None
+    return [worker_dict(w) for w in session.scalars(q)]
+
+
+def check_invariants(session: Session, batch_id: int) -> dict:
+    """Count violations of the assignment rules in a batch (all zero when healthy): tasks over R,
+    repeated worker per task, judgments without a submitted assignment, counter drift."""
+    batch = get_batch(session, batch_id)
+    over = session.scalar(select(func.count()).select_from(
+        select(Judgment.task_id).join(Task, Task.id == Judgment.task_id)
+        .where(Judgment.batch_id == batch_id, Task.is_gold.is_(False))
+        .group_by(Judgment.task_id).having(func.count(Judgment.id) > batch.redundancy).subquery()))
+    repeats = session.scalar(select(func.count()).select_from(
+        select(Judgment.task_id, Judgment.worker_id).where(Judgment.batch_id == batch_id)
+        .group_by(Judgment.task_id, Judgment.worker_id).having(func.count() > 1).subquery()))
+    orphan = session.scalar(select(func.count(Judgment.id)).join(Assignment, Assignment.id == Judgment.assignment_id)
+                            .where(Judgment.batch_id == batch_id, Assignment.status != AssignmentStatus.submitted))
+    done = select(Judgment.task_id, func.count(Judgment.id).label("n")).where(
+        Judgment.batch_id == batch_id).group_by(Judgment.task_id).subquery()
+    drift = session.scalar(select(func.count(Task.id)).outerjoin(done, done.c.task_id == Task.id).where(
+        Task.batch_id == batch_id, Task.n_done != func.coalesce(done.c.n, 0)))
+    active = select(Assignment.task_id, func.count(Assignment.id).label("n")).where(
+        Assignment.batch_id == batch_id, Assignment.status == AssignmentStatus.leased).group_by(Assignment.task_id).subquery()
+    active_drift = session.scalar(select(func.count(Task.id)).outerjoin(active, active.c.task_id == Task.id).where(
+        Task.batch_id == batch_id, Task.n_active != func.coalesce(active.c.n, 0)))
+    return {"tasks_over_redundancy": int(over or 0), "repeated_worker": int(repeats or 0),
+            "judgment_without_submitted_assignment": int(orphan or 0), "n_done_drift": int(drift or 0),
+            "n_active_drift": int(active_drift or 0)}
+

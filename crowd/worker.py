@@ -1,0 +1,348 @@
+"""Worker blueprint: entry link -> consent -> instructions with a practice item -> k tasks ->
+finish, plus the JSON endpoints the pages (and simulated crowds) use, and sheet media.
+
+Identity comes from the entry link (MTurk `workerId, assignmentId, hitId, turkSubmitTo`;
+Prolific `PROLIFIC_PID, STUDY_ID, SESSION_ID`; or `?worker=` for lab use). Every later URL and
+request carries a signed visit or assignment token, never a cookie. MTurk preview
+(`assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE`) renders a read-only sample and writes nothing.
+"""
+
+from __future__ import annotations
+
+import secrets
+from urllib.parse import urlencode, urlparse
+
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, send_from_directory, url_for
+from sqlalchemy import select
+
+from crowd import service as S
+from crowd.db import get_database
+from crowd.models import Batch, BatchStatus, Provider, Task, Visit, VisitStatus
+from crowd.tokens import BadToken, make_assignment_token, make_visit_token, read_assignment_token, read_visit_token
+
+bp = Blueprint("worker", __name__)
+PREVIEW_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
+
+
+def json_error(exc: S.ServiceError):
+    return jsonify(error=type(exc).__name__, message=exc.message, field=exc.field, status=exc.status), exc.status
+
+
+def _identity(args) -> S.Identity | None:
+    """Identity from entry-link parameters; None when the link carries none."""
+    if args.get("workerId"):
+        turk = args.get("turkSubmitTo") or None
+        if turk and not _turk_submit_allowed(turk):
+            raise S.ServiceError("turkSubmitTo is not an MTurk address", "turkSubmitTo")
+        return S.Identity(Provider.mturk, args["workerId"], args.get("assignmentId") or None,
+                          args.get("hitId") or None, turk)
+    if args.get("PROLIFIC_PID"):
+        return S.Identity(Provider.prolific, args["PROLIFIC_PID"], args.get("SESSION_ID") or None,
+                          args.get("STUDY_ID") or None)
+    if args.get("worker"):
+        return S.Identity(Provider.lab, args["worker"])
+    return None
+
+
+def _turk_submit_allowed(url: str) -> bool:
+    parsed = urlparse(url)
+    return parsed.scheme in ("http", "https") and (parsed.hostname or "") in current_app.config["TURK_SUBMIT_HOSTS"]
+
+
+def _visit_from(token) -> tuple[int, int]:
+    try:
+        return read_visit_token(token)
+    except BadToken as exc:
+        raise S.Forbidden(str(exc), "visit_token") from None
+
+
+def _task_view(task: Task) -> dict:
+    return {"id": task.id, "kind": task.kind, "sheet": task.sheet, "payload": task.payload}
+
+
+def _config_kw() -> dict:
+    return {"gold_threshold": float(current_app.config["GOLD_THRESHOLD"]),
+            "gold_min_answers": int(current_app.config["GOLD_MIN_ANSWERS"])}
+
+
+# ------------------------------------------------------------------------------- HTML pages
+
+@bp.get("/w/<int:batch_id>")
+def entry(batch_id: int):
+    """The link workers open (MTurk ExternalQuestion URL, Prolific study URL, lab link)."""
+    db = get_database()
+    if request.args.get("assignmentId") == PREVIEW_ID:
+        with db.reading() as session:  # preview: read only, nothing written
+            batch = session.get(Batch, batch_id)
+            if batch is None:
+                abort(404)
+            task = session.scalar(select(Task).where(Task.batch_id == batch_id, Task.is_gold.is_(False))
+                                  .order_by(Task.id).limit(1))
+            return render_template("worker/preview.html", batch=batch, task=task and _task_view(task))
+    try:
+        ident = _identity(request.args)
+    except S.ServiceError as exc:
+        return render_template("worker/message.html", title="Invalid link", message=exc.message), 400
+    if ident is None:
+        with db.reading() as session:
+            if session.get(Batch, batch_id) is None:
+                abort(404)
+        return render_template("worker/identify.html", batch_id=batch_id)
+    try:
+        with db.transaction() as session:
+            visit = S.start_visit(session, batch_id, ident)
+            consented = S.has_consented(session, visit)
+            token = make_visit_token(visit.id, visit.worker_id)
+    except S.NotFound:
+        abort(404)
+    except S.ServiceError as exc:
+        return render_template("worker/message.html", title="Not available", message=exc.message), exc.status
+    return redirect(url_for(".instructions" if consented else ".consent", token=token))
+
+
+@bp.route("/w/v/<token>/consent", methods=["GET", "POST"])
+def consent(token: str):
+    db = get_database()
+    try:
+        visit_id, _ = _visit_from(token)
+    except S.ServiceError as exc:
+        return render_template("worker/message.html", title="Link expired", message=exc.message), 403
+    cfg = current_app.config
+    if request.method == "POST":
+        if request.form.get("agree") != "yes":
+            return render_template("worker/consent.html", token=token, cfg=cfg,
+                                   error="Please tick the box to confirm you agree, or close this page."), 400
+        with db.transaction() as session:
+            S.record_consent(session, S.get_visit(session, visit_id), str(cfg["CONSENT_VERSION"]))
+        return redirect(url_for(".instructions", token=token))
+    return render_template("worker/consent.html", token=token, cfg=cfg, error=None)
+
+
+@bp.get("/w/v/<token>/instructions")
+def instructions(token: str):
+    db = get_database()
+    try:
+        visit_id, _ = _visit_from(token)
+    except S.ServiceError as exc:
+        return render_template("worker/message.html", title="Link expired", message=exc.message), 403
+    with db.reading() as session:
+        visit = S.get_visit(session, visit_id)
+        if not S.has_consented(session, visit):
+            return redirect(url_for(".consent", token=token))
+        batch = session.get(Batch, visit.batch_id)
+        practice = session.scalar(select(Task).where(Task.batch_id == batch.id, Task.is_gold.is_(False))
+                                  .order_by(Task.id).limit(1))
+        return render_template("worker/instructions.html", token=token, batch=batch,
+                               practice=practice and _task_view(practice))
+
+
+@bp.get("/w/v/<token>/task")
+def task_page(token: str):
+    db = get_database()
+    try:
+        visit_id, worker_id = _visit_from(token)
+    except S.ServiceError as exc:
+        return render_template("worker/message.html", title="Link expired", message=exc.message), 403
+    try:
+        with db.transaction() as session:
+            visit = S.get_visit(session, visit_id)
+            if not S.has_consented(session, visit):
+                return redirect(url_for(".consent", token=token))
+            assignment = S.lease_next(session, visit)
+            if assignment is None:
+                return redirect(url_for(".finish", token=token))
+            task = session.get(Task, assignment.task_id)
+            batch = session.get(Batch, visit.batch_id)
+            view = _task_view(task)
+            position, total = visit.n_submitted + 1, batch.tasks_per_visit
+            atoken = make_assignment_token(assignment.id, worker_id)
+    except S.ServiceError as exc:
+        return render_template("worker/message.html", title="Not available", message=exc.message), exc.status
+    return render_template("worker/task.html", token=token, batch=batch, task=view, assignment_token=atoken,
+                           client_token=secrets.token_urlsafe(18), position=position, total=total)
+
+
+@bp.post("/w/v/<token>/task")
+def task_form_submit(token: str):
+    """Form fallback for browsers without JavaScript (rate_arguments, name_feature, label)."""
+    try:
+        _visit_from(token)
+        answer = _answer_from_form(request.form)
+        S.submit(get_database(), *read_assignment_token(request.form.get("assignment_token")), answer,
+                 request.form.get("client_token"), None, **_config_kw())
+    except BadToken as exc:
+        return render_template("worker/message.html", title="Link expired", message=str(exc)), 403
+    except S.ServiceError as exc:
+        return render_template("worker/message.html", title="Please check your answer",
+                               message=f"{exc.field}: {exc.message}" if exc.field else exc.message), exc.status
+    return redirect(url_for(".task_page", token=token))
+
+
+def _answer_from_form(form) -> dict:
+    if "label" in form:
+        return {"label": form["label"]}
+    if "name" in form:
+        return {"name": form["name"], "coherence": form.get("coherence")}
+    args = {k[4:]: v for k, v in form.items() if k.startswith("arg_")}
+    return {"arguments": args, "match": form.get("match"), "comment": form.get("comment", "")}
+
+
+@bp.get("/w/v/<token>/finish")
+def finish(token: str):
+    db = get_database()
+    try:
+        visit_id, _ = _visit_from(token)
+    except S.ServiceError as exc:
+        return render_template("worker/message.html", title="Link expired", message=exc.message), 403
+    with db.transaction() as session:
+        visit = S.get_visit(session, visit_id)
+        if visit.n_submitted == 0 and visit.status in (VisitStatus.started, VisitStatus.consented):
+            return render_template("worker/message.html", title="No tasks right now",
+                                   message="There are no tasks left for you in this study. Thank you for your "
+                                           "interest; please return the task without submitting."), 200
+        S.finish_visit(session, visit)
+        return _finish_response(visit)
+
+
+def _finish_response(visit: Visit):
+    if visit.provider == Provider.mturk and visit.turk_submit_to:
+        action = visit.turk_submit_to.rstrip("/") + "/mturk/externalSubmit"
+        return render_template("worker/finish_mturk.html", action=action,
+                               fields={"assignmentId": visit.external_assignment_id or "",
+                                       "completion_code": visit.completion_code})
+    if visit.provider == Provider.prolific:
+        return redirect(current_app.config["PROLIFIC_COMPLETE_URL"].format(code=visit.completion_code))
+    return render_template("worker/finish.html", code=visit.completion_code, n=visit.n_submitted)
+
+
+# ---------------------------------------------------------------------------------- media
+
+@bp.get("/media/<int:batch_id>/<path:relpath>")
+def media(batch_id: int, relpath: str):
+    """Sheet media (images, heatmaps, exemplar strips) from the batch's folder. Paths that
+    leave the folder are 404 (werkzeug's safe_join)."""
+    with get_database().reading() as session:
+        batch = session.get(Batch, batch_id)
+        root = batch.media_root if batch is not None else None
+    if root is None or not relpath.lower().endswith((".png", ".jpg", ".jpeg", ".gif", ".webp")):
+        abort(404)
+    return send_from_directory(root, relpath)
+
+
+# ------------------------------------------------------------------------------ JSON endpoints
+
+def _body() -> dict:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise S.ServiceError("request body must be a JSON object", "body")
+    return data
+
+
+@bp.post("/w/api/start")
+def api_start():
+    """Open a visit: `{"batch": id, "worker": id}` or MTurk / Prolific parameters."""
+    try:
+        body = _body()
+        batch_id = body.get("batch")
+        if not isinstance(batch_id, int) or isinstance(batch_id, bool):
+            raise S.ServiceError("batch must be an integer id", "batch")
+        ident = _identity({k: v for k, v in body.items() if isinstance(v, str)})
+        if ident is None:
+            raise S.ServiceError("give worker, workerId or PROLIFIC_PID", "worker")
+        if ident.assignment_id == PREVIEW_ID:
+            raise S.ServiceError("preview assignments cannot start a visit", "assignmentId")
+        with get_database().transaction() as session:
+            visit = S.start_visit(session, batch_id, ident)
+            consented = S.has_consented(session, visit)
+            out = {"visit": visit.id, "worker_id": visit.worker_id, "visit_token": make_visit_token(visit.id, visit.worker_id),
+                   "consented": consented, "consent": {"version": str(current_app.config["CONSENT_VERSION"]),
+                                                       "text": current_app.config["CONSENT_TEXT"]}}
+    except S.ServiceError as exc:
+        return json_error(exc)
+    return jsonify(out)
+
+
+@bp.post("/w/api/consent")
+def api_consent():
+    try:
+        body = _body()
+        visit_id, _ = _visit_from(body.get("visit_token"))
+        version = body.get("version", str(current_app.config["CONSENT_VERSION"]))
+        with get_database().transaction() as session:
+            c = S.record_consent(session, S.get_visit(session, visit_id), version)
+            out = {"version": c.version, "consented_at": c.consented_at.isoformat()}
+    except S.ServiceError as exc:
+        return json_error(exc)
+    return jsonify(out)
+
+
+@bp.post("/w/api/next")
+def api_next():
+    """Lease the next task: `{"done": false, "task": {...}, "assignment_token": ...}` or `{"done": true}`."""
+    try:
+        visit_id, worker_id = _visit_from(_body().get("visit_token"))
+        with get_database().transaction() as session:
+            visit = S.get_visit(session, visit_id)
+            if not S.has_consented(session, visit):
+                raise S.Forbidden("record consent first", "visit_token")
+            a = S.lease_next(session, visit)
+            if a is None:
+                return jsonify(done=True, submitted=visit.n_submitted)
+            task = session.get(Task, a.task_id)
+            batch = session.get(Batch, visit.batch_id)
+            out = {"done": False, "assignment": a.id, "assignment_token": make_assignment_token(a.id, worker_id),
+                   "expires_at": a.expires_at.isoformat(), "task": _task_view(task),
+                   "position": visit.n_submitted + 1, "of": batch.tasks_per_visit,
+                   "media_base": url_for(".media", batch_id=batch.id, relpath="x")[:-1]}
+    except S.ServiceError as exc:
+        return json_error(exc)
+    return jsonify(out)
+
+
+@bp.post("/w/api/submit")
+def api_submit():
+    """Store an answer: `{"assignment_token", "client_token", "answer", "duration_s"}`.
+    A retry with the same client token returns the first result (`duplicate: true`)."""
+    try:
+        body = _body()
+        try:
+            assignment_id, worker_id = read_assignment_token(body.get("assignment_token"))
+        except BadToken as exc:
+            raise S.Forbidden(str(exc), "assignment_token") from None
+        if "answer" not in body:
+            raise S.ServiceError("answer is required", "answer")
+        result = S.submit(get_database(), assignment_id, worker_id, body["answer"], body.get("client_token"),
+                          body.get("duration_s"), **_config_kw())
+    except S.ServiceError as exc:
+        return json_error(exc)
+    return jsonify(result), 200 if result["duplicate"] else 201
+
+
+@bp.post("/w/api/finish")
+def api_finish():
+    """Close the visit; returns the completion code and where to send the worker."""
+    try:
+        visit_id, _ = _visit_from(_body().get("visit_token"))
+        with get_database().transaction() as session:
+            visit = S.finish_visit(session, S.get_visit(session, visit_id))
+            out = {"visit": visit.id, "status": visit.status.value, "submitted": visit.n_submitted,
+                   "completion_code": visit.completion_code, "provider": visit.provider.value}
+            if visit.provider == Provider.mturk and visit.turk_submit_to:
+                out["external_submit"] = {"url": visit.turk_submit_to.rstrip("/") + "/mturk/externalSubmit",
+                                          "fields": {"assignmentId": visit.external_assignment_id or "",
+                                                     "completion_code": visit.completion_code}}
+            elif visit.provider == Provider.prolific:
+                out["redirect"] = current_app.config["PROLIFIC_COMPLETE_URL"].format(code=visit.completion_code)
+    except S.ServiceError as exc:
+        return json_error(exc)
+    return jsonify(out)
+
+
+@bp.app_template_filter("media_url")
+def media_url(relpath: str, batch_id: int) -> str:
+    return url_for("worker.media", batch_id=batch_id, relpath=relpath)
+
+
+@bp.app_context_processor
+def _inject():
+    return {"urlencode": urlencode, "BatchStatus": BatchStatus}
