@@ -1,0 +1,31 @@
+"""`argus report --judgments FILE --sheets SHEETS --out DIR`: analyse crowd judgments."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("report")
+@click.option("--judgments", "judgments", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Judgment export (.csv or .parquet) from `argus crowd export`.")
+@click.option("--sheets", "sheets", required=True, type=click.Path(exists=True, file_okay=False),
+              help="SHEETS folder written by `argus explain`.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--data", "data", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Dataset folder (masks/, parts.json, samples.csv) for ground-truth localisation and backgrounds.")
+@click.option("--n-boot", default=1000, show_default=True, type=click.IntRange(0), help="Bootstrap resamples.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Bootstrap seed.")
+@click.option("--confidence", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999),
+              help="Confidence level of the intervals.")
+@click.option("--title", default="Argus report", show_default=True)
+def report(judgments, sheets, out, data, n_boot, seed, confidence, title):
+    """Agreement, aggregation and model-vs-human analysis -> OUT/report.html + tables/*.csv."""
+    from analysis.frames import JudgmentFrameError
+    from analysis.report import build_report
+
+    try:
+        path = build_report(judgments, sheets, out, data_dir=data, n_boot=n_boot, seed=seed,
+                            confidence=confidence, title=title)
+    except (JudgmentFrameError, FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {path}")
