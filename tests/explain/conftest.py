@@ -52,3 +52,24 @@ def tiny_net():
 def images():
     g = torch.Generator().manual_seed(0)
     return torch.rand(5, 3, 8, 8, generator=g)
+
+
+@pytest.fixture(scope="session")
+def toy_run(tmp_path_factory):
+    """A tiny toy world (32 px) and an untrained small-cnn checkpoint saved the foundation's way."""
+    from training.checkpoint import save_checkpoint
+    from training.datasets import load_dataset
+    from training.models import SmallCNN
+    from training.toyworld import generate_toyworld
+
+    base = tmp_path_factory.mktemp("toy")
+    data = generate_toyworld(base / "data", n_train=48, n_val=0, n_test=24, image_size=32, workers=1, progress=False)
+    info = load_dataset(data)
+    torch.manual_seed(0)
+    kwargs = {"widths": [8, 8, 16, 16]}
+    model = SmallCNN(len(info.classes), **kwargs).eval()
+    save_checkpoint(base / "run", model, {
+        "arch": "small-cnn", "classes": info.classes, "num_classes": len(info.classes), "input_size": 32,
+        "normalization": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}, "model_kwargs": kwargs,
+        "method": "erm", "config": {}, "metrics": {}, "dataset": str(data)})
+    return {"data": data, "run": base / "run", "info": info, "base": base}
