@@ -129,13 +129,14 @@ class MTurkService:
     def planned_assignments(self, batch_id: int) -> int:
         """Worker visits needed so every non-gold task gets R judgments.
 
-        Each visit does ``tasks_per_visit`` tasks of which a ``gold_rate`` share are gold.
+        A worker's first visit of k = ``tasks_per_visit`` tasks holds floor(k x ``gold_rate``)
+        gold tasks (the crowd server's deterministic mixing), the rest are real tasks.
         """
         with self.db.reading() as s:
             batch = self._batch(s, batch_id)
             n_tasks = s.scalar(select(func.count()).select_from(Task).where(
                 Task.batch_id == batch_id, Task.is_gold.is_(False))) or 0
-            real_per_visit = max(1, int(batch.tasks_per_visit * (1 - batch.gold_rate)))
+            real_per_visit = max(1, batch.tasks_per_visit - math.floor(batch.tasks_per_visit * batch.gold_rate + 1e-9))
             return max(1, math.ceil(n_tasks * batch.redundancy / real_per_visit))
 
     @staticmethod

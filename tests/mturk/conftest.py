@@ -41,3 +41,54 @@ def fake_client(fake):
 
     return MTurkClient.connect("sandbox", endpoint_url=fake.url, max_attempts=3, read_timeout=0.3,
                                connect_timeout=1)
+
+
+# ------------------------------------------------------------------ the Argus side
+
+
+@pytest.fixture
+def crowd_app(tmp_path):
+    """The real crowd server app on a fresh SQLite database."""
+    from crowd.app import create_app
+
+    return create_app({"TESTING": True, "SECRET_KEY": "mturk-test-secret",
+                       "DATABASE_URL": f"sqlite:///{tmp_path / 'argus.db'}", "GOLD_MIN_ANSWERS": 1})
+
+
+@pytest.fixture
+def crowd_db(crowd_app):
+    from crowd.db import get_database
+
+    return get_database(crowd_app)
+
+
+@pytest.fixture
+def argus_server(crowd_app):
+    """The crowd app served over real HTTP on 127.0.0.1 (werkzeug, threaded)."""
+    from mturk_sim import serve
+
+    server, url = serve(crowd_app)
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def make_batch(crowd_db, tmp_path):
+    """make_batch(n_images=6, redundancy=2, tasks_per_visit=3, gold_rate=0.34) -> batch id.
+    A `label` batch over tiny images; image 0 is also a gold task whose answer is "cat"."""
+    from mturk_sim import label_batch
+
+    counter = iter(range(1000))
+
+    def make(**kw):
+        return label_batch(crowd_db, tmp_path / f"images{next(counter)}", **kw)
+
+    return make
+
+
+@pytest.fixture
+def service(crowd_db, fake_client):
+    from crowd.providers.mturk_service import MTurkService
+
+    return MTurkService(crowd_db, fake_client, progress=False)

@@ -18,7 +18,8 @@ Failure injection (:meth:`FakeMTurk.inject`), per operation, consumed in order:
   lost; the client cannot know the call went through);
 * ``"timeout"``: apply the call, then hold the answer past the client's read time-out;
 * ``"fault"``: answer ``ServiceFault`` (HTTP 500) without applying;
-* ``"throttle"``: answer ``ThrottlingException`` (HTTP 400) without applying.
+* ``"throttle"``: answer ``ThrottlingException`` (HTTP 400) without applying;
+* ``"pass"``: answer normally (to aim a failure at a later request).
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ class FakeMTurk:
     def inject(self, operation: str, *modes: str) -> None:
         """Queue failures for ``operation`` (e.g. ``"CreateHITWithHITType"``, ``"externalSubmit"``)."""
         for mode in modes:
-            if mode not in ("drop", "timeout", "fault", "throttle"):
+            if mode not in ("pass", "drop", "timeout", "fault", "throttle"):
                 raise ValueError(mode)
             self.injections[operation].append(mode)
 
