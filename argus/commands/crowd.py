@@ -1,0 +1,256 @@
+"""`argus crowd ...`: init-db, serve, batch create, batch status, export, workers.
+
+Configuration comes from the same layers as the server (defaults -> `ARGUS_CONFIG` file ->
+`ARGUS_*` environment); `--database-url` is a shortcut for `ARGUS_DATABASE_URL`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import click
+
+DB_OPTION = click.option("--database-url", envvar="ARGUS_DATABASE_URL", default=None,
+                         help="SQLAlchemy URL (default: SQLite in the instance folder). Env: ARGUS_DATABASE_URL.")
+
+
+def _app(database_url: str | None, auto_init: bool = True):
+    from crowd.app import create_app
+
+    overrides = {"AUTO_INIT_DB": auto_init}
+    if database_url:
+        overrides["DATABASE_URL"] = database_url
+    return create_app(overrides)
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(out)
+
+
+@click.group()
+def crowd():
+    """Run the crowd task server and manage batches."""
+
+
+@crowd.command("init-db")
+@DB_OPTION
+def init_db(database_url):
+    """Create the database schema, or upgrade it to this version (safe to re-run)."""
+    from crowd.db import get_database, schema_version, upgrade
+
+    app = _app(database_url, auto_init=False)
+    engine = get_database(app).engine
+    before = schema_version(engine)
+    after = upgrade(engine)
+    url = engine.url.render_as_string(hide_password=True)
+    click.echo(f"database {url}: schema version {before if before is not None else 'none'} -> {after}")
+
+
+def _create_batch(app, sheets, kinds, images, classes, name, redundancy, gold_rate, tasks_per_visit, reward_cents,
+                  lease_seconds, gold_file, exclude, max_arguments, max_marks, limit):
+    from crowd import service as S
+    from crowd.db import get_database
+
+    gold = None
+    if gold_file:
+        with open(gold_file, encoding="utf-8") as fh:
+            gold = json.load(fh)
+    params = dict(redundancy=redundancy, gold_rate=gold_rate, tasks_per_visit=tasks_per_visit,
+                  reward_cents=reward_cents, lease_seconds=lease_seconds, gold=gold, exclude_batches=list(exclude))
+    with app.app_context(), get_database(app).transaction() as session:
+        if images:
+            with open(images, encoding="utf-8") as fh:
+                items = [line.strip() for line in fh if line.strip()]
+            batch = S.create_label_batch(session, items, list(classes), name=name, **params)
+        else:
+            batch = S.create_batch_from_sheets(session, sheets, kinds=list(kinds) or ["rate_arguments"], name=name,
+                                               classes=list(classes) or None, max_arguments=max_arguments,
+                                               max_marks=max_marks, limit=limit, **params)
+        session.flush()
+        return S.batch_status(session, batch.id)
+
+
+BATCH_OPTIONS = [
+    click.option("--kind", "kinds", multiple=True,
+                 type=click.Choice(["rate_arguments", "name_feature", "mark_rationale", "label"]),
+                 help="Task kind (repeat for a mixed batch). Default: rate_arguments."),
+    click.option("--redundancy", "-R", default=3, show_default=True, help="Judgments per task, from distinct workers."),
+    click.option("--gold-rate", default=0.0, show_default=True, help="Share of gold tasks mixed into each visit."),
+    click.option("--gold", "gold_file", type=click.Path(exists=True, dir_okay=False),
+                 help='JSON list of gold answers: [{"sheet": "s1", "kind": "label", "answer": {"label": "cat"}}].'),
+    click.option("--tasks-per-visit", "-k", default=5, show_default=True),
+    click.option("--reward-cents", default=0, show_default=True, help="Pay per visit (cents)."),
+    click.option("--lease-seconds", default=900, show_default=True),
+    click.option("--exclude", multiple=True, type=int, help="Batch id whose workers may not take this one (repeat)."),
+    click.option("--name", default=None),
+    click.option("--max-arguments", default=3, show_default=True),
+    click.option("--max-marks", default=5, show_default=True),
+    click.option("--limit", type=int, default=None, help="Use only the first N sheets."),
+]
+
+
+def batch_options(fn):
+    for opt in reversed(BATCH_OPTIONS):
+        fn = opt(fn)
+    return fn
+
+
+@crowd.group()
+def batch():
+    """Create batches and watch their progress."""
+
+
+@batch.command("create")
+@click.argument("sheets", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option("--images", type=click.Path(exists=True, dir_okay=False),
+              help="Text file with one image path per line: makes a label batch (needs --classes).")
+@click.option("--classes", multiple=True, help="Class names (label batches; repeat).")
+@batch_options
+@DB_OPTION
+def batch_create(sheets, images, classes, kinds, redundancy, gold_rate, gold_file, tasks_per_visit, reward_cents,
+                 lease_seconds, exclude, name, max_arguments, max_marks, limit, database_url):
+    """Create a batch from a SHEETS folder (or from --images + --classes)."""
+    from crowd.service import ServiceError
+    from crowd.sheets import SheetError
+
+    if not sheets and not images:
+        raise click.UsageError("give a SHEETS folder or --images FILE")
+    app = _app(database_url)
+    try:
+        status = _create_batch(app, sheets, kinds, images, classes, name, redundancy, gold_rate, tasks_per_visit,
+                               reward_cents, lease_seconds, gold_file, exclude, max_arguments, max_marks, limit)
+    except (ServiceError, SheetError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"batch {status['id']} created: {status['tasks']} tasks {status['tasks_by_kind']}, "
+               f"{status['gold_tasks']} gold, R={status['redundancy']}")
+    click.echo(f"worker link: /w/{status['id']}?worker=<id>   (MTurk: /w/{status['id']} as ExternalQuestion URL)")
+
+
+@batch.command("status")
+@click.argument("batch_id", required=False, type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@DB_OPTION
+def batch_status(batch_id, as_json, database_url):
+    """Progress of one batch (or all)."""
+    from crowd import service as S
+    from crowd.db import get_database
+
+    app = _app(database_url)
+    with app.app_context(), get_database(app).reading() as session:
+        try:
+            rows = [S.batch_status(session, batch_id)] if batch_id else S.list_batches(session)
+        except S.ServiceError as exc:
+            raise click.ClickException(exc.message) from None
+        if as_json:
+            click.echo(json.dumps(rows if batch_id is None else rows[0], indent=2))
+            return
+        for r in rows:
+            r["kinds"] = ",".join(r["kinds"])
+            r["judgments"] = f"{r['judgments']}/{r['judgments_needed']}"
+            r["progress"] = f"{100 * r['progress']:.1f}%"
+        click.echo(_table(rows, ["id", "name", "kinds", "status", "tasks", "tasks_complete", "judgments", "progress",
+                                 "active_leases", "workers"]))
+
+
+@crowd.command("export")
+@click.argument("batch_id", type=int, required=False)
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Output file (.csv or .parquet).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default=None,
+              help="Default: from the file extension.")
+@click.option("--hash-workers", is_flag=True, help="Replace worker ids by salted SHA-256 (ARGUS_EXPORT_SALT).")
+@DB_OPTION
+def export(batch_id, out, fmt, hash_workers, database_url):
+    """Export judgments (one row per answer; all batches when BATCH_ID is left out)."""
+    from tqdm import tqdm
+
+    from crowd import service as S
+    from crowd.db import get_database
+    from crowd.export import write_judgments
+
+    app = _app(database_url)
+    with app.test_request_context():
+        from crowd.api import export_salt
+
+        salt = export_salt() if hash_workers else None
+        with get_database(app).reading() as session:
+            if batch_id is not None:
+                try:
+                    S.get_batch(session, batch_id)
+                except S.ServiceError as exc:
+                    raise click.ClickException(exc.message) from None
+            rows = tqdm(S.iter_judgment_rows(session, batch_id, hash_salt=salt), desc="export", unit="row",
+                        disable=not sys.stderr.isatty())
+            n = write_judgments(out, rows, fmt)
+    click.echo(f"wrote {n} rows to {out}")
+
+
+@crowd.command("workers")
+@click.argument("batch_id", type=int)
+@DB_OPTION
+def workers(batch_id, database_url):
+    """Per-worker stats of a batch (tasks, median time, gold accuracy, agreement)."""
+    from crowd import service as S
+    from crowd.db import get_database
+
+    app = _app(database_url)
+    with app.app_context(), get_database(app).reading() as session:
+        rows = S.worker_stats(session, batch_id)
+    click.echo(_table(rows, ["id", "worker", "status", "tasks", "median_duration_s", "gold_accuracy", "gold_answers",
+                             "agreement_with_majority"]))
+
+
+@crowd.command("serve")
+@click.argument("sheets", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True)
+@click.option("--workers", "n_workers", default=2, show_default=True, help="gunicorn worker processes.")
+@click.option("--dev", is_flag=True, help="Flask's single-process development server instead of gunicorn.")
+@batch_options
+@DB_OPTION
+def serve(sheets, host, port, n_workers, dev, kinds, redundancy, gold_rate, gold_file, tasks_per_visit, reward_cents,
+          lease_seconds, exclude, name, max_arguments, max_marks, limit, database_url):
+    """Serve the task server; with SHEETS, first create a batch from that folder (unless one exists)."""
+    from crowd import service as S
+    from crowd.db import get_database
+    from crowd.models import Batch
+
+    if database_url:
+        os.environ["ARGUS_DATABASE_URL"] = database_url
+    app = _app(database_url)
+    if sheets:
+        from pathlib import Path
+
+        from sqlalchemy import select
+
+        with app.app_context(), get_database(app).reading() as session:
+            existing = session.scalar(select(Batch.id).where(Batch.media_root == str(Path(sheets).resolve()))
+                                      .order_by(Batch.id.desc()).limit(1))
+        if existing is None:
+            try:
+                status = _create_batch(app, sheets, kinds, None, (), name, redundancy, gold_rate, tasks_per_visit,
+                                       reward_cents, lease_seconds, gold_file, exclude, max_arguments, max_marks, limit)
+            except (S.ServiceError, ValueError) as exc:
+                raise click.ClickException(str(exc)) from None
+            existing = status["id"]
+            click.echo(f"created batch {existing} from {sheets}")
+        click.echo(f"open http://{host}:{port}/w/{existing}?worker=YOUR_ID to do tasks")
+    click.echo(f"admin dashboard: http://{host}:{port}/admin/ (set ARGUS_ADMIN_PASSWORD)")
+    if dev:
+        app.run(host=host, port=port, debug=False)
+        return
+    gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or shutil.which("gunicorn")
+    if gunicorn is None:
+        raise click.ClickException("gunicorn is not installed; use --dev or pip install gunicorn")
+    cmd = [gunicorn, "--workers", str(n_workers), "--bind", f"{host}:{port}", "--access-logfile", "-",
+           "crowd.app:create_app()"]
+    click.echo(" ".join(cmd))
+    raise SystemExit(subprocess.call(cmd))

@@ -1,0 +1,162 @@
+"""Fixtures of the crowd server tests: the fixture sheets folder, an app on SQLite or on
+PostgreSQL (one fresh random schema per test session, dropped at the end; tables truncated
+between tests), a JSON helper for the worker endpoints, and a live HTTP server in a thread."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from werkzeug.serving import make_server
+
+from crowd.app import create_app
+from crowd.db import Base, get_database
+
+SHEETS = Path(__file__).parent / "fixtures" / "sheets"
+API_TOKEN = "test-api-token-123"
+PG_URL = os.environ.get("ARGUS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def sheets_dir() -> Path:
+    return SHEETS
+
+
+@pytest.fixture(scope="session")
+def pg_schema():
+    """A fresh schema for this test session on the PostgreSQL server; dropped afterwards."""
+    name = f"argus_test_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{name}"'))
+    yield name
+    with engine.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+    engine.dispose()
+
+
+def _config(backend: str, tmp_path: Path, request) -> dict:
+    cfg = {"TESTING": True, "SECRET_KEY": "test-secret", "API_TOKEN": API_TOKEN, "ADMIN_PASSWORD": "admin-pw",
+           "SQLITE_SYNCHRONOUS": "NORMAL", "GOLD_MIN_ANSWERS": 2, "GOLD_THRESHOLD": 0.5}
+    if backend == "sqlite":
+        cfg["DATABASE_URL"] = f"sqlite:///{tmp_path / 'argus.db'}"
+    else:
+        cfg["DATABASE_URL"] = PG_URL
+        cfg["DATABASE_SCHEMA"] = request.getfixturevalue("pg_schema")
+    return cfg
+
+
+def _truncate(app):
+    engine = get_database(app).engine
+    if engine.dialect.name == "postgresql":
+        names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables if t.name != "argus_schema")
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def app(backend, tmp_path, request):
+    app = create_app(_config(backend, tmp_path, request))
+    _truncate(app)
+    yield app
+    get_database(app).engine.dispose()
+
+
+@pytest.fixture
+def sqlite_app(tmp_path, request):
+    app = create_app(_config("sqlite", tmp_path, request))
+    yield app
+    get_database(app).engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+def create_batch(client, sheets: Path = SHEETS, **body):
+    body.setdefault("sheets_dir", str(sheets))
+    body.setdefault("kind", "label")
+    r = client.post("/api/batches", json=body, headers=AUTH)
+    assert r.status_code == 201, r.get_json()
+    return r.get_json()
+
+
+class WorkerClient:
+    """Drives the worker JSON endpoints like a simulated crowd member (over a Flask test client
+    or `requests`)."""
+
+    def __init__(self, http, batch_id: int, worker: str, base: str = ""):
+        self.http, self.base, self.batch_id, self.worker = http, base, batch_id, worker
+        self.token = None
+
+    def post(self, path, body):
+        if hasattr(self.http, "post") and self.base:
+            r = self.http.post(self.base + path, json=body, timeout=30)
+            return r.status_code, r.json()
+        r = self.http.post(path, json=body)
+        return r.status_code, r.get_json()
+
+    def start(self, **ident):
+        status, data = self.post("/w/api/start", {"batch": self.batch_id, **(ident or {"worker": self.worker})})
+        assert status == 200, data
+        self.token = data["visit_token"]
+        status, data = self.post("/w/api/consent", {"visit_token": self.token})
+        assert status == 200, data
+        return self
+
+    def next(self):
+        status, data = self.post("/w/api/next", {"visit_token": self.token})
+        assert status == 200, data
+        return data
+
+    def submit(self, assignment_token, answer, client_token=None, duration_s=1.5):
+        return self.post("/w/api/submit", {"assignment_token": assignment_token, "answer": answer,
+                                           "client_token": client_token or secrets.token_hex(8),
+                                           "duration_s": duration_s})
+
+
+def answer_for(task: dict, choice: int = 0) -> dict:
+    """A valid answer for a task view (`choice` varies it)."""
+    p = task["payload"]
+    if task["kind"] == "label":
+        return {"label": p["classes"][choice % len(p["classes"])]}
+    if task["kind"] == "rate_arguments":
+        return {"arguments": {str(a["rank"]): ["yes", "no", "cant_tell"][choice % 3] for a in p["arguments"]},
+                "match": 1 + choice % 5, "comment": f"c{choice}"}
+    if task["kind"] == "name_feature":
+        return {"name": f"  Round  Thing {choice}!", "coherence": 1 + choice % 5}
+    return {"points": [[0.25, 0.5]], "boxes": [[0.1, 0.1, 0.4, 0.3]]}
+
+
+@pytest.fixture
+def live_server(app):
+    """The app served over real HTTP by werkzeug (threaded) in a background thread."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def h():
+    """Helpers for test modules (importlib import mode: tests cannot import conftest)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(AUTH=AUTH, API_TOKEN=API_TOKEN, SHEETS=SHEETS, create_batch=create_batch,
+                           WorkerClient=WorkerClient, answer_for=answer_for)
