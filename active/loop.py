@@ -121,6 +121,9 @@ class ActiveLoop:
         self.labels = np.asarray(state["labels"], np.int64)
         self.history = state["history"]
         self.next_round = int(state["next_round"])
+        if self.history and "queried" not in self.history[-1] and self.history[-1]["round"] < self.config.rounds:
+            # the run was finished with fewer rounds; its last round made no query: redo that round
+            self.next_round = int(self.history.pop()["round"])
 
     def _save(self):
         state = {"config": asdict(self.config), "config_key": self._config_key(), "next_round": self.next_round,

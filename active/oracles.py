@@ -1,6 +1,6 @@
 """Labelling oracles: simulated (ground truth with optional noise) and the crowd (Argus server).
 
-An oracle's `label(pool, indices [B], round) -> OracleResult` returns class ids `[B]` (-1 where
+An oracle's `label(pool, indices [B], rnd) -> OracleResult` returns class ids `[B]` (-1 where
 no label could be obtained; the loop returns those items to the pool), the cost per item and
 per-round info (e.g. crowd agreement).
 """
@@ -39,7 +39,7 @@ class SimulatedOracle:
             raise ValueError(f"--label-noise must be in [0, 1], got {noise}")
         self.noise, self.seed, self.cost = float(noise), int(seed), float(cost)
 
-    def label(self, pool, indices, round: int) -> OracleResult:
+    def label(self, pool, indices, rnd: int) -> OracleResult:
         indices = np.asarray(indices, np.int64)
         truth = np.asarray([pool.label(int(i)) for i in indices], np.int64)
         labels = truth.copy()
@@ -101,15 +101,14 @@ class CrowdClient:
         return self._call("GET", f"/batches/{batch_id}").json()
 
     def close_batch(self, batch_id: int) -> None:
-        self._call("POST", f"/batches/{batch_id}/status", json={"status": "closed"})
+        self._call("PATCH", f"/batches/{batch_id}", json={"status": "closed"})
 
     def judgments(self, batch_id: int):
-        import io
-
+        """The batch's judgments frame (`task, worker, label, item, sheet, is_gold, ...`)."""
         import pandas as pd
 
-        text = self._call("GET", "/judgments", params={"batch": batch_id, "format": "csv"}).text
-        return pd.read_csv(io.StringIO(text), dtype={"label": str, "sheet": str, "task": str, "worker": str})
+        rows = self._call("GET", f"/batches/{batch_id}/judgments", params={"format": "json"}).json()["rows"]
+        return pd.DataFrame(rows, columns=None if rows else ["task", "worker", "label", "item", "sheet", "is_gold"])
 
 
 def save_pool_png(pool, index: int, path: Path):
@@ -146,11 +145,11 @@ class CrowdOracle:
         self.media_dir, self.reward_cents, self.seed, self.progress = Path(media_dir), int(reward_cents), seed, progress
         self.batches: list[int] = []
 
-    def label(self, pool, indices, round: int) -> OracleResult:
+    def label(self, pool, indices, rnd: int) -> OracleResult:
         from tqdm.auto import tqdm
 
         indices = np.asarray(indices, np.int64)
-        folder = self.media_dir / f"round{round}"
+        folder = self.media_dir / f"round{rnd}"
         folder.mkdir(parents=True, exist_ok=True)
         images = []
         for i in indices:
@@ -158,7 +157,7 @@ class CrowdOracle:
             save_pool_png(pool, int(i), path)
             images.append({"id": f"pool-{int(i)}", "image": str(path.resolve())})
         batch = self.client.create_label_batch(images, list(pool.classes), self.redundancy,
-                                               name=f"active round {round}", reward_cents=self.reward_cents)
+                                               name=f"active round {rnd}", reward_cents=self.reward_cents)
         batch_id = int(batch["id"])
         self.batches.append(batch_id)
         t0 = time.monotonic()
@@ -175,7 +174,7 @@ class CrowdOracle:
             self.client.close_batch(batch_id)
         frame = self.client.judgments(batch_id)
         if "is_gold" in frame:
-            frame = frame[~frame["is_gold"].astype(str).str.lower().isin(["true", "1"])]
+            frame = frame[~frame["is_gold"].astype(str).str.lower().isin(["true", "1"])]  # gold copies score workers only
         if "item" in frame:
             frame = frame[frame["item"] == "label"]
         frame = frame.assign(task=frame["sheet"].astype(str))  # one task per item: key by item id
