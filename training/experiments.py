@@ -365,3 +365,234 @@ def markdown_table(table: pd.DataFrame) -> str:
     for _, row in table.iterrows():
         lines.append("| " + " | ".join(str(row[c]) for c in cols) + " |")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- running
+
+class PerDomainEpochReports:
+    """Trainer callback: after every epoch, per-domain accuracy on val and test.
+
+    Adds to the epoch record (so it lands in `metrics.json` and in `last.pt`'s history, which
+    makes an interrupted run resumable without losing earlier epochs):
+    `val_per_domain`, `val_worst_domain_accuracy` (the oracle selection score) and
+    `test_per_domain` ({domain: {accuracy, n}}). Reads domain labels: evaluation only, never
+    passed to the method.
+    """
+
+    def __init__(self, info, splits=("val", "test")):
+        from training.evaluate import training_majority_domain
+
+        self.info = info
+        self.splits = tuple(splits)
+        self.majority = training_majority_domain(info)
+        self._images: dict = {}
+
+    def _report(self, trainer, split: str) -> dict | None:
+        from training.datasets import load_split_uint8
+        from training.evaluate import evaluate_predictions, predict_uint8
+
+        if split not in self._images:
+            n = int((self.info.table["split"] == split).sum())
+            self._images[split] = None if n == 0 else (
+                load_split_uint8(self.info, split, trainer.image_size, progress=False),
+                self.info.labels(split).numpy(), self.info.domains(split))
+        cached = self._images[split]
+        if cached is None:
+            return None
+        images, labels, domains = cached
+        logits = predict_uint8(trainer.model, images, trainer.normalization["mean"], trainer.normalization["std"],
+                               trainer.device, trainer.config.eval_batch_size)
+        return evaluate_predictions(logits.argmax(1).numpy(), labels, domains, trainer.classes, self.majority)
+
+    def __call__(self, trainer, epoch: int, record: dict) -> None:
+        for split in self.splits:
+            rep = self._report(trainer, split)
+            if rep is None:
+                continue
+            record[f"{split}_per_domain"] = {d: {"accuracy": v["accuracy"], "n": v["n"]}
+                                             for d, v in rep["per_domain"].items()}
+            record[f"{split}_worst_domain_accuracy"] = rep["worst_domain_accuracy"]
+            record[f"{split}_worst_class_accuracy"] = rep["worst_class_accuracy"]
+
+
+def select_epochs(history: list[dict]) -> dict:
+    """Epoch chosen by each selection rule from a run's epoch records (1-based epochs).
+
+    `worst_class`: highest `val_worst_class_accuracy` (what the trainer saves as model.pt);
+    `oracle_worst_domain`: highest `val_worst_domain_accuracy` (needs domain labels on val).
+    Ties go to the earlier epoch, as in the trainer. Without a val split: the last epoch.
+    """
+    out = {}
+    for name, key in (("worst_class", "val_worst_class_accuracy"), ("oracle_worst_domain", "val_worst_domain_accuracy")):
+        scored = [r for r in history if r.get(key) is not None]
+        best = max(scored, key=lambda r: (r[key], -r["epoch"])) if scored else history[-1]
+        out[name] = best
+    return out
+
+
+def run_result(method: str, seed: int, history: list[dict], majority_domain: str) -> dict:
+    """The per-run record `summarize` reads, from the epoch history of a finished run."""
+    selections = {}
+    for name, rec in select_epochs(history).items():
+        per_domain = rec["test_per_domain"]
+        selections[name] = {"epoch": rec["epoch"],
+                            "val_worst_class_accuracy": rec.get("val_worst_class_accuracy"),
+                            "val_worst_domain_accuracy": rec.get("val_worst_domain_accuracy"),
+                            "metrics": domain_metrics(per_domain, majority_domain),
+                            "test": {"per_domain": per_domain}}
+    return {"method": method, "seed": int(seed), "majority_domain": majority_domain,
+            "train_time_s": history[-1].get("train_time_s"), "selections": selections}
+
+
+def parse_method_options(items) -> dict:
+    """`["center-distance.power=2", "jtt.upweight=10"]` -> {method: {option: value}} (JSON values)."""
+    out: dict = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        method, dot, option = key.partition(".")
+        if not sep or not dot or not method or not option:
+            raise ValueError(f"--method-option: expected METHOD.KEY=VALUE, got {item!r}")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        out.setdefault(method.strip(), {})[option.strip().replace("-", "_")] = parsed
+    return out
+
+
+def run_blind_domains(data, out, methods=DEFAULT_METHODS, seeds: int | list[int] = 5, epochs: int = 8,
+                      imbalance: float | None = None, imbalance_seed: int = 0, method_options: dict | None = None,
+                      train_options: dict | None = None, progress: bool = True) -> dict:
+    """Train every method on every seed (same data split, same seeds), evaluate per domain,
+    write the comparison. Resumable: finished runs (`runs/<method>/seed<k>/result.json`) are
+    read back, interrupted ones continue from their `last.pt`.
+
+    Args:
+        data: dataset folder (Argus format, or ImageFolder + domains.csv).
+        out: experiment folder; gets `runs/`, `results.csv` (per seed), `summary.csv`,
+            `summary.md`, `summary.json`, `summary_oracle_selection.csv`, `blind_domains.png`.
+        methods: method names (registered in `training.methods`).
+        seeds: a count (seeds 0..n-1) or an explicit list.
+        epochs: training epochs of every run.
+        imbalance: majority : minority ratio; subsamples the domains of `data` first.
+        method_options: {method: {option: value}}.
+        train_options: extra `TrainConfig` fields (arch, batch_size, lr, device, image_size, ...).
+    Returns the summary dict of :func:`summarize` (worst-class selection) with `oracle_selection`.
+    """
+    from tqdm.auto import tqdm
+
+    from training.datasets import load_dataset
+    from training.evaluate import training_majority_domain
+    from training.method_base import available_methods
+    from training.trainer import TrainConfig, Trainer
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    methods = list(dict.fromkeys(methods))
+    unknown = sorted(set(methods) - set(available_methods()))
+    if unknown:
+        raise ValueError(f"--methods: unknown method(s) {', '.join(unknown)}; available: {', '.join(available_methods())}")
+    method_options = method_options or {}
+    stray = sorted(set(method_options) - set(methods))
+    if stray:
+        raise ValueError(f"--method-option given for method(s) not run: {', '.join(stray)}")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list:
+        raise ValueError("--seeds: need at least one seed")
+    if imbalance is not None:
+        data = write_imbalanced_dataset(data, out / f"data_imbalance_{imbalance:g}", imbalance, imbalance_seed)
+    info = load_dataset(data)
+    majority = training_majority_domain(info)
+    if majority is None:
+        raise ValueError(f"{info.root}: the train split has no domain labels; blind-domains needs them for evaluation")
+    train_options = dict(train_options or {})
+    config_doc = {"data": str(info.root), "methods": methods, "seeds": seed_list, "epochs": epochs,
+                  "imbalance": imbalance, "method_options": method_options, "train_options": train_options,
+                  "majority_domain": majority}
+    (out / "experiment.json").write_text(json.dumps(config_doc, indent=2, default=str))
+
+    records = []
+    jobs = [(m, s) for s in seed_list for m in methods]
+    bar = tqdm(jobs, desc="blind-domains", unit="run", disable=not progress)
+    for method, seed in bar:
+        bar.set_postfix(method=method, seed=seed)
+        run_dir = out / "runs" / method / f"seed{seed}"
+        result_path = run_dir / "result.json"
+        if result_path.exists():
+            records.append(json.loads(result_path.read_text()))
+            continue
+        cfg = TrainConfig(method=method, method_options=dict(method_options.get(method, {})), epochs=epochs,
+                          seed=seed, **train_options)
+        trainer = Trainer(info, run_dir, cfg, callbacks=[PerDomainEpochReports(info)], progress=False)
+        resume = (run_dir / "last.pt").exists()
+        try:
+            metrics = trainer.fit(resume=resume)
+        except ValueError as exc:
+            if not resume:
+                raise
+            # an unusable last.pt (other arch/method): start the run again
+            warnings.warn(f"{run_dir}: cannot resume ({exc}); training from scratch")
+            (run_dir / "last.pt").unlink()
+            metrics = Trainer(info, run_dir, cfg, callbacks=[PerDomainEpochReports(info)], progress=False).fit()
+        if not trainer.is_main:
+            continue
+        record = run_result(method, seed, metrics["epochs"], majority)
+        tmp = result_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=2))
+        os.replace(tmp, result_path)
+        records.append(record)
+    bar.close()
+    return write_summary(records, out, methods)
+
+
+def write_summary(records: list[dict], out, methods=None) -> dict:
+    """Summaries under both selections, CSV/markdown/JSON files and the plot in `out`."""
+    out = Path(out)
+    if methods:
+        order = {m: i for i, m in enumerate(methods)}
+        records = sorted(records, key=lambda r: (order.get(r["method"], len(order)), r["seed"]))
+    main = summarize(records, "worst_class")
+    oracle = summarize(records, "oracle_worst_domain", domains=main["domains"])
+    table = main["table"].copy()
+    oracle_wda = {m: _fmt(oracle["numbers"][m]["worst_domain_accuracy"]) for m in oracle["numbers"]}
+    insert_at = list(table.columns).index("WDA 95% CI") + 1
+    table.insert(insert_at, "worst domain (oracle sel.)", [oracle_wda[m] for m in main["numbers"]])
+    main["table"] = table
+    main["per_seed"].to_csv(out / "results.csv", index=False)
+    table.to_csv(out / "summary.csv", index=False)
+    oracle["table"].to_csv(out / "summary_oracle_selection.csv", index=False)
+    plot = plot_summary(main, out / "blind_domains.png", oracle_summary=oracle)
+    doc = {
+        "selection": "worst-class validation accuracy (no domain labels); oracle: worst-domain validation accuracy",
+        "domains": main["domains"], "majority_domain": records[0].get("majority_domain"),
+        "table": table.to_dict(orient="records"),
+        "numbers": main["numbers"], "tests": main["tests"], "gap_closure": main["gap_closure"],
+        "oracle_selection": {"numbers": oracle["numbers"], "gap_closure": oracle["gap_closure"],
+                             "table": oracle["table"].to_dict(orient="records")},
+        "runs": len(records), "plot": plot.name,
+    }
+    (out / "summary.json").write_text(json.dumps(_finite(doc), indent=2, default=_json_default))
+    (out / "summary.md").write_text(
+        "## Test accuracy per domain (%), model selected by worst-class val accuracy\n\n"
+        + markdown_table(table)
+        + "\n\n## Same runs, model selected by worst-domain val accuracy (oracle selection)\n\n"
+        + markdown_table(oracle["table"]) + "\n")
+    main["oracle_selection"] = oracle
+    return main
+
+
+def _finite(obj):
+    """NaN -> None all the way down, so summary.json is valid JSON."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, (float, np.floating)) and math.isnan(obj):
+        return None
+    return obj
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    return str(obj)
