@@ -1,0 +1,82 @@
+"""`argus mturk ...` through click's runner, against the fake endpoint and a real database."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from argus.cli import cli
+from mturk_sim import do_assignment
+
+SECRET = "argus-test-dummy-secret-never-real"
+
+
+@pytest.fixture
+def run(fake, crowd_app, monkeypatch):
+    monkeypatch.setenv("ARGUS_SECRET_KEY", "mturk-test-secret")
+    db_url = crowd_app.config["DATABASE_URL"]
+
+    def invoke(*args, input=None, live=False):
+        base = ["mturk", "--live" if live else "--sandbox", "--endpoint-url", fake.url, "--db", db_url,
+                "--max-attempts", "2", "--no-progress"]
+        result = CliRunner().invoke(cli, base + [str(a) for a in args], input=input, catch_exceptions=False)
+        assert SECRET not in result.output  # credentials are never echoed
+        return result
+
+    return invoke
+
+
+def test_balance_and_dry_run_launch(run, fake, make_batch):
+    out = run("balance")
+    assert out.exit_code == 0 and "sandbox" in out.output and "$10000.00" in out.output
+    bid = make_batch(n_images=6, redundancy=2, tasks_per_visit=3, gold_rate=0.34)
+    common = ["launch", bid, "--server-url", "https://argus.example.org", "--title", "Label images",
+              "--description", "Pick the class"]
+    out = run(*common, "--assignments", 20)
+    assert out.exit_code == 0, out.output
+    assert "2 HITs x 9 + 1 HIT x 2 = 20 assignments" in out.output
+    assert "$12.00" in out.output  # 20 x $0.50 + 20%
+    assert "Dry run" in out.output and not fake.hits
+    out = run(*common, "--assignments", 20, "--max-budget", "11.99", "--execute")
+    assert out.exit_code != 0 and "max-budget" in out.output and not fake.hits
+
+
+def test_live_needs_typed_confirmation(run, fake, make_batch):
+    bid = make_batch(n_images=2, redundancy=1, tasks_per_visit=2, gold_rate=0.0)
+    common = ["launch", bid, "--server-url", "https://argus.example.org", "--title", "T", "--description", "D",
+              "--execute"]
+    out = run(*common, input="yes\n", live=True)
+    assert out.exit_code != 0 and "not confirmed" in out.output and not fake.hits
+    out = run(*common, input="LIVE\n", live=True)
+    assert out.exit_code == 0, out.output and len(fake.hits) == 1
+
+
+@pytest.mark.slow
+def test_full_cycle_through_the_cli(run, fake, make_batch, argus_server, tmp_path):
+    bid = make_batch(n_images=4, redundancy=1, tasks_per_visit=2, gold_rate=0.0)
+    out = run("launch", bid, "--entry-url", f"{argus_server}/w/{bid}", "--title", "T", "--description", "D",
+              "--locale", "US", "--execute")
+    assert out.exit_code == 0, out.output
+    (hit,) = fake.hits
+    assert fake.hits[hit]["QualificationRequirements"][1]["LocaleValues"] == [{"Country": "US"}]
+    for w in ("W1", "W2"):
+        do_assignment(fake, hit, w, argus_server)
+    assert "Submitted" in run("sync", bid).output
+    out = run("review", bid)
+    assert "approve" in out.output and "Dry run" in out.output
+    assert {a["AssignmentStatus"] for a in fake.assignments.values()} == {"Submitted"}
+    assert run("review", bid, "--execute").exit_code == 0
+    assert {a["AssignmentStatus"] for a in fake.assignments.values()} == {"Approved"}
+    (tmp_path / "bonus.csv").write_text("worker_id,amount\nW1,0.30\n")
+    out = run("bonus", bid, "--csv", tmp_path / "bonus.csv", "--reason", "Thanks", "--execute")
+    assert out.exit_code == 0 and "Paid now: 1" in out.output
+    out = run("bonus", bid, "--csv", tmp_path / "bonus.csv", "--reason", "Thanks", "--execute")
+    assert "already paid earlier: 1" in out.output and len(fake.bonuses) == 1
+    out = run("status", bid)
+    assert "bonuses paid" in out.output and "$0.30" in out.output and "$1.00" in out.output
+    out = run("review", bid, "--reject", next(iter(fake.assignments)), "--feedback", "Wrong answers everywhere", "--yes")
+    assert out.exit_code != 0 and "already approved" in out.output
+    assert run("block", "W2", "--reason", "test").exit_code == 0 and "W2" in fake.blocks
+    assert "Sent to 2 workers" in run("notify", bid, "--subject", "Hi", "--message", "Thanks").output
+    out = run("expire", bid, "--delete")
+    assert "Expired 1 HITs" in out.output and "Deleted 1 HITs" in out.output
