@@ -2,12 +2,15 @@
 
 Blueprints, one per audience: `worker` (task pages and their JSON endpoints under `/w`, media
 under `/media`), `api` (researcher JSON API under `/api`, bearer token) and `admin` (dashboard
-under `/admin`, login + CSRF). Gunicorn: `gunicorn 'crowd.app:create_app()'`.
+under `/admin`, login + CSRF). Gunicorn: `gunicorn 'crowd.app:create_app()'`. The instance folder
+(default SQLite database, generated secret key, optional config.py) is `ARGUS_INSTANCE_PATH` or
+Flask's default `instance/` beside the package.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from flask import Flask, jsonify, request
@@ -25,7 +28,8 @@ JSON_PREFIXES = ("/api", "/w/api")
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: config layers, database (schema created/upgraded when `AUTO_INIT_DB`),
     blueprints and JSON error handlers."""
-    app = Flask("crowd", instance_relative_config=True, template_folder=TEMPLATES_DIR,
+    app = Flask("crowd", instance_path=os.environ.get("ARGUS_INSTANCE_PATH") or None,
+                instance_relative_config=True, template_folder=TEMPLATES_DIR,
                 static_folder=STATIC_DIR, static_url_path="/static")
     load_config(app, test_config)
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_CONTENT_LENGTH"])

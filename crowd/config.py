@@ -76,7 +76,7 @@ def load_config(app, test_config: dict | None = None) -> None:
     else:
         app.config.from_pyfile("config.py", silent=True)  # instance/config.py
     for key, value in os.environ.items():
-        if key.startswith("ARGUS_") and key not in ("ARGUS_CONFIG", "ARGUS_TEST_POSTGRES_URL"):
+        if key.startswith("ARGUS_") and key not in ("ARGUS_CONFIG", "ARGUS_INSTANCE_PATH", "ARGUS_TEST_POSTGRES_URL"):
             name = key[len("ARGUS_"):]
             app.config[name] = _parse(value, DEFAULTS.get(name, app.config.get(name)), name)
     if test_config:

@@ -190,3 +190,14 @@ def test_schema_versioning(app):
     engine = get_database(app).engine
     assert schema_version(engine) == SCHEMA_VERSION
     assert upgrade(engine) == SCHEMA_VERSION  # re-running is a no-op
+
+
+def test_agreement_with_majority_and_median_time(app, sheets_dir):
+    db = get_database(app)
+    bid = _batch(db, sheets_dir, redundancy=3)
+    for worker, label in (("w1", "apple"), ("w2", "apple"), ("w3", "banana")):
+        _do(db, _visit(db, bid, worker), label_for=lambda payload, sheet, label=label: label)
+    with db.reading() as s:
+        stats = {w["worker"]: w for w in S.worker_stats(s, bid)}
+    assert {k: v["agreement_with_majority"] for k, v in stats.items()} == {"w1": 1.0, "w2": 1.0, "w3": 0.0}
+    assert {v["tasks"] for v in stats.values()} == {3} and stats["w1"]["median_duration_s"] == 2.0
