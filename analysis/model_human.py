@@ -593,7 +593,8 @@ def improvement_clues(frame: pd.DataFrame, sheets: dict, loc: pd.DataFrame | Non
                                           confidence=confidence)
                 inv, lo, hi = 1 - v, 1 - hi_v, 1 - lo_v
             off = sub["off"].mean()
-            bg_counts = sub["background"].replace("", np.nan).dropna().value_counts()
+            bg = sub["background"].fillna("").astype(str)
+            bg_counts = bg[bg != ""].value_counts()
             top_bg = bg_counts.index[0] if len(bg_counts) else ""
             top_share = bg_counts.iloc[0] / len(sub) if len(bg_counts) else np.nan
             off_flag = np.isfinite(off) and off > off_threshold and (not np.isfinite(overall_off) or

@@ -16,7 +16,7 @@ from . import agreement as agr
 from .aggregate import DawidSkene, MajorityVote, item_uncertainty, worker_table
 from .frames import (attach_sheet_info, humans_only, is_model_worker, load_sheets, read_judgments)
 from .model_human import (argument_rows, argument_validity, improvement_clues, localisation_by,
-                          localisation_table, model_answers_from_sheets, model_vs_human, naming_agreement,
+                          localisation_table, model_answers_from_sheets, model_vs_human, naming_agreement, normalise_name,
                           rank_agreement, reference_names, synonyms_from_parts)
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "report"
@@ -75,7 +75,13 @@ def _fmt(v, digits=3):
 
 def _html_table(df: pd.DataFrame, columns=None, max_rows=60) -> dict:
     df = df if columns is None else df[[c for c in columns if c in df.columns]]
-    rows = [[_fmt(v) for v in r] for r in df.head(max_rows).itertuples(index=False)]
+    counts = [str(c).startswith("n_") for c in df.columns]  # counts print as integers
+
+    def cell(v, is_count):
+        if is_count and isinstance(v, (float, np.floating)) and np.isfinite(v):
+            return str(int(v))
+        return _fmt(v)
+    rows = [[cell(v, k) for v, k in zip(r, counts)] for r in df.head(max_rows).itertuples(index=False)]
     return {"columns": list(df.columns), "rows": rows, "truncated": max(0, len(df) - max_rows)}
 
 
@@ -199,6 +205,12 @@ def build_report(judgments, sheets_dir, out_dir, *, data_dir=None, n_boot: int =
             with_model = pd.concat([frame, extra.dropna(axis=1, how="all")], ignore_index=True)
             notes.append("the model's answers (predicted class, feature names) were added from the sheets "
                          f"as worker {extra['worker'].iloc[0]!r}")
+    if "item" in with_model.columns and parts:
+        # compare names in canonical form (synonyms of a part count as the same name)
+        syn = synonyms_from_parts(parts)
+        is_name = with_model["item"].astype(str) == "name"
+        with_model = with_model.copy()
+        with_model.loc[is_name, "label"] = with_model.loc[is_name, "label"].map(lambda s: normalise_name(s, syn))
     mvh_rows = []
     models = sorted(with_model.loc[is_model_worker(with_model["worker"]), "worker"].unique())
     if models:
@@ -348,6 +360,7 @@ def _plot_confusions(figs, ds, frame, sheets, source):
                 ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
                         color="white" if m[i, j] > 0.6 else "black")
         ax.set_title(t, fontsize=9)
+    fig.subplots_adjust(wspace=0.45)
     fig.colorbar(im, ax=axes.tolist(), shrink=0.8)
     figs.add("confusions", fig, "Confusion matrices", "Columns sum to 1 (per true label).")
 
