@@ -32,6 +32,7 @@ def converge(step, max_runs=8):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("crowd_app", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 def test_launch_work_sync_review_bonus_with_failures_everywhere(crowd_db, fake, make_batch, argus_server):
     # one attempt per call, so every injected failure reaches the command and forces a re-run
     client = MTurkClient.connect("sandbox", endpoint_url=fake.url, max_attempts=1, read_timeout=0.3)
