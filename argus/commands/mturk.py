@@ -112,7 +112,7 @@ pass_ctx = click.make_pass_decorator(Ctx)
 @click.group("mturk")
 @click.option("--sandbox/--live", "sandbox", default=True, show_default=True,
               help="MTurk environment. --live needs a typed confirmation before changing anything.")
-@click.option("--db", "db_url", envvar="ARGUS_DATABASE_URL", default=None,
+@click.option("--database-url", "db_url", envvar="ARGUS_DATABASE_URL", default=None,
               help="Argus database URL (default: the crowd server's configured database).")
 @click.option("--profile", default=None, help="AWS profile (credentials otherwise from the standard AWS sources).")
 @click.option("--retry-mode", type=click.Choice(["standard", "adaptive"]), default="standard", show_default=True,

@@ -17,7 +17,7 @@ def run(fake, crowd_app, monkeypatch):
     db_url = crowd_app.config["DATABASE_URL"]
 
     def invoke(*args, input=None, live=False):
-        base = ["mturk", "--live" if live else "--sandbox", "--endpoint-url", fake.url, "--db", db_url,
+        base = ["mturk", "--live" if live else "--sandbox", "--endpoint-url", fake.url, "--database-url", db_url,
                 "--max-attempts", "2", "--no-progress"]
         result = CliRunner().invoke(cli, base + [str(a) for a in args], input=input, catch_exceptions=False)
         assert SECRET not in result.output  # credentials are never echoed
