@@ -71,8 +71,9 @@ def bootstrap(stat: Callable[[dict], np.ndarray], unit_stats: dict[str, np.ndarr
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     n_units = next(iter(unit_stats.values())).shape[0]
-    ones = np.ones((1, n_units))
-    value = float(stat(_weighted_sums(ones, unit_stats))[0])
+    totals = {k: np.asarray(a.sum(axis=0)).reshape((1,) + tuple(a.shape[1:])) if a.ndim > 1 else
+              np.asarray([a.sum()]) for k, a in unit_stats.items()}
+    value = float(stat(totals)[0])
     if n_boot <= 0 or n_units == 0:
         return value, float("nan"), float("nan"), np.empty(0)
     boots = []

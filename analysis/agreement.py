@@ -82,7 +82,7 @@ def _resolve_level(data, level) -> str:
 class _Coded:
     """Integer-coded judgments: `unit, rater, value` codes `[n]` (None on the matrix fast path),
     `domain` `[V]`, `cluster` `[U]` (task code of every unit), `counts` `[U, V]`,
-    `rated` `[U, R]` bool or None (which rater rated which unit, for rater counts)."""
+    `rated`: the `[R, U]` float matrix with NaN for missing (matrix input) or None."""
 
     def __init__(self, unit, rater, value, domain, n_units, n_raters, cluster, unit_index=None,
                  counts=None, rated=None):
@@ -100,7 +100,8 @@ class _Coded:
     def raters_in(self, keep: np.ndarray) -> int:
         """Number of distinct raters with a rating in the kept units."""
         if self.rated is not None:
-            return int(self.rated[:, keep].any(1).sum())
+            sub = self.rated if keep.all() else self.rated[:, keep]
+            return int(np.isfinite(np.fmax.reduce(sub, axis=1)).sum())
         return int(np.count_nonzero(np.bincount(self.rater[keep[self.unit]], minlength=self.n_raters)))
 
 
@@ -156,26 +157,12 @@ def _encode_matrix(matrix: np.ndarray, level: str, categories) -> _Coded:
         raise ValueError(f"reliability matrix must be 2-D [raters, units], got shape {matrix.shape}")
     n_raters, n_units = matrix.shape
     if matrix.dtype.kind in "fiu" and categories is None:
-        # fast path: value counts straight from the matrix with one bincount, no long format
-        matrix = matrix.astype(float, copy=False)
-        missing = np.isnan(matrix)
-        finite = matrix[~missing]
-        if finite.size == 0:
-            raise ValueError("the reliability matrix has no ratings")
-        lo, hi = finite.min(), finite.max()
-        if hi - lo < 100_000 and np.all(finite == np.floor(finite)):
-            width = int(hi - lo) + 2  # last slot collects the missing cells
-            codes = np.where(missing, width - 1, matrix - lo).astype(np.int64)
-            domain_all = np.arange(width - 1) + lo
-        else:
-            domain_all = np.unique(finite)
-            width = len(domain_all) + 1
-            codes = np.where(missing, width - 1, np.searchsorted(domain_all, np.where(missing, lo, matrix)))
-        codes += np.arange(n_units, dtype=np.int64)[None, :] * width
-        raw = np.bincount(codes.ravel(), minlength=n_units * width).reshape(n_units, width)[:, :-1]
-        present = raw.sum(0) > 0
-        return _Coded(None, None, None, domain_all[present], n_units, n_raters, np.arange(n_units),
-                      counts=raw[:, present], rated=~missing)
+        counts = _matrix_counts(matrix.astype(float, copy=False))
+        if counts is not None:
+            raw, domain_all = counts
+            present = raw.sum(0) > 0
+            return _Coded(None, None, None, domain_all[present], n_units, n_raters, np.arange(n_units),
+                          counts=raw[:, present], rated=matrix)
     if matrix.dtype.kind in "f":
         mask = ~np.isnan(matrix)
     else:
@@ -184,6 +171,31 @@ def _encode_matrix(matrix: np.ndarray, level: str, categories) -> _Coded:
     values = matrix[rater, unit]
     codes, domain, _ = _value_codes(values, level, categories, "matrix")
     return _Coded(unit, rater, codes, domain, n_units, n_raters, np.arange(n_units))
+
+
+def _matrix_counts(matrix: np.ndarray, block: int = 65_536):
+    """Value counts `[U, V]` of a numeric `[raters, units]` matrix with NaN for missing, for
+    integer values in a range under 100,000: one bincount per cache-sized block of raters, no
+    long-format copy. Returns (counts, domain) or None (non-integer values: use the general path)."""
+    lo, hi = np.fmin.reduce(matrix, axis=None), np.fmax.reduce(matrix, axis=None)
+    if not np.isfinite(lo):
+        raise ValueError("the reliability matrix has no ratings")
+    if hi - lo >= 100_000:
+        return None
+    n_raters, n_units = matrix.shape
+    width = int(hi - lo) + 2  # the last slot collects the missing cells
+    offsets = np.arange(n_units, dtype=np.int64) * width
+    counts = np.zeros(n_units * width, dtype=np.int64)
+    step = max(1, block // max(n_units, 1))
+    for r0 in range(0, n_raters, step):
+        blk = matrix[r0:r0 + step]
+        shifted = np.where(np.isnan(blk), width - 1, blk - lo)
+        codes = shifted.astype(np.int64)
+        if not np.array_equal(codes, shifted):
+            return None
+        codes += offsets
+        counts += np.bincount(codes.ravel(), minlength=n_units * width)
+    return counts.reshape(n_units, width)[:, :-1], np.arange(width - 1) + lo
 
 
 def _value_codes(values: np.ndarray, level: str, categories, where: str):
