@@ -9,6 +9,7 @@ warm start. Each item's PNG is written once and reused by later rounds.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -23,15 +24,18 @@ class TrainerFn:
     """`train_fn(pool, indices, labels, *, round, seed, init_state) -> (predictor, state_dict)`.
 
     Options go to `training.trainer.TrainConfig` (`method`, `epochs`, `arch`, `batch_size`,
-    `lr`, `device`, `model_kwargs`, ...); `image_size` defaults to the pool's.
+    `lr`, `device`, `model_kwargs`, ...); `image_size` defaults to the pool's. `min_steps`
+    raises the epoch count for small labelled sets so each round gets at least that many
+    optimizer steps.
     """
 
     def __init__(self, work_dir, method: str = "erm", method_options: dict | None = None, epochs: int = 8,
-                 progress: bool = False, **train_config):
+                 min_steps: int = 0, progress: bool = False, **train_config):
         from training.trainer import TrainConfig
 
         self.work_dir = Path(work_dir)
         self.method, self.method_options, self.epochs = method, dict(method_options or {}), int(epochs)
+        self.min_steps = int(min_steps)
         self.train_config = dict(train_config)
         self.progress = progress
         TrainConfig(method=method, method_options=self.method_options, epochs=self.epochs, **self.train_config).check()
@@ -54,6 +58,8 @@ class TrainerFn:
         root = self._write_dataset(pool, np.asarray(indices), np.asarray(labels), round)
         cfg = TrainConfig(method=self.method, method_options=self.method_options, epochs=self.epochs, seed=seed,
                           **{"image_size": getattr(pool, "image_size", None), **self.train_config})
+        # small labelled sets: at least `min_steps` optimizer steps, else round 0 models barely train
+        cfg.epochs = max(cfg.epochs, math.ceil(self.min_steps * cfg.batch_size / max(len(indices), 1)))
 
         class _Warm(Trainer):
             def new_model(self, seed=None):

@@ -58,3 +58,8 @@ def blind_domains(data_root, out, methods, seeds, epochs, imbalance, imbalance_s
         raise click.ClickException(str(exc)) from None
     click.echo(markdown_table(summary["table"]))
     click.echo(f"\nwritten: {out}/summary.csv, summary.md, summary.json, results.csv, blind_domains.png")
+
+
+from active.experiment import active_command as _active_experiment  # noqa: E402  (issue 9: active learning)
+
+experiment.add_command(_active_experiment, "active")
