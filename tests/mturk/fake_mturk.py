@@ -90,7 +90,7 @@ class FakeMTurk:
     def start(self) -> str:
         self._server = make_server("127.0.0.1", 0, self, threaded=True, request_handler=_QuietHandler)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self._thread.start()
         return self.url
 
