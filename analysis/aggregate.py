@@ -206,11 +206,13 @@ class DawidSkene:
         c = _codes(data)
         if c.K < 2:
             raise ValueError(f"aggregation needs at least two distinct labels; all are {c.labels[0]!r}")
-        n = len(c.t)
-        # S[(w, l), t] = number of times worker w gave label l on task t
-        S = sparse.csr_matrix((np.ones(n), (c.w * c.K + c.l, c.t)), shape=(c.W * c.K, c.T))
-        present = (np.asarray(S.sum(1)).ravel() > 0).reshape(c.W, c.K)
-        return c, S, S.T.tocsr(), present
+        wl = c.w * c.K + c.l
+        # St[t, (w, l)] = number of times worker w gave label l on task t. The E-step is St @ log E
+        # (CSR, rows = tasks); the M-step is St.T @ p, a CSC product that walks tasks in order and
+        # scatters into the small [W*K, K] result, so both stay cache-friendly.
+        St = sparse.csr_matrix((np.ones(len(c.t)), (c.t, wl)), shape=(c.T, c.W * c.K))
+        present = (np.bincount(wl, minlength=c.W * c.K) > 0).reshape(c.W, c.K)
+        return c, St.T, St, present
 
     @staticmethod
     def _gold(c: _Codes, true_labels):
