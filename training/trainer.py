@@ -396,8 +396,6 @@ class Trainer:
                     best_score, best_epoch = score, epoch + 1
                 record["selected"] = improved
                 self.history.append(record)
-                for cb in self.callbacks:
-                    cb(self, epoch, record)
                 metrics = {"epochs": self.history, "best_epoch": best_epoch, "best_score": best_score,
                            "selection": "method.selection_score (default: worst-class val accuracy)",
                            "train_time_s": round(elapsed, 3), "complete": epoch + 1 == cfg.epochs,
@@ -417,6 +415,8 @@ class Trainer:
                 meta = read_meta(self.out)
                 meta["metrics"] = {**metrics, "val": meta["metrics"].get("val")}
                 write_json(self.out / "model.json", meta)
+                for cb in self.callbacks:  # after the files are written, so callbacks may read them
+                    cb(self, epoch, record)
                 if self.progress:
                     tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f} train acc {record['train_accuracy']:.4f}"
                                + (f" val acc {record['val_accuracy']:.4f} worst-class {record['val_worst_class_accuracy']:.4f}" if "val_accuracy" in record else "")
