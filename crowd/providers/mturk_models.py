@@ -156,7 +156,6 @@ class MTurkBonus(Base):
     amount_cents: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)  # as sent, ends with "[ref <token tail>]"
     status: Mapped[BonusStatus] = mapped_column(_enum(BonusStatus), default=BonusStatus.planned)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
     paid_at: Mapped[datetime | None] = mapped_column(TZDateTime)
 

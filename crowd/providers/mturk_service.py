@@ -596,8 +596,6 @@ class MTurkService:
             rows = s.scalars(select(MTurkBonus).where(MTurkBonus.unique_request_token.in_(tokens))).all()
         summary["already_paid"] = sum(r.status == BonusStatus.paid for r in rows)
         for row in self._bar([r for r in rows if r.status == BonusStatus.planned], "paying bonuses"):
-            with self.db.transaction() as s:
-                s.get(MTurkBonus, row.id).attempts += 1
             sent = self.client.send_bonus(row.worker_id, row.assignment_id, _usd(row.amount_cents), row.reason,
                                           row.unique_request_token)
             with self.db.transaction() as s:
