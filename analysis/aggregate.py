@@ -389,7 +389,8 @@ class GLAD:
             return -np.inf if np.isnan(q) else float(q)
 
         def neg_q_and_grad(p):
-            pl_cache = {}
+            # posteriors are fixed during the M-step: gather them once per step
+            pl, rows_sum = p[t, lab], p[t].sum(1)
 
             def f(x):
                 return -q_value(x[:W], x[W:], p)
@@ -397,10 +398,7 @@ class GLAD:
             def g(x):
                 a, b = x[:W], x[W:]
                 eb = np.exp(b[t])
-                sig = expit(a[w] * eb)
-                if "pl" not in pl_cache:
-                    pl_cache["pl"], pl_cache["rs"] = p[t, lab], p[t].sum(1)
-                r = pl_cache["pl"] - sig * pl_cache["rs"]  # sum_c p_c (delta_c - sigma)
+                r = pl - expit(a[w] * eb) * rows_sum  # sum_c p_c (delta_c - sigma)
                 d_a = np.bincount(w, weights=r * eb, minlength=W) - (a - mu_a)
                 d_b = np.bincount(t, weights=r * a[w] * eb, minlength=T) - (b - mu_b)
                 return -np.concatenate([d_a, d_b])

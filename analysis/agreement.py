@@ -84,13 +84,11 @@ class _Coded:
     `domain` `[V]`, `cluster` `[U]` (task code of every unit), `counts` `[U, V]`,
     `rated`: the `[R, U]` float matrix with NaN for missing (matrix input) or None."""
 
-    def __init__(self, unit, rater, value, domain, n_units, n_raters, cluster, unit_index=None,
-                 counts=None, rated=None):
+    def __init__(self, unit, rater, value, domain, n_units, n_raters, cluster, counts=None, rated=None):
         self.unit, self.rater, self.value = unit, rater, value
         self.domain = domain
         self.n_units, self.n_raters = n_units, n_raters
         self.cluster = cluster
-        self.unit_index = unit_index
         self.rated = rated
         V = len(domain)
         if counts is None:
@@ -240,7 +238,7 @@ def _encode_frame(frame: pd.DataFrame, level: str, categories, cluster) -> _Code
     else:
         clusters = np.arange(n_units)
     return _Coded(unit.astype(np.int64), rater.astype(np.int64), codes, domain, n_units,
-                  int(rater.max()) + 1, clusters, unit_index=unit_uniques)
+                  int(rater.max()) + 1, clusters)
 
 
 def _by_cluster(coded: _Coded, keep: np.ndarray, stats: dict) -> dict:

@@ -25,7 +25,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from ._bootstrap import Estimate, bootstrap
-from .agreement import item_group, krippendorff_alpha, percent_agreement
+from .agreement import krippendorff_alpha, percent_agreement
 from .frames import MODEL_PREFIX, attach_sheet_info, humans_only, is_model_worker, parse_geometry
 
 YES, NO, CANT_TELL = "yes", "no", "cant_tell"

@@ -14,7 +14,7 @@ import pandas as pd
 
 from . import agreement as agr
 from .aggregate import DawidSkene, MajorityVote, item_uncertainty, worker_table
-from .frames import (attach_sheet_info, humans_only, is_model_worker, load_sheets, read_judgments)
+from .frames import humans_only, is_model_worker, load_sheets, read_judgments
 from .model_human import (argument_rows, argument_validity, improvement_clues, localisation_by,
                           localisation_table, model_answers_from_sheets, model_vs_human, naming_agreement, normalise_name,
                           rank_agreement, reference_names, synonyms_from_parts)
@@ -181,8 +181,6 @@ def build_report(judgments, sheets_dir, out_dir, *, data_dir=None, n_boot: int =
     # 5. naming
     if "item" in frame.columns and (frame["item"].astype(str) == "name").any():
         ref = reference_names(sheets)
-        if parts and not ref:
-            ref = {}
         naming = naming_agreement(frame, reference=ref or None, synonyms=synonyms_from_parts(parts), **kw)
         tables["naming"] = naming["table"]
         sections["naming"] = {k: (v.as_dict() if hasattr(v, "as_dict") else None)
