@@ -106,7 +106,20 @@ def _errors(fn):
     return wrapper
 
 
-pass_ctx = click.make_pass_decorator(Ctx)
+def pass_ctx(fn):
+    """Pass the invocation's Ctx; add `--sandbox/--live` to the subcommand too, so both
+    `argus mturk --live launch ...` and `argus mturk launch --live ...` work."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, env_sandbox=None, **kwargs):
+        c = click.get_current_context().find_object(Ctx)
+        if env_sandbox is not None:
+            c.live = not env_sandbox
+        return fn(c, *args, **kwargs)
+
+    return click.option("--sandbox/--live", "env_sandbox", default=None,
+                        help="MTurk environment (overrides the group option).")(wrapper)
 
 
 @click.group("mturk")

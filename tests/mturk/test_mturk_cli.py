@@ -26,6 +26,19 @@ def run(fake, crowd_app, monkeypatch):
     return invoke
 
 
+def test_credentials_never_logged(run, fake, make_batch, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)  # botocore's own debug logging included
+    bid = make_batch(n_images=2, redundancy=1, tasks_per_visit=2, gold_rate=0.0)
+    out = run("launch", bid, "--server-url", "https://argus.example.org", "--title", "T", "--description", "D",
+              "--execute")
+    assert out.exit_code == 0 and caplog.records
+    assert SECRET not in caplog.text
+    argus_logs = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("argus"))
+    assert "AKIAARGUSTESTDUMMYKEY" not in argus_logs
+
+
 def test_balance_and_dry_run_launch(run, fake, make_batch):
     out = run("balance")
     assert out.exit_code == 0 and "sandbox" in out.output and "$10000.00" in out.output
@@ -48,7 +61,13 @@ def test_live_needs_typed_confirmation(run, fake, make_batch):
     out = run(*common, input="yes\n", live=True)
     assert out.exit_code != 0 and "not confirmed" in out.output and not fake.hits
     out = run(*common, input="LIVE\n", live=True)
-    assert out.exit_code == 0, out.output and len(fake.hits) == 1
+    assert out.exit_code == 0, out.output
+    assert len(fake.hits) == 1 and "LIVE MTurk" in out.output
+    # the flag also works after the subcommand
+    out = run("expire", bid, "--live", input="no\n")
+    assert out.exit_code != 0 and "not confirmed" in out.output and fake.live_hits()[0]["HITStatus"] == "Assignable"
+    out = run("expire", bid, "--live", input="LIVE\n")
+    assert out.exit_code == 0 and fake.live_hits()[0]["HITStatus"] == "Reviewable"
 
 
 @pytest.mark.slow

@@ -209,6 +209,8 @@ def test_block_notify_expire_delete_calls(stubbed):
     client, stub = stubbed
     stub.add_response("create_worker_block", {}, {"WorkerId": "W9", "Reason": "Random answers on gold"})
     stub.add_response("delete_worker_block", {}, {"WorkerId": "W9", "Reason": "appeal accepted"})
+    stub.add_response("list_worker_blocks", {"NumResults": 1, "WorkerBlocks": [{"WorkerId": "W8", "Reason": "r"}]},
+                      {"MaxResults": 100})
     workers = [f"W{i:03d}" for i in range(250)]
     for chunk in (workers[:100], workers[100:200], workers[200:]):
         stub.add_response("notify_workers", {"NotifyWorkersFailureStatuses": []},
@@ -217,6 +219,7 @@ def test_block_notify_expire_delete_calls(stubbed):
     stub.add_response("delete_hit", {}, {"HITId": HIT_ID})
     client.block_worker("W9", "Random answers on gold")
     client.unblock_worker("W9", "appeal accepted")
+    assert client.list_worker_blocks() == [{"WorkerId": "W8", "Reason": "r"}]
     assert client.notify_workers(workers + workers[:5], "New batch", "Hello") == []
     client.expire_hit(HIT_ID)
     client.delete_hit(HIT_ID)
