@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
 COLORMAP = "inferno"
-HEAT_PX = 160  # side of a heatmap in the composite PNG
+HEAT_PX = 128  # side of a heatmap in the composite PNG (small keeps PNG encoding cheap)
 _STATE: dict = {}
 
 
@@ -77,7 +77,7 @@ def composite_png(sheet: dict, image: np.ndarray, overlays: list[np.ndarray], st
     """One PNG per sheet: the input, the sentence, and one row per argument (heatmap, name, share, exemplars)."""
     font, small = _font(15), _font(12)
     pad, side = 10, HEAT_PX
-    width = 2 * pad + side + pad + 600
+    width = 2 * pad + side + pad + 520
     sentence = textwrap.wrap(sheet["sentence"], width=86)
     head_h = pad + 20 * len(sentence) + 18 + pad
     row_h = side + pad
@@ -107,7 +107,7 @@ def composite_png(sheet: dict, image: np.ndarray, overlays: list[np.ndarray], st
         draw.rectangle((x, y + 38, x + 300, y + 44), fill=(232, 235, 239))
         draw.rectangle((x, y + 38, x + int(300 * share), y + 44), fill=(11, 92, 173))
         if strip is not None:
-            scale = min(600 / strip.width, (side - 54) / strip.height)
+            scale = min(520 / strip.width, (side - 54) / strip.height)
             canvas.paste(strip.resize((max(1, int(strip.width * scale)), max(1, int(strip.height * scale)))), (x, y + 52))
         y += row_h
     return canvas

@@ -1,0 +1,210 @@
+"""Explanation-engine speed, side by side in one run.
+
+Figures (one JSON line each; all in bench/results/explain_speed.json):
+- plain inference vs Argus all-class per-channel decomposition (+ contrast) of one batch;
+- Captum LayerGradCam and pytorch-grad-cam GradCAM for 1 and 10 classes per image, on the same
+  model and batch (a 1000-class head by default);
+- exemplar mining (one streaming pass with top-N merges) vs a plain inference pass over the same data;
+- end-to-end sheets per second (explain + JSON + HTML + PNG, rendering on all cores) on a toy world.
+
+CPU default: small-cnn 64x64, batch 64. GPU (the lead's run):
+    python bench/explain_speed.py --device cuda --arch resnet50 --image-size 224 --batch 64
+Timings are medians over repeats after warm-up, with CUDA synchronisation around each call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from explain.contributions import LayerContributions  # noqa: E402
+from explain.exemplars import resolve_device, stream_top_activations  # noqa: E402
+from training.models import build_model  # noqa: E402
+
+FIGURES: list[dict] = []
+
+
+def emit(figure: str, value, unit: str, **extra):
+    row = {"figure": figure, "value": value, "unit": unit, **extra}
+    FIGURES.append(row)
+    print(json.dumps(row), flush=True)
+
+
+def timed(fn, device: torch.device, repeats: int, warmup: int) -> float:
+    """Median wall time of `fn()` in ms (CUDA-synchronised)."""
+    for _ in range(warmup):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def machine(device: torch.device) -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "device": str(device)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def bench_decomposition(model, layer_module, x, device, repeats, warmup, classes_multi: int):
+    from captum.attr import LayerGradCam
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    explainer = LayerContributions(model)
+    explainer.explain(x[:2])  # structure detection once (not part of the steady state)
+
+    def plain():
+        with torch.no_grad():
+            model(x)
+
+    def argus():
+        e = explainer.explain(x)
+        return e.contrast_contributions
+
+    with torch.no_grad():
+        top = torch.topk(model(x), classes_multi, dim=1).indices  # [B, 10]
+    gradcam = LayerGradCam(model, layer_module)
+
+    def captum(n):
+        def run():
+            for i in range(n):
+                gradcam.attribute(x, target=top[:, i])
+        return run
+
+    cam = GradCAM(model=model, target_layers=[layer_module])
+
+    def pgc(n):
+        def run():
+            for i in range(n):
+                cam(input_tensor=x, targets=[ClassifierOutputTarget(int(k)) for k in top[:, i]])
+        return run
+
+    t_plain = timed(plain, device, repeats, warmup)
+    t_argus = timed(argus, device, repeats, warmup)
+    emit("plain_inference", round(t_plain, 3), "ms/batch")
+    emit("argus_all_class_decomposition", round(t_argus, 3), "ms/batch", ratio_to_plain=round(t_argus / t_plain, 3),
+         classes_explained=int(model.fc.out_features), note="all classes + runner-up contrast + per-channel scores, one pass")
+    for n in (1, classes_multi):
+        t_c = timed(captum(n), device, max(1, repeats // n), min(warmup, 1))
+        t_g = timed(pgc(n), device, max(1, repeats // n), min(warmup, 1))
+        emit(f"captum_layergradcam_{n}_class", round(t_c, 3), "ms/batch", argus_speedup=round(t_c / t_argus, 2))
+        emit(f"pytorch_grad_cam_{n}_class", round(t_g, 3), "ms/batch", argus_speedup=round(t_g / t_argus, 2))
+    cam.activations_and_grads.release()
+
+
+def bench_mining(model, layer, size, device, n_images, batch, repeats):
+    data = torch.utils.data.TensorDataset(torch.randn(n_images, 3, size, size))
+    loader = torch.utils.data.DataLoader(data, batch_size=batch)
+    if device.type == "cuda":  # data resident on the GPU in both arms, so the ratio is compute vs compute
+        loader = [b[0].to(device) for b in loader]
+
+    def plain():
+        with torch.no_grad():
+            for b in loader:
+                model(b.to(device) if isinstance(b, torch.Tensor) else b[0].to(device))
+
+    def mine(amp):
+        def run():
+            stream_top_activations(model, layer, loader, 9, device, amp=amp, progress=False)
+        return run
+
+    t_plain = timed(plain, device, repeats, 1)
+    t_mine = timed(mine(False), device, repeats, 1)
+    emit("plain_inference_pass", round(t_plain, 2), "ms", images=n_images)
+    emit("exemplar_mining_pass", round(t_mine, 2), "ms", images=n_images, ratio_to_plain=round(t_mine / t_plain, 3),
+         note="same precision (fp32) as the plain pass; top-9 per channel merged on the device")
+    if device.type == "cuda":
+        t_amp = timed(mine(True), device, repeats, 1)
+        emit("exemplar_mining_pass_amp", round(t_amp, 2), "ms", images=n_images, ratio_to_plain_fp32=round(t_amp / t_plain, 3))
+
+
+def bench_sheets(device, n_sheets, workers, image_size=64):
+    from explain.pipeline import explain_dataset
+    from training.datasets import load_dataset
+    from training.models import SmallCNN
+    from training.toyworld import generate_toyworld
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = generate_toyworld(Path(tmp) / "data", n_train=200, n_val=0, n_test=n_sheets, image_size=image_size, progress=False)
+        info = load_dataset(data)
+        torch.manual_seed(0)
+        model = SmallCNN(len(info.classes))
+        meta = {"classes": info.classes, "input_size": image_size, "arch": "small-cnn", "explained_layer": "features",
+                "normalization": {"mean": [0.5] * 3, "std": [0.25] * 3}}
+        out = Path(tmp) / "sheets"
+        explain_dataset(model, meta, data, out, limit=8, device=device, workers=workers, progress=False)  # warm: exemplars, pool
+        summary = explain_dataset(model, meta, data, out, device=device, workers=workers, progress=False)
+        t = summary["timing_s"]
+        sheets_s = summary["n_sheets"] / (t["explain"] + t["render"])
+        emit("sheets_per_second_end_to_end", round(sheets_s, 1), "sheets/s", sheets=summary["n_sheets"], workers=workers,
+             explain_s=t["explain"], render_s=t["render"], arch="small-cnn", image_size=image_size,
+             note="explain + faithfulness + JSON + HTML + PNG composite + heatmaps; exemplars mined beforehand (once per checkpoint)")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="Fewer repeats and images (a smoke run).")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--arch", default=None, help="small-cnn (default on CPU) | resnet18 | resnet50 (default on CUDA)")
+    ap.add_argument("--image-size", type=int, default=None)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--classes", type=int, default=1000, help="Head size (an ImageNet-size head by default).")
+    ap.add_argument("--multi", type=int, default=10, help="Classes per image for the multi-class comparison.")
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--mining-images", type=int, default=None)
+    ap.add_argument("--sheets", type=int, default=None)
+    ap.add_argument("--workers", type=int, default=None, help="Rendering processes [default: all cores].")
+    ap.add_argument("--skip-sheets", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "explain_speed.json"))
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    device = resolve_device(args.device)
+    arch = args.arch or ("resnet50" if device.type == "cuda" else "small-cnn")
+    size = args.image_size or (224 if arch.startswith("resnet") else 64)
+    repeats = args.repeats or (5 if args.quick else (30 if device.type == "cuda" else 10))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(0)
+    model = build_model(arch, args.classes).to(device).eval()
+    layer_module = dict(model.named_modules())[model.explained_layer]
+    x = torch.randn(args.batch, 3, size, size, device=device)
+    emit("config", None, "", arch=arch, image_size=size, batch=args.batch, classes=args.classes, device=str(device),
+         repeats=repeats)
+    bench_decomposition(model, layer_module, x, device, repeats, 2, args.multi)
+    n_mine = args.mining_images or (512 if args.quick else (8192 if device.type == "cuda" else 2048))
+    bench_mining(model, model.explained_layer, size, device, n_mine, args.batch, max(1, repeats // 5))
+    if not args.skip_sheets:
+        workers = args.workers or os.cpu_count() or 1
+        bench_sheets(device, args.sheets or (100 if args.quick else 400), workers)
+    result = {"benchmark": "explain_speed", "machine": machine(device), "arch": arch, "image_size": size, "batch": args.batch,
+              "classes": args.classes, "quick": args.quick, "figures": FIGURES,
+              "note": ("CPU run on a 2-core machine shared with other engineers' jobs (load varies); ratios are side by side "
+                       "in one run" if device.type == "cpu" else "GPU run; CUDA-synchronised medians after warm-up")}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
