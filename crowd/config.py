@@ -17,7 +17,9 @@ DEFAULTS: dict = {
     "DATABASE_URL": None,  # default: sqlite:///<instance>/argus.db
     "DATABASE_SCHEMA": None,  # PostgreSQL schema put first on the search_path
     "DATABASE_POOL_SIZE": 5,
-    "SQLITE_SYNCHRONOUS": "FULL",  # FULL: an acknowledged judgment survives power loss
+    # WAL + NORMAL: acknowledged judgments survive process crashes and kills; FULL adds an fsync
+    # per commit so they also survive an OS crash or power cut (see docs/crowd.md).
+    "SQLITE_SYNCHRONOUS": "NORMAL",
     "SQLITE_BUSY_TIMEOUT_S": 30.0,
     "AUTO_INIT_DB": True,  # create / upgrade the schema on start
     "API_TOKEN": None,  # bearer token of the researcher API (API answers 401 while unset)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -421,16 +421,19 @@ def _result(j: Judgment, duplicate: bool) -> dict:
 
 
 def _store(session: Session, assignment_id: int, worker_id: int, answer, client_token: str,
-           duration_s: float | None, now: datetime) -> tuple[dict, bool]:
-    first = session.scalar(select(Judgment).where(Judgment.client_token == client_token))
-    if first is not None:
-        if first.assignment_id != assignment_id:
-            raise Conflict("client_token was already used for another assignment", "client_token")
-        return _result(first, True), False
-    q = select(Assignment).where(Assignment.id == assignment_id)
+           duration_s: float | None, now: datetime, check_token: bool) -> tuple[dict, bool]:
+    if check_token:
+        first = session.scalar(select(Judgment).where(Judgment.client_token == client_token))
+        if first is not None:
+            if first.assignment_id != assignment_id:
+                raise Conflict("client_token was already used for another assignment", "client_token")
+            return _result(first, True), False
+    # Hot path in Core statements (no ORM unit of work): lock the assignment, then its task.
+    A, T = Assignment.__table__, Task.__table__
+    q = select(A.c.id, A.c.worker_id, A.c.status, A.c.task_id, A.c.batch_id, A.c.visit_id).where(A.c.id == assignment_id)
     if is_postgres(session):
         q = q.with_for_update()
-    a = session.scalar(q)
+    a = session.execute(q).first()
     if a is None:
         raise NotFound(f"assignment {assignment_id} not found", "assignment")
     if a.worker_id != worker_id:
@@ -438,34 +441,32 @@ def _store(session: Session, assignment_id: int, worker_id: int, answer, client_
     if a.status == AssignmentStatus.submitted:
         # A replay with a new client token still gets the first result, never a second judgment.
         return _result(session.scalar(select(Judgment).where(Judgment.assignment_id == a.id)), True), False
-    tq = select(Task).where(Task.id == a.task_id)
+    tq = (select(T.c.id, T.c.kind, T.c.payload, T.c.is_gold, T.c.n_done, T.c.n_active, Batch.__table__.c.redundancy)
+          .join(Batch.__table__, Batch.__table__.c.id == T.c.batch_id).where(T.c.id == a.task_id))
     if is_postgres(session):
-        tq = tq.with_for_update()
-    task = session.scalar(tq)
-    batch = session.get(Batch, a.batch_id)
+        tq = tq.with_for_update(of=T)
+    task = session.execute(tq).one()
     try:
         clean = K.validate_answer(task.kind, task.payload, answer)
     except K.AnswerError as exc:
         raise ServiceError(exc.message, exc.field) from None
     if a.status == AssignmentStatus.expired:
-        if not task.is_gold and task.n_done + task.n_active >= batch.redundancy:
+        if not task.is_gold and task.n_done + task.n_active >= task.redundancy:
             raise Conflict("the lease expired and the task already has its judgments", "assignment")
-        session.execute(update(Task).where(Task.id == task.id).values(n_done=Task.n_done + 1))
+        session.execute(update(T).where(T.c.id == task.id).values(n_done=T.c.n_done + 1))
     else:
-        session.execute(update(Task).where(Task.id == task.id)
-                        .values(n_done=Task.n_done + 1, n_active=Task.n_active - 1))
-    a.status = AssignmentStatus.submitted
-    a.submitted_at = now
-    j = Judgment(assignment_id=a.id, task_id=task.id, worker_id=worker_id, batch_id=a.batch_id,
-                 client_token=client_token, answer=clean, submitted_at=now,
-                 duration_s=None if duration_s is None else round(float(duration_s), 3))
-    session.add(j)
+        session.execute(update(T).where(T.c.id == task.id).values(n_done=T.c.n_done + 1, n_active=T.c.n_active - 1))
+    session.execute(update(A).where(A.c.id == a.id).values(status=AssignmentStatus.submitted, submitted_at=now))
+    jid = session.execute(insert(Judgment.__table__).values(
+        assignment_id=a.id, task_id=task.id, worker_id=worker_id, batch_id=a.batch_id, client_token=client_token,
+        answer=clean, submitted_at=now, duration_s=None if duration_s is None else round(float(duration_s), 3))
+        .returning(Judgment.__table__.c.id)).scalar_one()
     if a.visit_id is not None:
         session.execute(update(Visit).where(Visit.id == a.visit_id).values(n_submitted=Visit.n_submitted + 1))
-    session.flush()
-    log_event(session, "submit", batch_id=a.batch_id, worker_id=worker_id, task_id=task.id, assignment_id=a.id,
-              judgment=j.id)
-    return _result(j, False), task.is_gold
+    session.execute(insert(Event.__table__).values(type="submit", at=now, batch_id=a.batch_id, worker_id=worker_id,
+                                                   task_id=task.id, assignment_id=a.id, data={"judgment": jid}))
+    return {"judgment": jid, "assignment": a.id, "task": task.id, "submitted_at": now.isoformat(),
+            "duplicate": False}, task.is_gold
 
 
 def _check_submit_args(client_token, duration_s):
@@ -491,11 +492,14 @@ def submit(db: Database, assignment_id: int, worker_id: int, answer, client_toke
     for attempt in range(3):
         try:
             with db.transaction() as session:
-                result, is_gold = _store(session, assignment_id, worker_id, answer, client_token, duration_s, now)
+                # The common case (a new token) skips the token lookup; a reused token then trips
+                # the UNIQUE constraint and the retry looks it up.
+                result, is_gold = _store(session, assignment_id, worker_id, answer, client_token, duration_s, now,
+                                         check_token=attempt > 0)
             break
         except IntegrityError:
-            # A concurrent retry with the same token (or of the same assignment) won the race:
-            # loop, find its judgment and return it.
+            # A token used before, or a concurrent retry of the same assignment that won the
+            # race: loop, find the first judgment and return it.
             if attempt == 2:
                 raise
     if is_gold and not result["duplicate"]:
