@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from explain.contributions import LayerContributions
-from explain.exemplars import ExemplarIndex, file_hash, mine_exemplars, resolve_device
+from explain.exemplars import file_hash, mine_exemplars, resolve_device
 from explain.names import ConceptNames, reference_names
 from explain.render import render_sheets, write_index
 from explain.sheets import analyse_batch, build_sheet, ground_truth, validate_sheet

@@ -73,3 +73,17 @@ def toy_run(tmp_path_factory):
         "normalization": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}, "model_kwargs": kwargs,
         "method": "erm", "config": {}, "metrics": {}, "dataset": str(data)})
     return {"data": data, "run": base / "run", "info": info, "base": base}
+
+
+@pytest.fixture(scope="session")
+def sheets(toy_run, tmp_path_factory):
+    """`argus explain` run once on the tiny toy world: (sheets folder, printed output)."""
+    from click.testing import CliRunner
+
+    from argus.cli import cli
+
+    out = tmp_path_factory.mktemp("sheets")
+    result = CliRunner().invoke(cli, ["explain", "--model", str(toy_run["run"]), "--data", str(toy_run["data"]), "--out", str(out),
+                                      "--limit", "12", "--top", "2", "--device", "cpu", "--workers", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out, result.output

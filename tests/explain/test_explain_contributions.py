@@ -6,11 +6,10 @@ import warnings
 
 import pytest
 import torch
-from torch import nn
 
 from explain.contributions import LayerContributions, LayerNotFoundError
 
-from .conftest import MaxHeadNet, TinyGapNet, hand_set
+from .conftest import MaxHeadNet, hand_set
 
 
 def one_hot_image(channel: int = 0, size: int = 6) -> torch.Tensor:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -12,15 +11,6 @@ from click.testing import CliRunner
 from argus.cli import cli
 from explain.names import ConceptNames
 from explain.sheets import validate_sheet
-
-
-@pytest.fixture(scope="module")
-def sheets(toy_run, tmp_path_factory):
-    out = tmp_path_factory.mktemp("sheets")
-    result = CliRunner().invoke(cli, ["explain", "--model", str(toy_run["run"]), "--data", str(toy_run["data"]), "--out", str(out),
-                                      "--limit", "12", "--top", "2", "--device", "cpu", "--workers", "2", "--quiet"])
-    assert result.exit_code == 0, result.output
-    return out, result.output
 
 
 def test_cli_writes_the_contract_layout(sheets):
