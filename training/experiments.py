@@ -462,7 +462,8 @@ def parse_method_options(items) -> dict:
 
 def run_blind_domains(data, out, methods=DEFAULT_METHODS, seeds: int | list[int] = 5, epochs: int = 8,
                       imbalance: float | None = None, imbalance_seed: int = 0, method_options: dict | None = None,
-                      train_options: dict | None = None, progress: bool = True) -> dict:
+                      train_options: dict | None = None, progress: bool = True,
+                      shard: tuple[int, int] = (0, 1), threads: int | None = None) -> dict | None:
     """Train every method on every seed (same data split, same seeds), evaluate per domain,
     write the comparison. Resumable: finished runs (`runs/<method>/seed<k>/result.json`) are
     read back, interrupted ones continue from their `last.pt`.
@@ -477,7 +478,11 @@ def run_blind_domains(data, out, methods=DEFAULT_METHODS, seeds: int | list[int]
         imbalance: majority : minority ratio; subsamples the domains of `data` first.
         method_options: {method: {option: value}}.
         train_options: extra `TrainConfig` fields (arch, batch_size, lr, device, image_size, ...).
-    Returns the summary dict of :func:`summarize` (worst-class selection) with `oracle_selection`.
+        shard: `(i, n)`: run only jobs `k` with `k % n == i` (start n processes, one per GPU or
+            core, on the same `out`); the summary is written once every run has finished.
+        threads: `torch.set_num_threads` for this process (1 is fastest on a busy small CPU).
+    Returns the summary dict of :func:`summarize` (worst-class selection) with `oracle_selection`,
+    or None when runs of other shards are still missing.
     """
     from tqdm.auto import tqdm
 
@@ -496,6 +501,13 @@ def run_blind_domains(data, out, methods=DEFAULT_METHODS, seeds: int | list[int]
     stray = sorted(set(method_options) - set(methods))
     if stray:
         raise ValueError(f"--method-option given for method(s) not run: {', '.join(stray)}")
+    shard_index, shard_count = shard
+    if not 0 <= shard_index < shard_count:
+        raise ValueError(f"--shard: expected I/N with 0 <= I < N, got {shard_index}/{shard_count}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
         raise ValueError("--seeds: need at least one seed")
@@ -509,17 +521,18 @@ def run_blind_domains(data, out, methods=DEFAULT_METHODS, seeds: int | list[int]
     config_doc = {"data": str(info.root), "methods": methods, "seeds": seed_list, "epochs": epochs,
                   "imbalance": imbalance, "method_options": method_options, "train_options": train_options,
                   "majority_domain": majority}
-    (out / "experiment.json").write_text(json.dumps(config_doc, indent=2, default=str))
+    if shard_index == 0:
+        (out / "experiment.json").write_text(json.dumps(config_doc, indent=2, default=str))
 
-    records = []
     jobs = [(m, s) for s in seed_list for m in methods]
-    bar = tqdm(jobs, desc="blind-domains", unit="run", disable=not progress)
+    mine = jobs[shard_index::shard_count]
+    bar = tqdm(mine, desc="blind-domains" + (f" shard {shard_index}/{shard_count}" if shard_count > 1 else ""),
+               unit="run", disable=not progress)
     for method, seed in bar:
         bar.set_postfix(method=method, seed=seed)
         run_dir = out / "runs" / method / f"seed{seed}"
         result_path = run_dir / "result.json"
         if result_path.exists():
-            records.append(json.loads(result_path.read_text()))
             continue
         cfg = TrainConfig(method=method, method_options=dict(method_options.get(method, {})), epochs=epochs,
                           seed=seed, **train_options)
@@ -540,8 +553,11 @@ def run_blind_domains(data, out, methods=DEFAULT_METHODS, seeds: int | list[int]
         tmp = result_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=2))
         os.replace(tmp, result_path)
-        records.append(record)
     bar.close()
+    paths = [out / "runs" / m / f"seed{s}" / "result.json" for m, s in jobs]
+    if not all(p.exists() for p in paths):
+        return None  # other shards still running; the last one to finish writes the summary
+    records = [json.loads(p.read_text()) for p in paths]
     return write_summary(records, out, methods)
 
 
@@ -551,7 +567,10 @@ def write_summary(records: list[dict], out, methods=None) -> dict:
     if methods:
         order = {m: i for i, m in enumerate(methods)}
         records = sorted(records, key=lambda r: (order.get(r["method"], len(order)), r["seed"]))
-    main = summarize(records, "worst_class")
+    majority = records[0].get("majority_domain")
+    names = sorted({d for r in records for d in r["selections"]["worst_class"]["test"]["per_domain"]})
+    domains = sorted(names, key=lambda d: (d != majority, d))  # majority first
+    main = summarize(records, "worst_class", domains=domains)
     oracle = summarize(records, "oracle_worst_domain", domains=main["domains"])
     table = main["table"].copy()
     oracle_wda = {m: _fmt(oracle["numbers"][m]["worst_domain_accuracy"]) for m in oracle["numbers"]}

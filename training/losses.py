@@ -92,7 +92,8 @@ class CenterLoss(nn.Module):
             raise ValueError(f"CenterLoss: features must be [B, {self.feat_dim}], got {list(features.shape)}")
         if labels.shape != features.shape[:1]:
             raise ValueError(f"CenterLoss: labels must be [B]={features.shape[0]}, got {list(labels.shape)}")
-        if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
+        # value check on CPU only: on a GPU it would force a device sync every step
+        if labels.numel() and not labels.is_cuda and (labels.min() < 0 or labels.max() >= self.num_classes):
             raise ValueError(f"CenterLoss: labels must be in [0, {self.num_classes}), got "
                              f"[{int(labels.min())}, {int(labels.max())}]")
 
@@ -226,7 +227,7 @@ class GroupDROLoss(nn.Module):
         """Weighted group loss (scalar); updates `q` as a side effect when training."""
         if groups.shape != labels.shape:
             raise ValueError(f"GroupDROLoss: groups {list(groups.shape)} must match labels {list(labels.shape)}")
-        if groups.numel() and (groups.min() < 0 or groups.max() >= self.n_groups):
+        if groups.numel() and not groups.is_cuda and (groups.min() < 0 or groups.max() >= self.n_groups):
             raise ValueError(f"GroupDROLoss: group ids must be in [0, {self.n_groups}), got "
                              f"[{int(groups.min())}, {int(groups.max())}]")
         per_sample = F.cross_entropy(logits.float(), labels, reduction="none")

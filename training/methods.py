@@ -124,7 +124,7 @@ class _CenterMethod(TrainingMethod):
         if not self.uses_center_loss:
             return ce
         center_term = centers(features, labels)
-        self._center_sum += float(center_term.detach())
+        self._center_sum = self._center_sum + center_term.detach()  # a tensor: no sync per step
         self._steps += 1
         return ce + center_term
 
@@ -143,7 +143,7 @@ class _CenterMethod(TrainingMethod):
         if self.sampler is not None:
             out.update(self.sampler.end_epoch())
         if self._steps:
-            out["center_loss"] = self._center_sum / self._steps
+            out["center_loss"] = float(self._center_sum) / self._steps
             self._center_sum, self._steps = 0.0, 0
         return out
 

@@ -174,9 +174,10 @@ class DistanceWeightedSampler:
         self.num_samples = int(num_samples or len(self.labels))
         n = len(self.labels)
         self.distances = torch.full((n,), float("nan"), dtype=torch.float64)
-        # this epoch's records (summed, so DDP ranks and repeats within an epoch average out)
-        self._epoch_sum = torch.zeros(n, dtype=torch.float64)
-        self._epoch_count = torch.zeros(n, dtype=torch.float64)
+        # this epoch's records (summed, so DDP ranks and repeats within an epoch average out);
+        # kept on the device of the first record so that recording never syncs a GPU
+        self._epoch_sum: torch.Tensor | None = None
+        self._epoch_count: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.num_samples
@@ -184,29 +185,38 @@ class DistanceWeightedSampler:
     @torch.no_grad()
     def record(self, indices: torch.Tensor, distances: torch.Tensor) -> None:
         """Store distances `[B]` of train rows `indices` `[B]` seen in this step."""
-        idx = torch.as_tensor(indices, dtype=torch.long).cpu()
-        d = torch.as_tensor(distances).detach().to("cpu", torch.float64)
+        d = torch.as_tensor(distances).detach()
+        idx = torch.as_tensor(indices, dtype=torch.long).to(d.device)
+        d = d.to(torch.float64)
         if idx.shape != d.shape:
             raise ValueError(f"record: indices {list(idx.shape)} and distances {list(d.shape)} differ")
-        if idx.numel() and (idx.min() < 0 or idx.max() >= len(self.labels)):
+        if idx.numel() and not idx.is_cuda and (idx.min() < 0 or idx.max() >= len(self.labels)):
             raise ValueError(f"record: indices must be in [0, {len(self.labels)})")
+        if self._epoch_sum is None or self._epoch_sum.device != d.device:
+            n = len(self.labels)
+            self._epoch_sum = torch.zeros(n, dtype=torch.float64, device=d.device)
+            self._epoch_count = torch.zeros(n, dtype=torch.float64, device=d.device)
         self._epoch_sum.index_add_(0, idx, d)
         self._epoch_count.index_add_(0, idx, torch.ones_like(d))
 
     def end_epoch(self) -> dict:
         """Merge this epoch's records (all-reduced under DDP) into the stored distances."""
-        packed = torch.stack([self._epoch_sum, self._epoch_count])
+        n = len(self.labels)
+        if self._epoch_sum is None:  # nothing recorded on this rank
+            packed = torch.zeros(2, n, dtype=torch.float64)
+        else:
+            packed = torch.stack([self._epoch_sum, self._epoch_count])
         if torch.distributed.is_available() and torch.distributed.is_initialized() \
                 and torch.distributed.get_world_size() > 1:
             backend = torch.distributed.get_backend()
             device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
             buf = packed.to(device)
             torch.distributed.all_reduce(buf)
-            packed = buf.cpu()
+            packed = buf
+        packed = packed.cpu()
         seen = packed[1] > 0
         self.distances[seen] = packed[0][seen] / packed[1][seen]
-        self._epoch_sum.zero_()
-        self._epoch_count.zero_()
+        self._epoch_sum = self._epoch_count = None
         known = ~torch.isnan(self.distances)
         return {"sampler_seen_fraction": float(seen.double().mean()),
                 "sampler_mean_distance": float(self.distances[known].mean()) if known.any() else float("nan")}

@@ -29,10 +29,15 @@ def experiment():
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=1))
 @click.option("--lr", default=0.05, show_default=True, type=float)
 @click.option("--image-size", default=None, type=click.IntRange(min=16), help="Model input side (default: the dataset's).")
+@click.option("--model-widths", default=None, metavar="W1,W2,...",
+              help="small-cnn conv widths (default 32,64,128,128); smaller is faster on CPU.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--shard", default="0/1", show_default=True, metavar="I/N",
+              help="Run only every N-th run starting at I (start N processes on the same --out).")
+@click.option("--threads", default=None, type=click.IntRange(min=1), help="torch CPU threads of this process.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def blind_domains(data_root, out, methods, seeds, epochs, imbalance, imbalance_seed, method_options, arch, batch_size,
-                  lr, image_size, device, quiet):
+                  lr, image_size, model_widths, device, shard, threads, quiet):
     """Every method on the same split and seeds, tested per domain.
 
     Writes a table (per-domain accuracy, majority, minority mean, worst domain, majority
@@ -47,15 +52,30 @@ def blind_domains(data_root, out, methods, seeds, epochs, imbalance, imbalance_s
     except ValueError:
         raise click.BadParameter(f"expected a count or a comma-separated list of integers, got {seeds!r}",
                                  param_hint="--seeds") from None
+    try:
+        shard_i, shard_n = (int(v) for v in shard.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"expected I/N, got {shard!r}", param_hint="--shard") from None
     train_options = {"arch": arch, "batch_size": batch_size, "lr": lr, "device": device}
     if image_size:
         train_options["image_size"] = image_size
+    if model_widths:
+        try:
+            train_options["model_kwargs"] = {"widths": tuple(int(w) for w in model_widths.split(","))}
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated integers, got {model_widths!r}",
+                                     param_hint="--model-widths") from None
     try:
         summary = run_blind_domains(data_root, out, method_list, seed_arg, epochs, imbalance=imbalance,
                                     imbalance_seed=imbalance_seed, method_options=parse_method_options(method_options),
-                                    train_options=train_options, progress=not quiet)
+                                    train_options=train_options, progress=not quiet, shard=(shard_i, shard_n),
+                                    threads=threads)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
+    if summary is None:
+        click.echo(f"shard {shard} done; runs of other shards are still missing (the last shard to finish, "
+                   "or a rerun without --shard, writes the summary)")
+        return
     click.echo(markdown_table(summary["table"]))
     click.echo(f"\nwritten: {out}/summary.csv, summary.md, summary.json, results.csv, blind_domains.png")
 
