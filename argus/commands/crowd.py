@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import click
@@ -253,4 +252,5 @@ def serve(sheets, host, port, n_workers, dev, kinds, redundancy, gold_rate, gold
     cmd = [gunicorn, "--workers", str(n_workers), "--bind", f"{host}:{port}", "--access-logfile", "-",
            "crowd.app:create_app()"]
     click.echo(" ".join(cmd))
-    raise SystemExit(subprocess.call(cmd))
+    sys.stdout.flush()
+    os.execv(gunicorn, cmd)  # gunicorn replaces this process, so signals reach it directly
