@@ -149,6 +149,8 @@ def upgrade(engine: Engine) -> int:
             if version > current:
                 step(conn)
                 conn.execute(SchemaVersion.__table__.insert().values(version=version, note=note))
+        # Tables other packages add on `Base` (e.g. the MTurk adapter's) appear once imported.
+        Base.metadata.create_all(conn)
         return SCHEMA_VERSION
 
 

@@ -46,6 +46,10 @@ def init_db(database_url):
     """Create the database schema, or upgrade it to this version (safe to re-run)."""
     from crowd.db import get_database, schema_version, upgrade
 
+    try:  # the MTurk adapter's tables live on the same Base
+        import crowd.providers.mturk_models  # noqa: F401
+    except ImportError:
+        pass
     app = _app(database_url, auto_init=False)
     engine = get_database(app).engine
     before = schema_version(engine)
