@@ -1,5 +1,6 @@
 """DDP on CPU: 2 gloo processes started by torchrun."""
 
+import json
 import os
 import subprocess
 import sys
@@ -49,3 +50,22 @@ def test_ddp_center_updates_group_weights_and_sampler_match_one_process(tmp_path
         assert torch.equal(r["draw"], sampler.epoch_indices(1))
     # the two ranks' shares are the draw's even and odd positions: disjoint, covering it
     assert torch.equal(torch.stack([r0["share"], r1["share"]], 1).flatten(), r0["draw"])
+
+
+@pytest.mark.slow
+def test_ddp_end_to_end_center_distance_two_gloo_processes(tiny_world, tmp_path):
+    torchrun(HERE / "ddp_train_worker.py", tiny_world, tmp_path, "center-distance")
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
+    # DDP keeps the parameters in sync; the centers and sampler distances are all-reduced
+    for k, v in r0["model"].items():
+        if "running" in k or "num_batches" in k:
+            continue  # BatchNorm statistics are per rank by design (no SyncBN)
+        assert torch.allclose(v, r1["model"][k], atol=1e-6), k
+    assert torch.allclose(r0["method"]["centers"]["centers"], r1["method"]["centers"]["centers"], atol=1e-6)
+    d0, d1 = r0["method"]["sampler"]["distances"], r1["method"]["sampler"]["distances"]
+    assert torch.equal(torch.isnan(d0), torch.isnan(d1)) and torch.allclose(d0.nan_to_num(), d1.nan_to_num())
+    assert not torch.isnan(d0).all()
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["complete"] and len(metrics["epochs"]) == 2
+    # each rank drew half of the epoch: rows per rank = 160 // 2
+    assert metrics["epochs"][-1]["train_rows"] == 80
