@@ -1,80 +1,47 @@
-"""`argus demo`: the whole pipeline on the embedded toy world, reusing finished stages.
+"""`argus demo`: the whole pipeline on the embedded toy world (see `argus.pipelines.demo`).
 
-Stages so far: toy world -> train (small-cnn, ERM) -> per-domain evaluation. Each stage writes
-into `OUT/` and is skipped when its output is already complete, so re-running the demo after an
-interruption continues where it stopped (training resumes from `OUT/run/last.pt`).
+toy world (with a spurious background cue) -> small-cnn ERM -> per-domain eval -> exemplar
+index + argument sheets -> crowd server (SQLite, real HTTP) -> batch -> SIMULATED crowd ->
+export -> analysis report -> summary. Finished stages (dataset, model, exemplar index) are
+reused when `--out` is run again, unless `--fresh`.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
 import click
 
-FULL = {"n_train": 6000, "n_val": 1200, "n_test": 1800, "epochs": 8}
-QUICK = {"n_train": 600, "n_val": 120, "n_test": 180, "epochs": 2}
-
-
-def stage_data(out: Path, sizes: dict, seed: int, echo) -> Path:
-    from training.toyworld import generate_toyworld
-
-    root = out / "data"
-    wanted = {k: sizes[k] for k in ("n_train", "n_val", "n_test")}
-    done = root / "toyworld.json"
-    if done.exists() and (root / "samples.csv").exists():
-        opts = json.loads(done.read_text())
-        if all(opts.get(k) == v for k, v in wanted.items()) and opts.get("seed") == seed:
-            echo(f"[data] reusing {root}")
-            return root
-    echo(f"[data] rendering the toy world into {root}")
-    generate_toyworld(root, seed=seed, **wanted)
-    return root
-
-
-def stage_train(out: Path, data_root: Path, epochs: int, seed: int, device: str, echo) -> Path:
-    from training.trainer import TrainConfig, Trainer
-
-    run = out / "run"
-    metrics_file = run / "metrics.json"
-    resume = False
-    if metrics_file.exists() and (run / "model.json").exists():
-        metrics = json.loads(metrics_file.read_text())
-        done_epochs = len(metrics.get("epochs", []))
-        cfg = json.loads((run / "model.json").read_text()).get("config", {})
-        if cfg.get("epochs") == epochs and cfg.get("seed") == seed:
-            if metrics.get("complete"):
-                echo(f"[train] reusing {run} ({done_epochs} epochs)")
-                return run
-            resume = (run / "last.pt").exists()
-    echo(f"[train] small-cnn, ERM, {epochs} epochs -> {run}" + (" (resuming)" if resume else ""))
-    Trainer(data_root, run, TrainConfig(epochs=epochs, seed=seed, device=device)).fit(resume=resume)
-    return run
-
-
-def stage_eval(out: Path, run: Path, data_root: Path, device: str, echo) -> dict:
-    from training.evaluate import evaluate_run, format_domain_table
-
-    report = evaluate_run(run, data_root, split="test", device=device)
-    (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
-    echo("[eval] per-domain test accuracy (small-cnn, ERM):")
-    echo(format_domain_table(report))
-    return report
-
 
 @click.command("demo")
-@click.option("--out", "out", default="runs/demo", show_default=True, type=click.Path(file_okay=False), help="Folder for every stage's output.")
-@click.option("--quick", is_flag=True, help="A small world and 2 epochs (a smoke run of the pipeline).")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-def demo(out, quick, seed, device):
-    """Run data -> train -> eval on the embedded toy world; finished stages are reused."""
+@click.option("--out", "out", default="runs/demo", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for every stage's output.")
+@click.option("--fresh", is_flag=True, help="Redo every stage instead of reusing dataset, model and sheets.")
+@click.option("--serve", is_flag=True, help="Afterwards keep the server running with a fresh batch for a person.")
+@click.option("--small", is_flag=True, help="A small world, 32px images and a 12-worker crowd (a few minutes).")
+@click.option("--quick", is_flag=True, hidden=True, help="Alias of --small.")
+@click.option("--n-train", type=click.IntRange(min=60), default=None, help="Training images.")
+@click.option("--n-test", type=click.IntRange(min=30), default=None, help="Test images.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None)
+@click.option("--spurious", type=click.FloatRange(0, 1), default=None,
+              help="Share of majority-domain images on their class's background (the shortcut).")
+@click.option("--sheets", "n_sheets", type=click.IntRange(min=4), default=None, help="Test images explained as sheets.")
+@click.option("--workers", "n_workers", type=click.IntRange(min=2), default=None, help="Simulated crowd workers.")
+@click.option("--redundancy", "-R", type=click.IntRange(min=1, max=10), default=None, help="Judgments per task.")
+@click.option("--seed", default=None, type=int, help="Seed of every stage [default: 0].")
+@click.option("--device", default=None, type=click.Choice(["auto", "cpu", "cuda"]), help="[default: auto]")
+def demo(out, fresh, serve, small, quick, n_train, n_test, epochs, spurious, n_sheets, n_workers, redundancy, seed,
+         device):
+    """Run the whole pipeline on the embedded toy world and print what it found."""
+    from argus.pipelines.demo import demo_config, format_summary, run_demo, serve_for_people
+
+    try:
+        cfg = demo_config(small or quick, n_train=n_train, n_test=n_test, epochs=epochs, spurious=spurious,
+                          n_sheets=n_sheets, n_workers=n_workers, redundancy=redundancy, seed=seed, device=device)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    sizes = QUICK if quick else FULL
-    t0 = time.perf_counter()
-    data_root = stage_data(out, sizes, seed, click.echo)
-    run = stage_train(out, data_root, sizes["epochs"], seed, device, click.echo)
-    stage_eval(out, run, data_root, device, click.echo)
-    click.echo(f"demo finished in {time.perf_counter() - t0:.0f}s; outputs in {out}")
+    summary, server = run_demo(cfg, out, fresh=fresh, echo=click.echo, keep_server=serve)
+    click.echo(format_summary(summary))
+    if serve:
+        serve_for_people(cfg, server, out / "sheets", out / "data", echo=click.echo)

@@ -1,0 +1,1 @@
+"""End-to-end pipelines that chain the packages (glue only; nothing imports `argus`)."""
