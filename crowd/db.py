@@ -42,6 +42,11 @@ from crowd.models import (  # noqa: F401  (re-exported for other packages)
     WorkerStatus,
 )
 
+__all__ = ["Assignment", "AssignmentStatus", "Base", "Batch", "BatchStatus", "Consent", "Database", "Event",
+           "GoldAnswer", "Judgment", "MIGRATIONS", "Provider", "SCHEMA_VERSION", "Task", "Visit", "VisitStatus",
+           "Worker", "WorkerStatus", "database_from_config", "get_database", "get_db", "init_app", "is_postgres",
+           "make_engine", "schema_version", "upgrade"]
+
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 

@@ -10,14 +10,14 @@ request carries a signed visit or assignment token, never a cookie. MTurk previe
 from __future__ import annotations
 
 import secrets
-from urllib.parse import urlencode, urlparse
+from urllib.parse import urlparse
 
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, send_from_directory, url_for
 from sqlalchemy import select
 
 from crowd import service as S
 from crowd.db import get_database
-from crowd.models import Batch, BatchStatus, Provider, Task, Visit, VisitStatus
+from crowd.models import Batch, Provider, Task, Visit, VisitStatus
 from crowd.tokens import BadToken, make_assignment_token, make_visit_token, read_assignment_token, read_visit_token
 
 bp = Blueprint("worker", __name__)
@@ -341,8 +341,3 @@ def api_finish():
 @bp.app_template_filter("media_url")
 def media_url(relpath: str, batch_id: int) -> str:
     return url_for("worker.media", batch_id=batch_id, relpath=relpath)
-
-
-@bp.app_context_processor
-def _inject():
-    return {"urlencode": urlencode, "BatchStatus": BatchStatus}
