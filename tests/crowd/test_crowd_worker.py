@@ -40,7 +40,8 @@ def test_mturk_flow_preview_consent_tasks_external_submit(app, client, h):
     instr = client.get(f"/w/v/{token}/instructions")
     assert b"Practice item" in instr.data and b'data-practice="1"' in instr.data
     # re-opening the same MTurk assignment resumes the visit (no second visit, no second consent)
-    assert client.get(f"/w/{b['id']}?{urlencode(params)}").location.endswith(f"/w/v/{token}/instructions")
+    again = client.get(f"/w/{b['id']}?{urlencode(params)}").location
+    assert again.endswith("/instructions") and _token(again).split(".")[0] == token.split(".")[0]  # same visit id
 
     for i in range(2):
         page = client.get(f"/w/v/{token}/task")
@@ -58,6 +59,7 @@ def test_mturk_flow_preview_consent_tasks_external_submit(app, client, h):
     assert 'action="https://workersandbox.mturk.com/mturk/externalSubmit"' in fin
     assert 'name="assignmentId" value="ASG1"' in fin and "finish.js" in fin
     with get_database(app).reading() as s:
+        assert s.scalar(select(func.count(Visit.id))) == 1
         v = s.scalar(select(Visit))
         assert (v.status.value, v.n_submitted, v.external_assignment_id, v.hit_id) == ("completed", 2, "ASG1", "H1")
         c = s.scalar(select(Consent))
