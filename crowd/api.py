@@ -138,7 +138,9 @@ def create_batch():
             session.flush()
             out = S.batch_status(session, batch.id)
     except SheetError as exc:
-        return json_error(S.ServiceError(str(exc), "sheets_dir" if "images" not in str(exc) else "images"))
+        message = str(exc)
+        field = message.split(":")[0].split("[")[0] if message.startswith(("images", "classes")) else "sheets_dir"
+        return json_error(S.ServiceError(message, field))
     except S.ServiceError as exc:
         return json_error(exc)
     return jsonify(out), 201

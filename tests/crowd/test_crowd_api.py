@@ -68,6 +68,10 @@ def test_label_batch_from_images(client, h, sheets_dir):
     assert client.get(f"/api/batches/{b['id']}", headers=h.AUTH).get_json()["complete"] is True
     rows = client.get(f"/api/batches/{b['id']}/judgments?format=json", headers=h.AUTH).get_json()["rows"]
     assert sorted(r["sheet"] for r in rows) == ["pool-1", "s3"]
+    for body, field in (({"images": ["/nope.png"], "classes": ["a"]}, "images"),
+                        ({"images": images, "classes": []}, "classes")):
+        r = client.post("/api/batches", json=body, headers=h.AUTH)
+        assert (r.status_code, r.get_json()["field"]) == (400, field)
 
 
 def _run_workers(client, h, batch_id, workers):
