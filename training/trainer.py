@@ -199,7 +199,8 @@ class Trainer:
         """A freshly initialised model (seeded) on the trainer's device."""
         torch.manual_seed(self.config.seed if seed is None else seed)
         model = build_model(self.config.arch, self.num_classes, weights=self.config.weights, **self.config.model_kwargs)
-        return model.to(self.device)
+        # channels-last convolutions are ~30% faster on CPU (oneDNN) and on tensor cores
+        return model.to(self.device, memory_format=torch.channels_last)
 
     def _optimizer(self, model: nn.Module, extra: list) -> torch.optim.Optimizer:
         decay, no_decay = [], []
@@ -258,6 +259,7 @@ class Trainer:
             if cfg.augment:
                 x = augment_uint8(x, aug_gen, cfg.shift, cfg.mirror)
             x = normalize_uint8(x.to(self.device, non_blocking=True), self.normalization["mean"], self.normalization["std"])
+            x = x.contiguous(memory_format=torch.channels_last)
             y = self.train_labels[idx].to(self.device, non_blocking=True)
             lr = self._lr_at(epoch + b / n_batches, total_epochs)
             for group in optimizer.param_groups:
@@ -328,6 +330,13 @@ class Trainer:
         logits = self.predict("val", model)
         return class_report(logits.argmax(1).numpy(), self.val_labels.numpy(), self.classes)
 
+    def _model_kwargs(self) -> dict:
+        """Constructor options recorded so the checkpoint loads even if defaults change later."""
+        kwargs = dict(self.config.model_kwargs)
+        if self.config.arch == "small-cnn":
+            kwargs["widths"] = [m.out_channels for m in self.model.features if isinstance(m, nn.Conv2d)]
+        return kwargs
+
     def _meta(self, metrics: dict) -> dict:
         model = self.model
         return {
@@ -341,7 +350,7 @@ class Trainer:
             "method": self.method.name,
             "method_config": self.method.config(),
             "config": asdict(self.config),
-            "model_kwargs": dict(self.config.model_kwargs),
+            "model_kwargs": self._model_kwargs(),
             "metrics": metrics,
             "dataset": {"root": str(self.info.root), "kind": self.info.kind, "n_train": self.num_train,
                         "train_fingerprint": self.info.fingerprint("train")},
