@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from flask import Flask, jsonify, request
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 import templates as _templates_pkg
@@ -46,6 +47,17 @@ def create_app(test_config: dict | None = None) -> Flask:
         if request.path.startswith(JSON_PREFIXES):
             return jsonify(error=exc.name, message=exc.description, status=exc.code), exc.code
         return exc
+
+    @app.errorhandler(OverflowError)
+    @app.errorhandler(DataError)
+    def _unstorable_value(exc):
+        # An id beyond the database's integer range or a NUL byte in PostgreSQL text is bad
+        # input, not a server fault: 400 instead of 500 (found by the reliability fuzzer).
+        app.logger.info("refused a value the database cannot store: %s", type(exc).__name__)
+        message = "a value is out of range or contains characters that cannot be stored"
+        if request.path.startswith(JSON_PREFIXES):
+            return jsonify(error="Bad Request", message=message, field=None, status=400), 400
+        return message, 400, {"Content-Type": "text/plain; charset=utf-8"}
 
     @app.after_request
     def _security_headers(resp):

@@ -245,8 +245,8 @@ def get_or_create_worker(session: Session, provider: Provider | str, external_id
     """The worker with this provider id, created on first sight (race-safe on both backends)."""
     provider = Provider(provider)
     external_id = str(external_id).strip()
-    if not external_id or len(external_id) > 200:
-        raise ServiceError("worker id must be 1..200 characters", "worker")
+    if not external_id or len(external_id) > 200 or "\x00" in external_id:
+        raise ServiceError("worker id must be 1..200 characters, without NUL", "worker")
     worker = session.scalar(select(Worker).where(Worker.provider == provider, Worker.external_id == external_id))
     if worker is not None:
         return worker
@@ -470,8 +470,8 @@ def _store(session: Session, assignment_id: int, worker_id: int, answer, client_
 
 
 def _check_submit_args(client_token, duration_s):
-    if not isinstance(client_token, str) or not 8 <= len(client_token) <= 80:
-        raise ServiceError("client_token must be a string of 8..80 characters", "client_token")
+    if not isinstance(client_token, str) or not 8 <= len(client_token) <= 80 or "\x00" in client_token:
+        raise ServiceError("client_token must be a string of 8..80 characters, without NUL", "client_token")
     if duration_s is not None:
         if isinstance(duration_s, bool) or not isinstance(duration_s, (int, float)) or not math.isfinite(duration_s) \
                 or not 0 <= duration_s <= 86400:
