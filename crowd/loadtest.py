@@ -408,7 +408,8 @@ def run_load(base_url: str, batch_id: int, *, clients: int = 8, duration_s: floa
     """Run `clients` simulated workers against the server.
 
     Stops after `duration_s` seconds, or (with `until_complete` and `api_token`) once the batch
-    reports complete, whichever comes first; never after more than `max_s` seconds. `chaos`
+    reports complete and `chaos` has done all its kills, whichever comes first; never after more
+    than `max_s` seconds. `chaos`
     (a `Chaos`) is started with the load and stopped before the clients finish.
     """
     if duration_s is None and not (until_complete and api_token):
@@ -438,7 +439,7 @@ def run_load(base_url: str, batch_id: int, *, clients: int = 8, duration_s: floa
                 break
             if elapsed >= max_s or not any(t.is_alive() for t in threads):
                 break
-            if until_complete and api_token and chaos_quiet(chaos):
+            if until_complete and api_token and (chaos is None or not chaos.is_alive()):
                 try:
                     if batch_status(base_url, api_token, batch_id)["complete"]:
                         break
@@ -453,10 +454,6 @@ def run_load(base_url: str, batch_id: int, *, clients: int = 8, duration_s: floa
         if bar is not None:
             bar.close()
     return LoadResult([s.log for s in sims], time.monotonic() - t0, batch_id)
-
-
-def chaos_quiet(chaos) -> bool:
-    return chaos is None or not chaos.busy
 
 
 class Chaos(threading.Thread):
