@@ -372,17 +372,20 @@ def markdown_table(table: pd.DataFrame) -> str:
 class PerDomainEpochReports:
     """Trainer callback: after every epoch, per-domain accuracy on val and test.
 
-    Adds to the epoch record (so it lands in `metrics.json` and in `last.pt`'s history, which
-    makes an interrupted run resumable without losing earlier epochs):
-    `val_per_domain`, `val_worst_domain_accuracy` (the oracle selection score) and
-    `test_per_domain` ({domain: {accuracy, n}}). Reads domain labels: evaluation only, never
-    passed to the method.
+    Adds to the epoch record `val_per_domain`, `val_worst_domain_accuracy` (the oracle
+    selection score), `test_per_domain` ({domain: {accuracy, n}}) and the worst-class numbers,
+    and keeps them in `RUN/per_domain_epochs.json` (written every epoch, so an interrupted run
+    resumes without losing earlier epochs; see :func:`merge_epoch_reports`). Reads domain
+    labels: evaluation only, never passed to the method.
     """
 
-    def __init__(self, info, splits=("val", "test")):
+    FILE = "per_domain_epochs.json"
+
+    def __init__(self, info, run_dir=None, splits=("val", "test")):
         from training.evaluate import training_majority_domain
 
         self.info = info
+        self.path = Path(run_dir) / self.FILE if run_dir is not None else None
         self.splits = tuple(splits)
         self.majority = training_majority_domain(info)
         self._images: dict = {}
@@ -405,14 +408,33 @@ class PerDomainEpochReports:
         return evaluate_predictions(logits.argmax(1).numpy(), labels, domains, trainer.classes, self.majority)
 
     def __call__(self, trainer, epoch: int, record: dict) -> None:
+        added = {}
         for split in self.splits:
             rep = self._report(trainer, split)
             if rep is None:
                 continue
-            record[f"{split}_per_domain"] = {d: {"accuracy": v["accuracy"], "n": v["n"]}
-                                             for d, v in rep["per_domain"].items()}
-            record[f"{split}_worst_domain_accuracy"] = rep["worst_domain_accuracy"]
-            record[f"{split}_worst_class_accuracy"] = rep["worst_class_accuracy"]
+            added[f"{split}_per_domain"] = {d: {"accuracy": v["accuracy"], "n": v["n"]}
+                                            for d, v in rep["per_domain"].items()}
+            added[f"{split}_worst_domain_accuracy"] = rep["worst_domain_accuracy"]
+            added[f"{split}_worst_class_accuracy"] = rep["worst_class_accuracy"]
+        record.update(added)
+        if self.path is not None:
+            saved = json.loads(self.path.read_text()) if self.path.exists() else {}
+            saved[str(record["epoch"])] = added
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(saved))
+            os.replace(tmp, self.path)
+
+
+def merge_epoch_reports(history: list[dict], run_dir) -> list[dict]:
+    """Epoch records completed with the per-domain reports saved in `RUN/per_domain_epochs.json`."""
+    path = Path(run_dir) / PerDomainEpochReports.FILE
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    merged = [{**saved.get(str(r["epoch"]), {}), **r} for r in history]
+    missing = [r["epoch"] for r in merged if "test_per_domain" not in r]
+    if missing:
+        raise ValueError(f"{run_dir}: no per-domain test report for epoch(s) {missing}; delete the run folder to redo it")
+    return merged
 
 
 def select_epochs(history: list[dict]) -> dict:
@@ -525,7 +547,8 @@ def run_blind_domains(data, out, methods=DEFAULT_METHODS, seeds: int | list[int]
         (out / "experiment.json").write_text(json.dumps(config_doc, indent=2, default=str))
 
     jobs = [(m, s) for s in seed_list for m in methods]
-    mine = jobs[shard_index::shard_count]
+    # rotate by seed so that one method's runs (JTT is the slow one) spread over the shards
+    mine = [(m, s) for k, (m, s) in enumerate(jobs) if (k + k // len(methods)) % shard_count == shard_index]
     bar = tqdm(mine, desc="blind-domains" + (f" shard {shard_index}/{shard_count}" if shard_count > 1 else ""),
                unit="run", disable=not progress)
     for method, seed in bar:
@@ -536,7 +559,7 @@ def run_blind_domains(data, out, methods=DEFAULT_METHODS, seeds: int | list[int]
             continue
         cfg = TrainConfig(method=method, method_options=dict(method_options.get(method, {})), epochs=epochs,
                           seed=seed, **train_options)
-        trainer = Trainer(info, run_dir, cfg, callbacks=[PerDomainEpochReports(info)], progress=False)
+        trainer = Trainer(info, run_dir, cfg, callbacks=[PerDomainEpochReports(info, run_dir)], progress=False)
         resume = (run_dir / "last.pt").exists()
         try:
             metrics = trainer.fit(resume=resume)
@@ -546,10 +569,12 @@ def run_blind_domains(data, out, methods=DEFAULT_METHODS, seeds: int | list[int]
             # an unusable last.pt (other arch/method): start the run again
             warnings.warn(f"{run_dir}: cannot resume ({exc}); training from scratch")
             (run_dir / "last.pt").unlink()
-            metrics = Trainer(info, run_dir, cfg, callbacks=[PerDomainEpochReports(info)], progress=False).fit()
+            (run_dir / PerDomainEpochReports.FILE).unlink(missing_ok=True)
+            trainer = Trainer(info, run_dir, cfg, callbacks=[PerDomainEpochReports(info, run_dir)], progress=False)
+            metrics = trainer.fit()
         if not trainer.is_main:
             continue
-        record = run_result(method, seed, metrics["epochs"], majority)
+        record = run_result(method, seed, merge_epoch_reports(metrics["epochs"], run_dir), majority)
         tmp = result_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=2))
         os.replace(tmp, result_path)
