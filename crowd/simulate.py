@@ -334,12 +334,14 @@ class GroundTruth:
             m[i] /= m[i].sum()
         return m
 
-    def gold(self, kinds, n_per_kind: int = 3, *, max_arguments: int = 3, seed: int = 0) -> list[dict]:
+    def gold(self, kinds, n_per_kind: int = 3, *, max_arguments: int = 3, seed: int = 0,
+             sheets: list[str] | None = None) -> list[dict]:
         """Gold answers for `crowd.service.create_batch` (`{"sheet", "kind", "answer"}` or
-        `{"channel", ...}` for names), picked from clear-cut sheets and channels."""
+        `{"channel", ...}` for names), picked from clear-cut sheets (of `sheets`, default all)
+        and channels."""
         rng = np.random.default_rng([seed, 0x601D])
         out = []
-        sids = sorted(self.sheets)
+        sids = sorted(sheets if sheets is not None else self.sheets)
         if "rate_arguments" in kinds:
             clear = []
             for sid in sids:
@@ -356,7 +358,8 @@ class GroundTruth:
             for sid in rng.permutation(ok)[:n_per_kind]:
                 out.append({"sheet": str(sid), "kind": "mark_rationale", "answer": {"boxes": self.evidence_boxes(sid)}})
         if "name_feature" in kinds:
-            clear = sorted(c for c, v in self.channel_concept.items() if v["share"] >= 0.5)
+            used = {int(a["channel"]) for sid in sids for a in self.sheets[sid]["arguments"][:max_arguments]}
+            clear = sorted(c for c, v in self.channel_concept.items() if v["share"] >= 0.5 and c in used)
             for c in rng.permutation(clear)[:n_per_kind]:
                 out.append({"channel": int(c), "kind": "name_feature", "answer": {"names": self.channel_names(c)}})
         if "label" in kinds:

@@ -10,7 +10,7 @@ when their output is complete and was made with the same options, unless `fresh`
                     spread across domains;
 5. `CrowdServer`    the real crowd server (Flask app, SQLite in WAL mode) on a free localhost
                     port, served by werkzeug's threaded server in a background thread;
-6. `stage_batch`    one batch of `rate_arguments`, `mark_rationale` and `name_feature` tasks
+6. `stage_batch`    one batch of `rate_arguments`, `mark_rationale`, `name_feature` and `label` tasks
                     (R judgments per task, gold questions mixed in), created over HTTP through
                     the researcher API;
 7. `stage_crowd`    a SIMULATED crowd (`crowd.simulate`): N HTTP clients that go through the
@@ -35,7 +35,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-DEMO_KINDS = ("rate_arguments", "mark_rationale", "name_feature")
+# `label` gives every worker a question whose truth is balanced by construction (the image's
+# class), on which Dawid-Skene scores the workers; the argument ratings carry the validity story.
+DEMO_KINDS = ("rate_arguments", "mark_rationale", "name_feature", "label")
 
 
 @dataclass
@@ -63,8 +65,8 @@ class DemoConfig:
     top_m: int = 3
     kinds: tuple = DEMO_KINDS
     redundancy: int = 5
-    gold_per_kind: int = 3
-    gold_rate: float = 0.1
+    gold_per_kind: int = 4
+    gold_rate: float = 0.25
     tasks_per_visit: int = 10
     n_workers: int = 20
     mix: dict = field(default_factory=lambda: {"reliable": 13, "sloppy": 3, "spammer": 3, "adversarial": 1})
@@ -86,7 +88,7 @@ class DemoConfig:
 
 #: the small run (`argus demo --small`, CI): a few minutes on 2 CPU cores
 SMALL = dict(n_train=900, n_val=150, n_test=240, image_size=32, epochs=5, n_sheets=36, n_workers=12,
-             mix={"reliable": 7, "sloppy": 1, "spammer": 3, "adversarial": 1}, redundancy=4, gold_per_kind=2,
+             mix={"reliable": 7, "sloppy": 1, "spammer": 3, "adversarial": 1}, redundancy=4, gold_per_kind=3,
              tasks_per_visit=8, n_boot=200)
 
 
@@ -359,12 +361,15 @@ def clue_names_cue(clues, spurious_backgrounds: dict, majority_domain: str | Non
     return None
 
 
-def stage_checks(cfg: DemoConfig, out: Path, result, data_root: Path, sheets_summary: dict) -> dict:
+def stage_checks(cfg: DemoConfig, out: Path, result, data_root: Path, sheets_summary: dict,
+                 server_workers: list[dict] | None = None) -> dict:
     """What shows the pipeline gets the right answers where the truth is known:
 
     - Pearson r between Dawid-Skene's estimated worker accuracy (`skill`, report's
       `tables/workers.csv`) and each simulated worker's true accuracy;
-    - spammers flagged by the report vs the simulated spammers;
+    - workers flagged vs the simulated spammers. A worker is flagged when the report's
+      Dawid-Skene spammer score is below its threshold (`is_spammer`) or the server flagged it
+      for failing the gold questions (`server_workers`: `GET /api/batches/<id>/workers`);
     - whether an improvement clue names the spurious background cue.
     """
     import numpy as np
@@ -379,7 +384,10 @@ def stage_checks(cfg: DemoConfig, out: Path, result, data_root: Path, sheets_sum
         workers["worker"] = workers["worker"].astype(str)
         m = roster.merge(workers[["worker", "skill", "is_spammer"]].rename(columns={"is_spammer": "flagged"}),
                          on="worker", how="left")
-        m["flagged"] = m["flagged"].fillna(False).astype(bool)
+        m["flagged_ds"] = m["flagged"].fillna(False).astype(bool)
+        gold_flag = {w["worker"]: w["status"] == "flagged" for w in server_workers or []}
+        m["flagged_gold"] = m["worker"].map(gold_flag).fillna(False).astype(bool)
+        m["flagged"] = m["flagged_ds"] | m["flagged_gold"]
         ok = m["skill"].notna() & m["accuracy"].notna()
         r = float(np.corrcoef(m.loc[ok, "skill"], m.loc[ok, "accuracy"])[0, 1]) if ok.sum() >= 3 else float("nan")
         true_spam = set(m.loc[m["is_spammer"], "worker"])
@@ -389,6 +397,9 @@ def stage_checks(cfg: DemoConfig, out: Path, result, data_root: Path, sheets_sum
             "true_spammers": sorted(true_spam), "flagged_spammers": sorted(flagged),
             "spammers_caught": len(true_spam & flagged), "spammers_missed": sorted(true_spam - flagged),
             "false_flags": sorted(flagged - true_spam),
+            "flagged_by": {w: ("spammer score" if d else "") + (" + " if d and g else "") + ("gold" if g else "")
+                           for w, d, g in zip(m["worker"], m["flagged_ds"], m["flagged_gold"]) if d or g},
+            "kind_of": dict(zip(m["worker"], m["kind"])),
             "all_spammers_flagged": bool(true_spam) and true_spam <= flagged,
         })
         m.to_csv(out / "crowd" / "workers_vs_truth.csv", index=False)
@@ -427,14 +438,12 @@ def collect_summary(cfg: DemoConfig, out: Path, eval_report: dict, sheets_summar
         return pd.read_csv(rep / f"{name}.csv") if (rep / f"{name}.csv").exists() else None
 
     agree = table("agreement")
-    alpha = None
+    alpha = []
     if agree is not None and len(agree):
         a = agree[(agree["statistic"].astype(str) == "krippendorff_alpha")]
-        a = a[a["kind"].astype(str) == "rate_arguments"] if (a["kind"].astype(str) == "rate_arguments").any() else a
-        if len(a):
-            r = a.iloc[0]
-            alpha = {"kind": str(r["kind"]), "item": str(r.get("item", "")), "value": float(r["value"]),
-                     "ci_low": float(r["ci_low"]), "ci_high": float(r["ci_high"]), "n_units": int(r["n_units"])}
+        for _, r in a.iterrows():
+            alpha.append({"kind": str(r["kind"]), "item": str(r.get("item", "")), "value": float(r["value"]),
+                          "ci_low": float(r["ci_low"]), "ci_high": float(r["ci_high"]), "n_units": int(r["n_units"])})
     mvh = table("model_vs_human")
     validity = table("validity_by_rank")
     gt = sheets_summary.get("ground_truth") or {}
@@ -474,21 +483,22 @@ def format_summary(s: dict) -> str:
     for d, v in (acc.get("per_domain") or {}).items():
         mark = " (majority)" if d == acc.get("majority_domain") else ""
         lines.append(f"    {d:<8} {_f(v.get('accuracy'))}  (n={v.get('n')}){mark}")
-    a = s.get("worker_agreement_alpha")
-    if a:
-        lines.append(f"worker agreement, Krippendorff's alpha ({a['kind']} {a['item']}): {_f(a['value'])} "
+    for a in s.get("worker_agreement_alpha") or []:
+        lines.append(f"worker agreement, Krippendorff's alpha, {a['kind']} {a['item']}: {_f(a['value'])} "
                      f"[{_f(a['ci_low'])}, {_f(a['ci_high'])}] over {a['n_units']} units")
     c = s["checks"]
     if "ds_vs_true_accuracy_pearson" in c:
-        lines.append(f"Dawid-Skene worker accuracy vs simulated truth: Pearson r = {_f(c['ds_vs_true_accuracy_pearson'])} "
-                     f"({c['n_workers_compared']} workers)")
+        lines.append(f"Dawid-Skene worker accuracy ({c['aggregation_source']}) vs simulated truth: Pearson r = "
+                     f"{_f(c['ds_vs_true_accuracy_pearson'])} ({c['n_workers_compared']} workers)")
         lines.append(f"spammers flagged: {c['spammers_caught']}/{len(c['true_spammers'])} true spammers caught"
                      + (f"; missed {', '.join(c['spammers_missed'])}" if c["spammers_missed"] else "")
-                     + (f"; also flagged {', '.join(c['false_flags'])}" if c["false_flags"] else "; no false flags"))
-    for r in s.get("argument_validity_by_rank") or []:
-        if "valid_rate" in r or "value" in r:
-            v = r.get("valid_rate", r.get("value"))
-            lines.append(f"    argument rank {r.get('rank')}: judged valid {_f(v)}")
+                     + (f"; also flagged {', '.join(w + ' (' + c['kind_of'][w] + ')' for w in c['false_flags'])}"
+                        if c["false_flags"] else "; no other worker flagged")
+                     + " [by spammer score / gold questions]")
+    ranks = s.get("argument_validity_by_rank") or []
+    if ranks:
+        lines.append("arguments judged valid by the crowd: " + ", ".join(
+            f"rank {r['rank']} {_f(r.get('validity'))} [{_f(r.get('ci_low'))}, {_f(r.get('ci_high'))}]" for r in ranks))
     for r in s.get("model_vs_human") or []:
         if not r.get("chance_corrected"):
             lines.append(f"model vs human ({r['item']}): model agreement {_f(r['model_agreement'])}, human ceiling "
@@ -555,7 +565,8 @@ def run_demo(cfg: DemoConfig, out, *, fresh: bool = False, echo=print, keep_serv
             report = stage_report(cfg, judgments, sheets, data_root, out)
             progress.say("report", str(report))
         with progress.stage("checks"):
-            checks = stage_checks(cfg, out, result, data_root, sheets_summary)
+            server_workers = server.api("GET", f"/api/batches/{batch['id']}/workers").json()["workers"]
+            checks = stage_checks(cfg, out, result, data_root, sheets_summary, server_workers)
     except BaseException:
         server.stop()
         raise

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 SIZE = 16
+N_SHEETS = 24
 PARTS = {"parts": [{"id": 1, "key": "body", "name": "body", "synonyms": ["torso"]},
                    {"id": 6, "key": "horn", "name": "horn", "synonyms": ["spike"]},
                    {"id": 7, "key": "wings", "name": "wings", "synonyms": ["wing"]}],
@@ -39,7 +40,7 @@ def _grid(cell: tuple[int, int]) -> list[list[float]]:
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory):
-    """Six sheets: sheet i is a dragon for even i, a rhino for odd i. Argument 1 (channel 3)
+    """24 sheets: sheet i is a dragon for even i, a rhino for odd i. Argument 1 (channel 3)
     fires on the horn (relevant), argument 2 (channel 5) on the bottom-right background (not)."""
     root = tmp_path_factory.mktemp("simworld")
     data, sheets = root / "data", root / "sheets"
@@ -49,10 +50,10 @@ def world(tmp_path_factory):
     rows = ["sample_id,path,label,domain,split,background,spurious"]
     for c in (3, 5):
         Image.new("RGB", (48, 16), (c * 20, 0, 0)).save(sheets / "exemplars" / f"channel_{c}.png")
-    for i in range(6):
+    for i in range(N_SHEETS):
         sid = f"test-{i:06d}"
         label = "dragon" if i % 2 == 0 else "rhino"
-        bg = "grass" if i < 3 else "sky"
+        bg = "grass" if i < N_SHEETS // 2 else "sky"
         Image.fromarray(_mask(i % 2)).save(data / "masks" / f"{sid}.png")
         img = Image.new("RGB", (SIZE, SIZE), (0, 120, 0))
         img.save(data / "images" / f"{sid}.png")

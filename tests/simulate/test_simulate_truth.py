@@ -27,7 +27,7 @@ def test_argument_relevance_by_overlap_with_discriminative_parts(truth):
     # argument 1 fires on the 4x4 horn block: its hot pixels (>= half max of the bilinear
     # upsampling) are rows 0-2 x cols 0-3 and row 3 x cols 0-2, all on the horn -> overlap 1.
     # argument 2 fires on the bottom-right background block -> overlap 0.
-    for i in range(6):
+    for i in range(24):
         sid = f"test-{i:06d}"
         assert truth.overlap[(sid, 1)] == pytest.approx(1.0)
         assert truth.overlap[(sid, 2)] == 0.0
@@ -38,7 +38,7 @@ def test_channel_concepts_and_names(truth):
     assert truth.channel_concept[3]["key"] == "horn"
     assert truth.channel_names(3) == ["horn", "spike"]
     assert truth.channel_concept[5]["is_background"] and truth.channel_concept[5]["share"] == pytest.approx(1.0)
-    assert truth.channel_names(5) == BACKGROUND_SYNONYMS["grass"]  # 3 grass vs 3 sky sheets: first seen wins
+    assert truth.channel_names(5) == BACKGROUND_SYNONYMS["grass"]  # 12 grass vs 12 sky sheets: first seen wins
 
 
 def test_evidence_boxes_and_class_confusion(truth):

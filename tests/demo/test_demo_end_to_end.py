@@ -1,0 +1,77 @@
+"""`argus demo` end to end on a reduced run: it must get the right answers where the truth is
+known, not only finish."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_dawid_skene_tracks_the_simulated_worker_accuracies(demo_run):
+    out, summary, _ = demo_run
+    checks = summary["checks"]
+    assert checks["n_workers_compared"] == summary["config"]["n_workers"]
+    assert checks["ds_vs_true_accuracy_pearson"] >= 0.9
+    # recompute from the files the demo wrote, not from its own summary
+    m = pd.read_csv(out / "crowd" / "workers_vs_truth.csv")
+    r = m[["skill", "accuracy"]].corr().iloc[0, 1]
+    assert r == pytest.approx(checks["ds_vs_true_accuracy_pearson"], abs=1e-3)
+
+
+def test_every_spammer_is_flagged(demo_run):
+    out, summary, _ = demo_run
+    roster = pd.read_csv(out / "crowd" / "roster.csv")
+    true_spammers = set(roster.loc[roster["kind"] == "spammer", "worker"])
+    assert len(true_spammers) == summary["config"]["mix"]["spammer"] == 3
+    assert true_spammers <= set(summary["checks"]["flagged_spammers"])
+    # no reliable worker is flagged
+    kinds = dict(zip(roster["worker"], roster["kind"]))
+    assert all(kinds[w] != "reliable" for w in summary["checks"]["flagged_spammers"])
+
+
+def test_the_improvement_clue_names_the_spurious_background(demo_run):
+    out, summary, stdout = demo_run
+    clue = summary["checks"]["clue"]
+    assert clue is not None and clue["cue"] == "background"
+    parts = json.loads((out / "data" / "parts.json").read_text())
+    assert clue["group"] in set(parts["spurious_backgrounds"].values()) | set(parts["spurious_backgrounds"])
+    assert "improvement clue found:" in stdout and clue["suggestion"] in stdout
+
+
+def test_outputs_and_printed_summary(demo_run):
+    out, summary, stdout = demo_run
+    for key in ("report", "judgments", "roster", "summary"):
+        assert (out / summary["paths"][key].split(str(out) + "/")[-1]).exists(), key
+    html = (out / "report" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 3  # the plots are embedded
+    frame = pd.read_csv(out / "crowd" / "judgments.csv", dtype={"label": str})
+    assert set(frame["kind"]) == {"rate_arguments", "mark_rationale", "name_feature", "label"}
+    regular = frame[~frame["is_gold"]].drop_duplicates(["task", "worker"])
+    assert regular.groupby("task")["worker"].nunique().eq(summary["config"]["redundancy"]).all()
+    assert frame["is_gold"].any() and frame["worker"].str.startswith("sim-").all()
+    assert set(summary["accuracy"]["per_domain"]) == {"day", "night", "fog"}
+    for name in ("data", "train", "eval", "explain", "server", "batch", "crowd", "export", "report", "checks"):
+        assert f"{name}] done in" in stdout
+    assert "Krippendorff's alpha" in stdout and "pointing game" in stdout and "model vs human" in stdout
+
+
+def test_rerun_reuses_dataset_model_and_index(demo_run):
+    from argus.pipelines.demo import Progress, demo_config, stage_data, stage_explain, stage_train
+
+    out, summary, _ = demo_run
+    cfg = demo_config(**{k: v for k, v in summary["config"].items() if k in ("n_train", "n_test", "n_sheets", "seed")},
+                      small=True, device="cpu")
+    lines = []
+    p = Progress(lines.append)
+    data = stage_data(cfg, out, p)
+    run = stage_train(cfg, out, data, p)
+    stage_explain(cfg, out, run, data, p)
+    assert p.reused == {"data": True, "train": True, "explain": True}
+    # another spurious share is another dataset: not reused
+    other = Progress(lines.append)
+    assert not (stage_data(demo_config(small=True, spurious=0.5, n_train=60, n_test=30), out / "other", other)
+                and other.reused.get("data"))
