@@ -261,10 +261,13 @@ def load_dataset(root, seed: int = 0, val_fraction: float = 0.1, test_fraction: 
 
 # ----------------------------------------------------------------------------- images
 
-def read_image(path: Path, image_size: int | None = None) -> np.ndarray:
-    """Decode one image as RGB uint8 `[H, W, 3]` (resized bilinearly to `image_size`² if given)."""
+def read_image(path: Path, image_size: int | None = None, modes: set | None = None) -> np.ndarray:
+    """Decode one image as RGB uint8 `[H, W, 3]` (resized bilinearly to `image_size`² if given);
+    the original mode is added to `modes` when a set is given."""
     try:
         with Image.open(path) as im:
+            if modes is not None:
+                modes.add(im.mode)
             im = im.convert("RGB")
             if image_size is not None and im.size != (image_size, image_size):
                 im = im.resize((image_size, image_size), Image.BILINEAR)
@@ -277,7 +280,9 @@ def read_image(path: Path, image_size: int | None = None) -> np.ndarray:
 
 def _decode_chunk(args):
     paths, image_size = args
-    return np.stack([read_image(Path(p), image_size) for p in paths]) if paths else np.zeros((0, image_size, image_size, 3), np.uint8)
+    modes: set = set()
+    arr = np.stack([read_image(Path(p), image_size, modes) for p in paths]) if paths else np.zeros((0, image_size, image_size, 3), np.uint8)
+    return arr, modes
 
 
 def _cache_dir(info: DatasetInfo) -> Path:
@@ -304,18 +309,24 @@ def load_split_uint8(info: DatasetInfo, split: str, image_size: int, workers: in
             return torch.from_numpy(arr)
     chunks = [paths[i:i + 256] for i in range(0, len(paths), 256)]
     out = []
+    modes: set = set()
     with tqdm(total=len(paths), desc=f"decode {split}", unit="img", disable=not progress) as bar:
         if workers > 1 and len(chunks) > 1:
             from concurrent.futures import ProcessPoolExecutor
 
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                for arr in pool.map(_decode_chunk, [(c, image_size) for c in chunks]):
+                for arr, m in pool.map(_decode_chunk, [(c, image_size) for c in chunks]):
                     out.append(arr)
+                    modes |= m
                     bar.update(len(arr))
         else:
             for c in chunks:
-                out.append(_decode_chunk((c, image_size)))
+                arr, m = _decode_chunk((c, image_size))
+                out.append(arr)
+                modes |= m
                 bar.update(len(c))
+    if len(modes) > 1:
+        warnings.warn(f"{info.root}: split {split!r} mixes image modes {', '.join(sorted(modes))}: all converted to RGB")
     arr = np.concatenate(out) if out else np.zeros((0, image_size, image_size, 3), np.uint8)
     arr = np.ascontiguousarray(arr.transpose(0, 3, 1, 2))
     if cache:

@@ -218,14 +218,14 @@ def _apply_domain(img: np.ndarray, domain: str, rng: np.random.Generator) -> np.
     if domain == "day":
         out = img
     elif domain == "night":
-        gain = rng.uniform(0.22, 0.38)
+        gain = rng.uniform(0.28, 0.42)
         mean = img.mean()
         low_contrast = mean + (img - mean) * rng.uniform(0.55, 0.75)
         cast = np.array([0.0, rng.uniform(0.01, 0.03), rng.uniform(0.05, 0.1)], np.float32)
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / (size - 1) - 0.5
         vignette = 1.0 - 0.9 * (xx**2 + yy**2)
         out = low_contrast * gain * vignette[..., None] + cast
-        out = out + rng.normal(0.0, rng.uniform(0.03, 0.06), img.shape).astype(np.float32)
+        out = out + rng.normal(0.0, rng.uniform(0.025, 0.05), img.shape).astype(np.float32)
     elif domain == "fog":
         radius = rng.uniform(0.8, 1.4) * size / 64.0
         blurred = Image.fromarray(np.round(img * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(radius))

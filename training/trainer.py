@@ -57,7 +57,7 @@ class TrainConfig:
     arch: str = "small-cnn"
     method: str = "erm"
     method_options: dict = field(default_factory=dict)
-    epochs: int = 8
+    epochs: int = 15
     batch_size: int = 128
     lr: float = 0.05
     weight_decay: float = 5e-4

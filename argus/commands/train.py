@@ -26,7 +26,7 @@ def _parse_options(items) -> dict:
 @click.option("--arch", default="small-cnn", show_default=True, help="small-cnn | resnet18 | resnet50")
 @click.option("--method", default="erm", show_default=True, help="Training method (erm or one registered in training.methods).")
 @click.option("--method-option", "method_options", multiple=True, metavar="KEY=VALUE", help="Option for the method (repeatable; JSON values).")
-@click.option("--epochs", default=None, type=click.IntRange(min=1), help="Epochs [default: 8].")
+@click.option("--epochs", default=None, type=click.IntRange(min=1), help="Epochs [default: 15].")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Global mini-batch [default: 128].")

@@ -91,6 +91,11 @@ def test_imagefolder_split_is_deterministic_stratified_and_recorded(tmp_path):
     # any mode and size -> RGB at the model size
     ds = ImageDataset(info, "train", image_size=16)
     assert all(ds[i][0].shape == (3, 16, 16) for i in range(len(ds)))
+    with pytest.warns(UserWarning, match="mixes image modes L, P, RGB, RGBA: all converted to RGB"):
+        cached = load_split_uint8(info, "train", 16, progress=False, cache=False)
+    assert cached.shape == (len(ds), 3, 16, 16)
+    gray = info.split_table("train").path.tolist().index(next(p for p in info.split_table("train").path if Image.open(root / p).mode == "L"))
+    assert torch.equal(cached[gray][0], cached[gray][1])  # grey replicated into R, G, B
 
 
 def test_check_reports_summary_and_mixed_mode_warning(tmp_path):
