@@ -124,8 +124,10 @@ def bench_backend(backend: str, clients: int, per_client: int, hello_per_client:
     env = {"ARGUS_SECRET_KEY": secrets.token_hex(16), "ARGUS_API_TOKEN": TOKEN, "ARGUS_INSTANCE_PATH": str(tmp),
            "ARGUS_AUTO_INIT_DB": "false"}
     schema = None
-    if backend == "sqlite-full":  # the power-loss-safe setting: one fsync per commit
+    if backend == "sqlite-full":  # the power-loss-safe setting (the default): one fsync per commit
         env["ARGUS_SQLITE_SYNCHRONOUS"] = "FULL"
+    elif backend == "sqlite":
+        env["ARGUS_SQLITE_SYNCHRONOUS"] = "NORMAL"
     if backend.startswith("sqlite"):
         url = f"sqlite:///{tmp / 'bench.db'}"
     else:
@@ -234,7 +236,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer requests per client")
     ap.add_argument("--backends", default="sqlite,sqlite-full,postgres",
-                    help="sqlite (WAL, synchronous=NORMAL, the default), sqlite-full (synchronous=FULL), postgres")
+                    help="sqlite (WAL, synchronous=NORMAL), sqlite-full (synchronous=FULL, the default), postgres")
     ap.add_argument("--clients", type=int, default=32)
     args = ap.parse_args(argv)
     per_client, hello_per_client = (9, 15) if args.quick else (30, 60)

@@ -17,9 +17,10 @@ DEFAULTS: dict = {
     "DATABASE_URL": None,  # default: sqlite:///<instance>/argus.db
     "DATABASE_SCHEMA": None,  # PostgreSQL schema put first on the search_path
     "DATABASE_POOL_SIZE": 5,
-    # WAL + NORMAL: acknowledged judgments survive process crashes and kills; FULL adds an fsync
-    # per commit so they also survive an OS crash or power cut (see docs/crowd.md).
-    "SQLITE_SYNCHRONOUS": "NORMAL",
+    # WAL + FULL: an acknowledged judgment survives process kills *and* an OS crash or power cut
+    # (one fsync per commit); NORMAL can roll back the last acknowledged commits on power loss
+    # (see docs/reliability.md).
+    "SQLITE_SYNCHRONOUS": "FULL",
     "SQLITE_BUSY_TIMEOUT_S": 30.0,
     "AUTO_INIT_DB": True,  # create / upgrade the schema on start
     "API_TOKEN": None,  # bearer token of the researcher API (API answers 401 while unset)

@@ -61,14 +61,13 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-def make_engine(url: str, *, schema: str | None = None, sqlite_synchronous: str = "NORMAL",
+def make_engine(url: str, *, schema: str | None = None, sqlite_synchronous: str = "FULL",
                 busy_timeout_s: float = 30.0, pool_size: int = 5, echo: bool = False) -> Engine:
     """Create an engine for `url` with Argus's transaction rules.
 
-    SQLite: WAL journal, `synchronous` as given (NORMAL, the default: a committed judgment
-    survives any crash or kill of the server processes and the file never corrupts; only an OS
-    crash or power cut can roll back the last commits. FULL also survives those, at one fsync per
-    commit), a busy timeout, and every write transaction opened with `BEGIN IMMEDIATE` so two
+    SQLite: WAL journal, `synchronous` as given (FULL, the default: a committed judgment
+    survives any crash or kill of the server processes and also an OS crash or power cut, at one
+    fsync per commit; NORMAL survives process kills only), a busy timeout, and every write transaction opened with `BEGIN IMMEDIATE` so two
     writers never deadlock on a lock upgrade. Read-only work uses
     `engine.execution_options(argus_readonly=True)` and a plain deferred `BEGIN`.
     PostgreSQL: READ COMMITTED, optional `schema` put first on the `search_path`.
@@ -193,7 +192,7 @@ def database_from_config(config) -> Database:
     return Database(make_engine(
         config["DATABASE_URL"],
         schema=config.get("DATABASE_SCHEMA") or None,
-        sqlite_synchronous=config.get("SQLITE_SYNCHRONOUS", "NORMAL"),
+        sqlite_synchronous=config.get("SQLITE_SYNCHRONOUS", "FULL"),
         busy_timeout_s=float(config.get("SQLITE_BUSY_TIMEOUT_S", 30)),
         pool_size=int(config.get("DATABASE_POOL_SIZE", 5)),
     ))
