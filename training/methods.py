@@ -264,7 +264,16 @@ def _jtt_stage_one(trainer, epochs: int) -> torch.Tensor:
     (predicted in eval mode, without augmentation, identically on every DDP rank)."""
     model = trainer.train_erm_stage(epochs)
     pred = trainer.predict("train", model).argmax(1).cpu()
-    return pred != trainer.train_labels.cpu()
+    errors = pred != trainer.train_labels.cpu()
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        # BatchNorm statistics differ slightly per rank (no SyncBN): take rank 0's error set so
+        # that every rank makes the same epoch draw
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+        buf = errors.to(device, torch.uint8)
+        dist.broadcast(buf, src=0)
+        errors = buf.cpu().bool()
+    return errors
 
 
 @register_method("groupdro-oracle")

@@ -53,19 +53,27 @@ def test_ddp_center_updates_group_weights_and_sampler_match_one_process(tmp_path
 
 
 @pytest.mark.slow
-def test_ddp_end_to_end_center_distance_two_gloo_processes(tiny_world, tmp_path):
-    torchrun(HERE / "ddp_train_worker.py", tiny_world, tmp_path, "center-distance")
+@pytest.mark.parametrize("method", ["center-distance", "jtt"])
+def test_ddp_end_to_end_two_gloo_processes(method, tiny_world, tmp_path):
+    torchrun(HERE / "ddp_train_worker.py", tiny_world, tmp_path, method)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
-    # DDP keeps the parameters in sync; the centers and sampler distances are all-reduced
+    # DDP keeps the parameters in sync
     for k, v in r0["model"].items():
         if "running" in k or "num_batches" in k:
             continue  # BatchNorm statistics are per rank by design (no SyncBN)
         assert torch.allclose(v, r1["model"][k], atol=1e-6), k
-    assert torch.allclose(r0["method"]["centers"]["centers"], r1["method"]["centers"]["centers"], atol=1e-6)
-    d0, d1 = r0["method"]["sampler"]["distances"], r1["method"]["sampler"]["distances"]
-    assert torch.equal(torch.isnan(d0), torch.isnan(d1)) and torch.allclose(d0.nan_to_num(), d1.nan_to_num())
-    assert not torch.isnan(d0).all()
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["complete"] and len(metrics["epochs"]) == 2
-    # each rank drew half of the epoch: rows per rank = 160 // 2
-    assert metrics["epochs"][-1]["train_rows"] == 80
+    if method == "center-distance":
+        # the centers and the sampler's distances are all-reduced: the same on both ranks
+        assert torch.allclose(r0["method"]["centers"]["centers"], r1["method"]["centers"]["centers"], atol=1e-6)
+        d0, d1 = r0["method"]["sampler"]["distances"], r1["method"]["sampler"]["distances"]
+        assert torch.equal(torch.isnan(d0), torch.isnan(d1)) and torch.allclose(d0.nan_to_num(), d1.nan_to_num())
+        assert not torch.isnan(d0).all()
+        # each rank drew half of the epoch: rows per rank = 160 // 2
+        assert metrics["epochs"][-1]["train_rows"] == 80
+    else:
+        # one error set for both ranks (rank 0's), so their draws are shares of one upsampled list
+        e0, e1 = r0["method"]["error_mask"], r1["method"]["error_mask"]
+        assert torch.equal(e0, e1) and 0 < int(e0.sum()) < 160
+        assert metrics["epochs"][-1]["train_rows"] == (160 + 4 * int(e0.sum())) // 2
