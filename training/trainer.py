@@ -21,6 +21,7 @@ method declares `reads_domains = True` (oracle baselines).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -33,7 +34,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from training.checkpoint import save_checkpoint, write_json
+from training.checkpoint import read_meta, save_checkpoint, write_json
 from training.datasets import DatasetInfo, load_dataset, load_split_uint8, normalize_uint8
 from training.evaluate import class_report, predict_uint8, resolve_device
 from training.method_base import TrainingMethod, build_method
@@ -420,7 +421,6 @@ class Trainer:
                 os.replace(last_path.with_name(".last.pt.tmp"), last_path)
                 write_json(self.out / METRICS_FILE, metrics)
                 # keep model.json's metrics current even when this epoch was not selected
-                from training.checkpoint import read_meta
                 meta = read_meta(self.out)
                 meta["metrics"] = {**metrics, "val": meta["metrics"].get("val")}
                 write_json(self.out / "model.json", meta)
@@ -432,6 +432,8 @@ class Trainer:
                                + (" *" if improved else "") + f" ({elapsed:.0f}s)")
             if self.world > 1:
                 dist.barrier()
+        if start_epoch >= cfg.epochs and (self.out / METRICS_FILE).exists():  # resumed a finished run
+            metrics = json.loads((self.out / METRICS_FILE).read_text())
         return metrics
 
 
