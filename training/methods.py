@@ -119,7 +119,7 @@ class _CenterMethod(TrainingMethod):
         ce = F.cross_entropy(logits.float(), labels)
         if self.sampler is not None:
             # distances to the centers as they are now, from this very forward pass
-            self.sampler.record(indices, centers.distances(features, labels))
+            self.sampler.record(indices, centers.distances(features, labels), valid=centers.initialized[labels])
         self._pending = (features.detach(), labels.detach())
         if not self.uses_center_loss:
             return ce

@@ -183,8 +183,12 @@ class DistanceWeightedSampler:
         return self.num_samples
 
     @torch.no_grad()
-    def record(self, indices: torch.Tensor, distances: torch.Tensor) -> None:
-        """Store distances `[B]` of train rows `indices` `[B]` seen in this step."""
+    def record(self, indices: torch.Tensor, distances: torch.Tensor, valid: torch.Tensor | None = None) -> None:
+        """Store distances `[B]` of train rows `indices` `[B]` seen in this step.
+
+        `valid` `[B]` bool (optional) marks the rows whose distance means something (e.g. their
+        class center exists yet); the others are ignored without a device sync.
+        """
         d = torch.as_tensor(distances).detach()
         idx = torch.as_tensor(indices, dtype=torch.long).to(d.device)
         d = d.to(torch.float64)
@@ -196,8 +200,9 @@ class DistanceWeightedSampler:
             n = len(self.labels)
             self._epoch_sum = torch.zeros(n, dtype=torch.float64, device=d.device)
             self._epoch_count = torch.zeros(n, dtype=torch.float64, device=d.device)
-        self._epoch_sum.index_add_(0, idx, d)
-        self._epoch_count.index_add_(0, idx, torch.ones_like(d))
+        w = torch.ones_like(d) if valid is None else torch.as_tensor(valid).to(d.device, torch.float64)
+        self._epoch_sum.index_add_(0, idx, d * w)
+        self._epoch_count.index_add_(0, idx, w)
 
     def end_epoch(self) -> dict:
         """Merge this epoch's records (all-reduced under DDP) into the stored distances."""
