@@ -174,7 +174,7 @@ def mine_exemplars(model: nn.Module, layer: str | None, dataset, top_n: int = 9,
                    checkpoint_hash: str | None = None, batch_size: int = 128, device: str | torch.device = "auto",
                    amp: bool | None = None, num_workers: int = 0, mean=None, std=None,
                    sample_ids: list[str] | None = None, rf: ReceptiveField | None = None,
-                   quantile: float = 0.995, save_crops: bool = True, progress: bool = True) -> ExemplarIndex:
+                   quantile: float = 0.995, save_crops: bool = True, progress: bool = True, loader=None) -> ExemplarIndex:
     """Mine the top-`top_n` exemplars of every channel of `layer` over `dataset` (one pass).
 
     dataset: a torch Dataset yielding ``image [3, H, W]`` or tuples starting with it, in the
@@ -184,6 +184,8 @@ def mine_exemplars(model: nn.Module, layer: str | None, dataset, top_n: int = 9,
     checkpoint_hash: key of the index (e.g. `file_hash(run/"model.pt")`): when ``out_dir`` holds
         an index with the same key, layer and `top_n`, it is returned without mining.
     amp: autocast on CUDA (default: on when the device is cuda).
+    loader: optional iterable of batches over `dataset` in order (e.g. pre-decoded, normalised
+        per batch) used for the streaming pass instead of a DataLoader over `dataset`.
     Returns an `ExemplarIndex`; per channel: ``max``, ``mean``, ``threshold`` (the `quantile` of
     the channel's activations over the dataset), ``strip`` and ``exemplars`` (rank, sample_index,
     sample_id, value, row, col, box ``[x0, y0, x1, y1]`` in px, crop).
@@ -205,8 +207,9 @@ def mine_exemplars(model: nn.Module, layer: str | None, dataset, top_n: int = 9,
     model = model.to(dev).eval()
     if amp is None:
         amp = dev.type == "cuda"
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                                         pin_memory=dev.type == "cuda")
+    if loader is None:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                             pin_memory=dev.type == "cuda")
     stats = stream_top_activations(model, layer, loader, top_n, dev, amp=amp, progress=progress)
     layer = stats["layer"]
     rf = rf or receptive_field(model, layer)

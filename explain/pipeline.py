@@ -10,6 +10,7 @@ arguments against part masks (pointing game, relevance mass); render sheets on a
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -43,6 +44,45 @@ def evenly_spaced(n_total: int, limit: int | None) -> list[int]:
     if limit <= 0:
         raise ValueError(f"--limit must be positive, got {limit}")
     return sorted(set(np.linspace(0, n_total - 1, limit).round().astype(int).tolist()))
+
+
+CACHE_LIMIT_BYTES = 2 << 30  # decode a split into memory once when it fits in this much
+
+
+class SplitBatches:
+    """Batches ``(images [B,3,S,S] normalised, labels [B], rows [B])`` of one split, in row order.
+
+    Small splits are decoded once into memory (the foundation's uint8 cache) and normalised per
+    batch; large ones stream from disk through a DataLoader with worker processes."""
+
+    def __init__(self, dataset, rows: list[int], batch_size: int, workers: int = 0):
+        self.dataset, self.rows, self.batch_size = dataset, rows, batch_size
+        self.cached = getattr(dataset, "_images", None) is not None
+        self.workers = workers
+
+    def __len__(self):
+        return (len(self.rows) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        from training.datasets import normalize_uint8
+
+        if self.cached:
+            images, targets = self.dataset._images, self.dataset.targets
+            for start in range(0, len(self.rows), self.batch_size):
+                rows = torch.as_tensor(self.rows[start:start + self.batch_size])
+                yield normalize_uint8(images[rows], self.dataset.mean, self.dataset.std), targets[rows], rows
+        else:
+            subset = torch.utils.data.Subset(self.dataset, self.rows)
+            yield from torch.utils.data.DataLoader(subset, batch_size=self.batch_size, shuffle=False, num_workers=self.workers)
+
+
+def open_split(info, split: str, size: int, mean, std):
+    """`ImageDataset` for a split, decoded into memory when it is small enough."""
+    from training.datasets import ImageDataset
+
+    n = int((info.table["split"] == split).sum())
+    cache = n * 3 * size * size <= CACHE_LIMIT_BYTES
+    return ImageDataset(info, split, image_size=size, mean=mean, std=std, cache=cache)
 
 
 def state_hash(model: torch.nn.Module) -> str:
@@ -86,7 +126,7 @@ def explain_dataset(model, meta: dict, data_dir, out, *, name: str = "model", ch
                     layer: str | None = None, progress: bool = True) -> dict:
     """`run_explain` for a model already in memory; `meta` holds the checkpoint's model.json fields
     (``classes, input_size, normalization, explained_layer, arch``)."""
-    from training.datasets import ImageDataset, load_dataset
+    from training.datasets import load_dataset
 
     t_start = time.perf_counter()
     data_dir, out = Path(data_dir), Path(out)
@@ -115,11 +155,13 @@ def explain_dataset(model, meta: dict, data_dir, out, *, name: str = "model", ch
     exemplars = None
     ex_table = info.split_table(exemplar_split)
     if len(ex_table):
-        ex_data = ImageDataset(info, exemplar_split, image_size=size, mean=mean, std=std)
+        ex_data = open_split(info, exemplar_split, size, mean, std)
+        ex_batches = SplitBatches(ex_data, list(range(len(ex_data))), batch_size, workers=min(8, os.cpu_count() or 1))
         exemplars = mine_exemplars(model, layer, ex_data, top_n=top_n, out_dir=out / "exemplars", checkpoint_hash=ckpt_hash,
-                                   batch_size=batch_size, device=dev, mean=mean, std=std,
+                                   batch_size=batch_size, device=dev, mean=mean, std=std, loader=ex_batches,
                                    sample_ids=ex_table["sample_id"].astype(str).tolist(), progress=progress)
     mining_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
     names = ConceptNames.load(out / "names.json")
     explainer = LayerContributions(model, layer)
     if has_parts and exemplars is not None:
@@ -130,6 +172,7 @@ def explain_dataset(model, meta: dict, data_dir, out, *, name: str = "model", ch
             names.set(c, ref["name"], "reference", confidence=ref["confidence"], iou=ref["iou"], part_key=ref["part_key"])
     names.layer = layer
     names.save(out / "names.json")
+    names_s = time.perf_counter() - t0
 
     # 2. Explain the split (one forward pass per batch).
     t0 = time.perf_counter()
@@ -137,9 +180,8 @@ def explain_dataset(model, meta: dict, data_dir, out, *, name: str = "model", ch
     rows = evenly_spaced(len(table), limit)
     if not rows:
         raise ValueError(f"{data_dir}: split {split!r} is empty")
-    data = ImageDataset(info, split, image_size=size, mean=mean, std=std)
-    subset = torch.utils.data.Subset(data, rows)
-    loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False)
+    data = open_split(info, split, size, mean, std)
+    loader = SplitBatches(data, rows, batch_size, workers=min(8, os.cpu_count() or 1))
     records, images = [], []
     for x, _y, idx in tqdm(loader, desc="explaining", unit="batch", disable=not progress, leave=False):
         x = x.to(dev)
@@ -188,7 +230,7 @@ def explain_dataset(model, meta: dict, data_dir, out, *, name: str = "model", ch
         "n_images": exemplars.data["n_images"], "receptive_field": exemplars.data["receptive_field"]}
     summary["names"] = {src: sum(1 for c in range(len(exemplars.channels) if exemplars else 0) if names.lookup(c)[1] == src)
                         for src in ("crowd", "reference", "fallback")}
-    summary["timing_s"] = {"mining": round(mining_s, 3), "explain": round(explain_s, 3), "render": round(render_s, 3),
+    summary["timing_s"] = {"mining": round(mining_s, 3), "names": round(names_s, 3), "explain": round(explain_s, 3), "render": round(render_s, 3),
                            "total": round(time.perf_counter() - t_start, 3),
                            "sheets_per_s_render": round(len(sheets) / max(render_s, 1e-9), 2)}
     summary["checkpoint_hash"] = ckpt_hash
