@@ -266,8 +266,12 @@ def summarize(records: list[dict], selection: str = "worst_class", reference: st
                                                     numbers[m]["worst_domain_accuracy"]["ci_high"])
         for name, label in (("majority_retention", "maj. retention vs ERM"), ("minority_gain", "min. gain vs ERM")):
             row[label] = _fmt(numbers[m][name], signed=True) if name in numbers[m] else ""
-        row["gap closure"] = "" if m not in gap or math.isnan(gap[m]["value"]) else \
-            "{:.2f} [{:.2f}, {:.2f}]".format(gap[m]["value"], gap[m]["ci_low"], gap[m]["ci_high"])
+        if m not in gap:
+            row["gap closure"] = ""
+        elif math.isnan(gap[m]["value"]):
+            row["gap closure"] = "undefined (oracle WDA <= ERM)"
+        else:
+            row["gap closure"] = "{:.2f} [{:.2f}, {:.2f}]".format(gap[m]["value"], gap[m]["ci_low"], gap[m]["ci_high"])
         for ref in (reference, jtt):
             t = tests[m].get(f"vs_{ref}", {}).get("worst_domain_accuracy")
             row[f"p WDA vs {ref.upper()}"] = "" if t is None or math.isnan(t["p"]) else f"{t['p']:.3g}"
@@ -293,8 +297,9 @@ def _gap_closure(by: dict, reference: str, oracle: str, n_resamples: int = 2000,
         a, r, o = (s.loc[seeds].to_numpy(float) for s in (f["worst_domain_accuracy"], ref, orc))
 
         def closure(ix):
+            # undefined unless the oracle beats ERM: a negative or zero gap has nothing to close
             den = o[ix].mean() - r[ix].mean()
-            return (a[ix].mean() - r[ix].mean()) / den if abs(den) > 1e-9 else float("nan")
+            return (a[ix].mean() - r[ix].mean()) / den if den > 1e-9 else float("nan")
 
         value = closure(np.arange(len(seeds)))
         boots = np.array([closure(rng.integers(0, len(seeds), len(seeds))) for _ in range(n_resamples)])

@@ -69,6 +69,15 @@ def test_summary_numbers_by_hand():
     assert markdown_table(table).count("\n") == len(table) + 1
 
 
+def test_gap_closure_undefined_when_the_oracle_does_not_beat_erm():
+    acc = dict(ACC)
+    acc["groupdro-oracle"] = [(0.5, 0.5, 0.45), (0.5, 0.5, 0.45), (0.5, 0.5, 0.45)]
+    s = summarize(records(acc))
+    assert math.isnan(s["gap_closure"]["center-distance"]["value"])
+    row = s["table"][s["table"]["method"] == "center-distance"].iloc[0]
+    assert row["gap closure"].startswith("undefined")
+
+
 def test_bootstrap_and_wilcoxon_edge_cases():
     assert bootstrap_ci([3.0, 3.0, 3.0]) == (3.0, 3.0)
     assert bootstrap_ci([2.0]) == (2.0, 2.0)
