@@ -190,7 +190,8 @@ def _records_frame(records: list[dict], selection: str) -> pd.DataFrame:
     for r in records:
         sel = r["selections"][selection]
         test = sel["test"]
-        row = {"method": r["method"], "seed": int(r["seed"]), "epoch": sel.get("epoch")}
+        row = {"method": r["method"], "seed": int(r["seed"]), "epoch": sel.get("epoch"),
+               "rows_seen": r.get("rows_seen")}
         for key in METRIC_LABELS:
             row[key] = 100.0 * sel["metrics"][key]
         for d, v in test["per_domain"].items():
@@ -272,6 +273,9 @@ def summarize(records: list[dict], selection: str = "worst_class", reference: st
             row["gap closure"] = "undefined (oracle WDA <= ERM)"
         else:
             row["gap closure"] = "{:.2f} [{:.2f}, {:.2f}]".format(gap[m]["value"], gap[m]["ci_low"], gap[m]["ci_high"])
+        rows_m, rows_ref = (by[k]["rows_seen"].astype(float).mean() if k in by and "rows_seen" in by[k] else np.nan
+                            for k in (m, reference))
+        row["compute vs ERM"] = "" if np.isnan(rows_m) or np.isnan(rows_ref) else f"{rows_m / rows_ref:.2f}x"
         for ref in (reference, jtt):
             t = tests[m].get(f"vs_{ref}", {}).get("worst_domain_accuracy")
             row[f"p WDA vs {ref.upper()}"] = "" if t is None or math.isnan(t["p"]) else f"{t['p']:.3g}"
@@ -471,6 +475,23 @@ def run_result(method: str, seed: int, history: list[dict], majority_domain: str
             "train_time_s": history[-1].get("train_time_s"), "selections": selections}
 
 
+def rows_seen(run_dir) -> int | None:
+    """Training rows a run processed (all epochs, all ranks; JTT's first ERM stage included):
+    the compute each method spent, to read accuracy gains against."""
+    run_dir = Path(run_dir)
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        meta = json.loads((run_dir / "model.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    world = int(metrics.get("world_size", 1))
+    total = sum(int(r.get("train_rows", 0)) for r in metrics["epochs"]) * world
+    first = (meta.get("method_config") or {}).get("first_epochs")
+    if first:
+        total += int(first) * int(meta["dataset"]["n_train"])
+    return total
+
+
 def parse_method_options(items) -> dict:
     """`["center-distance.power=2", "jtt.upweight=10"]` -> {method: {option: value}} (JSON values)."""
     out: dict = {}
@@ -580,6 +601,7 @@ def run_blind_domains(data, out, methods=DEFAULT_METHODS, seeds: int | list[int]
         if not trainer.is_main:
             continue
         record = run_result(method, seed, merge_epoch_reports(metrics["epochs"], run_dir), majority)
+        record["rows_seen"] = rows_seen(run_dir)
         tmp = result_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=2))
         os.replace(tmp, result_path)
@@ -597,6 +619,9 @@ def write_summary(records: list[dict], out, methods=None) -> dict:
     if methods:
         order = {m: i for i, m in enumerate(methods)}
         records = sorted(records, key=lambda r: (order.get(r["method"], len(order)), r["seed"]))
+    for r in records:  # results written before rows_seen existed
+        if r.get("rows_seen") is None:
+            r["rows_seen"] = rows_seen(out / "runs" / r["method"] / f"seed{r['seed']}")
     majority = records[0].get("majority_domain")
     names = sorted({d for r in records for d in r["selections"]["worst_class"]["test"]["per_domain"]})
     domains = sorted(names, key=lambda d: (d != majority, d))  # majority first

@@ -31,6 +31,7 @@ def test_blind_domains_writes_table_and_resumes(tiny_world, tmp_path, monkeypatc
     assert list(table["method"]) == ["erm", "center-distance", "groupdro-oracle (oracle)"]
     assert {"day", "night", "fog", "worst domain", "worst domain (oracle sel.)", "gap closure"} <= set(table.columns)
     assert list(summary["domains"])[0] == "day"  # majority first
+    assert table.loc[0, "compute vs ERM"] == "1.00x"  # rows seen, relative to ERM
     per_seed = pd.read_csv(out / "results.csv")
     assert len(per_seed) == 6 and set(per_seed["seed"]) == {0, 1}
     result = json.loads((out / "runs" / "erm" / "seed1" / "result.json").read_text())
