@@ -22,6 +22,9 @@ def test_load_until_complete_keeps_every_invariant(db_target, tmp_path):
         status = batch_status(server.url, server.api_token, batch["id"])
     finally:
         server.stop()
+    log = server.log_text()  # gunicorn's access and error log of the whole run
+    assert "POST /w/api/submit" in log and server.api_token not in log
+    assert not any(a["client_token"] in log for a in result.acks)
     report = check_invariants(url, batch["id"], result, schema=schema, expect_complete=True, expire_now=True)
     assert report["violations"] == 0, report
     assert status["complete"] and status["judgments"] == 24 * 3 == report["judgments"]
