@@ -169,8 +169,9 @@ def plot_curves(curves: pd.DataFrame, path) -> Path:
 
 def run_experiment(out, strategies, methods, seeds, *, pool_size=3000, test_size=600, image_size=32, rounds=5,
                    budget=150, initial_size=150, epochs=10, full_epochs=None, device="auto", batch_size=256,
-                   train_options=None, data=None, progress=True) -> dict:
-    """Run the grid and write the summary files; returns `{"summary", "per_seed", "verdict", ...}`."""
+                   train_options=None, data=None, progress=True, combos=None) -> dict:
+    """Run the grid (or only the `(strategy, method)` pairs in `combos`) and write the summary
+    files; returns `{"summary", "per_seed", "verdict", ...}`."""
     from tqdm.auto import tqdm
 
     from active.runner import build_pools, run_active
@@ -179,7 +180,9 @@ def run_experiment(out, strategies, methods, seeds, *, pool_size=3000, test_size
     out.mkdir(parents=True, exist_ok=True)
     train_options = dict(train_options or {})
     curves, full = [], []
-    grid = [(s, m, seed) for seed in seeds for m in methods for s in strategies]
+    pairs = list(combos) if combos else [(s, m) for m in methods for s in strategies]
+    methods = sorted({m for _, m in pairs})
+    grid = [(s, m, seed) for seed in seeds for s, m in pairs]
     t_start = time.perf_counter()
     for seed in seeds:
         pool, test, majority = build_pools(data, pool_size, test_size, image_size, None, seed)
@@ -202,7 +205,7 @@ def run_experiment(out, strategies, methods, seeds, *, pool_size=3000, test_size
     per_seed.to_csv(out / "per_seed.csv", index=False)
     (out / "summary.md").write_text(markdown(summary) + "\n")
     plot_curves(curves_df, out / "active_curves.png")
-    doc = {"config": {"strategies": list(strategies), "methods": list(methods), "seeds": list(seeds),
+    doc = {"config": {"combinations": [list(p) for p in pairs], "seeds": list(seeds),
                       "pool_size": pool_size, "test_size": test_size, "image_size": image_size, "rounds": rounds,
                       "budget": budget, "initial_size": initial_size, "epochs": epochs, "data": data,
                       "train_options": train_options},

@@ -235,13 +235,17 @@ class _Rows:
         self.n = array.shape[0]
         self.full = _resident(array, device, max_resident_bytes)
 
-    def chunks(self):
+        # squared row norms, kept resident ([N] floats): a distance is then one mat-vec per chunk
+        self.norms = torch.cat([(x * x).sum(1) for _, _, x in self.chunks(with_norms=False)]) if self.n else None
+
+    def chunks(self, with_norms: bool = False):
         for lo in range(0, self.n, self.chunk):
             hi = min(lo + self.chunk, self.n)
             if self.full is not None:
-                yield lo, hi, self.full[lo:hi]
+                x = self.full[lo:hi]
             else:
-                yield lo, hi, torch.from_numpy(np.array(self.array[lo:hi], dtype=np.float32)).to(self.device)
+                x = torch.from_numpy(np.array(self.array[lo:hi], dtype=np.float32)).to(self.device)
+            yield (lo, hi, x, self.norms[lo:hi]) if with_norms else (lo, hi, x)
 
     def row(self, i: int) -> torch.Tensor:
         if self.full is not None:
@@ -249,9 +253,10 @@ class _Rows:
         return torch.from_numpy(np.array(self.array[i], dtype=np.float32)).to(self.device)
 
 
-def _sq_dist_to(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """Squared Euclidean distance of each row of `x [n, D]` to one center `c [D]` -> `[n]`."""
-    return ((x - c) ** 2).sum(1)
+def _sq_dist_to(x: torch.Tensor, x_norms: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distance of each row of `x [n, D]` (squared norms `x_norms [n]`) to one
+    center `c [D]` -> `[n]`, as ||x||^2 - 2 x.c + ||c||^2 (clamped at 0 against rounding)."""
+    return (x_norms - 2.0 * (x @ c) + (c @ c)).clamp_min_(0.0)
 
 
 def k_center_greedy(embeddings, budget: int, centers=None, device="auto", chunk_size: int = 65536,
@@ -283,8 +288,8 @@ def k_center_greedy(embeddings, budget: int, centers=None, device="auto", chunk_
     while len(picks) < b:
         if picks:
             c = rows.row(picks[-1])
-            for lo, hi, x in rows.chunks():
-                min_d[lo:hi] = torch.minimum(min_d[lo:hi], _sq_dist_to(x, c))
+            for lo, hi, x, xn in rows.chunks(with_norms=True):
+                min_d[lo:hi] = torch.minimum(min_d[lo:hi], _sq_dist_to(x, xn, c))
             min_d[picks[-1]] = -1.0  # never pick an item twice
         picks.append(int(torch.argmax(min_d)))  # first maximal index = lowest position
     return np.asarray(picks[:b], dtype=np.int64)
