@@ -68,3 +68,25 @@ def test_cli_errors_are_clear(tiny_world, tmp_path):
     assert res.exit_code != 0 and "not run: jtt" in res.output
     res = runner.invoke(cli, ["experiment", "blind-domains", "--data", str(tiny_world), "--shard", "2/2"])
     assert res.exit_code != 0 and "--shard" in res.output
+
+
+def test_imbalance_on_an_imagefolder_with_domains_csv(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    src = tmp_path / "writers"
+    lines = ["path,domain"]
+    for cls in ("a", "b"):
+        (src / cls).mkdir(parents=True)
+        for writer, n in (("w1", 30), ("w2", 10)):
+            for i in range(n):
+                rel = f"{cls}/{writer}_{i}.png"
+                Image.fromarray(np.full((8, 8), i, np.uint8)).save(src / rel)
+                lines.append(f"{rel},{writer}")
+    (src / "domains.csv").write_text("\n".join(lines) + "\n")
+    info = load_dataset(write_imbalanced_dataset(src, tmp_path / "imb", ratio=10, seed=0))
+    train = info.split_table("train")
+    n_w1 = int((train["domain"] == "w1").sum())
+    assert n_w1 == 42  # 30 per class minus the 20 % test and 10 % val (make_split), both classes
+    assert int((train["domain"] == "w2").sum()) == n_w1 // 10
+    assert all(p.exists() for p in info.paths("train"))
