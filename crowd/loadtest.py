@@ -228,6 +228,27 @@ def create_label_batch(base_url: str, api_token: str, image_dir: Path, *, n_imag
     return r.json()
 
 
+def create_label_batch_db(database_url: str, image_dir: Path, *, n_tasks: int, schema: str | None = None,
+                          n_images: int = 10, redundancy: int = 3, tasks_per_visit: int = 5, lease_seconds: int = 900,
+                          classes=("cat", "dog"), name: str = "load test") -> int:
+    """Create a `label` batch of `n_tasks` tasks straight through the service layer (no request
+    size limit, for long runs); the tasks cycle over `n_images` tiny images. Returns the batch id."""
+    from crowd import service as S
+    from crowd.db import Database, make_engine, upgrade
+
+    images = make_images(image_dir, n_images)
+    items = [{"id": f"t{i:06d}", "image": images[i % n_images]} for i in range(n_tasks)]
+    db = Database(make_engine(database_url, schema=schema))
+    try:
+        upgrade(db.engine)
+        with db.transaction() as session:
+            batch = S.create_label_batch(session, items, list(classes), name=name, redundancy=redundancy,
+                                         tasks_per_visit=tasks_per_visit, lease_seconds=lease_seconds)
+            return batch.id
+    finally:
+        db.engine.dispose()
+
+
 # ---------------------------------------------------------------------------- the workers
 
 @dataclasses.dataclass
