@@ -4,7 +4,8 @@ Renders the default toy world (6,000 train images, 64 px; reused if present), tr
 default `argus train` settings on the CPU and, after every epoch, evaluates the test split per
 domain (bench only: the trainer itself never reads domains). Reports the first epoch at which the
 majority domain (day) reaches the target, with its wall time AND the process CPU time divided by
-the thread count (what the run would take on otherwise idle cores: the machine may be shared),
+the thread count (with the default single thread, an upper bound of the run time on one idle core:
+the machine may be shared),
 plus the per-domain accuracies of the selected model.
 
     python bench/train_cpu.py [--quick] [--epochs E] [--threads T] [--data DIR]
@@ -44,7 +45,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="1,200 training images and 3 epochs (a smoke run)")
     ap.add_argument("--epochs", type=int, default=None, help="default: the trainer's default")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: on a shared machine the CPU time of one thread is an upper "
+                         "bound of the run time on one idle core, while extra threads burn CPU spin-waiting)")
     ap.add_argument("--data", default=None, help="toy world folder (rendered if missing)")
     ap.add_argument("--out", default=None, help="run folder (default: a temp folder under bench/results)")
     args = ap.parse_args(argv)
@@ -102,7 +105,8 @@ def main(argv=None) -> int:
               "config": {"arch": cfg.arch, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "optimizer": cfg.optimizer, **sizes},
               "figures": figures, "curve": curve,
               "note": ("Shared machine: other engineers' jobs ran at the same time (see load_avg_1m_at_start), so wall "
-                       "times are inflated; idle_equivalent_s = process CPU time / threads estimates the time on idle cores.")}
+                       "times are inflated; idle_equivalent_s = process CPU time / threads. With one thread that is an "
+                       "upper bound of the time on ONE idle core (2 idle cores are faster still).")}
     result["machine"]["load_avg_1m_at_end"] = os.getloadavg()[0]
     (HERE / "results").mkdir(exist_ok=True)
     name = "train_cpu_quick.json" if args.quick else "train_cpu.json"
