@@ -167,6 +167,22 @@ def plot_curves(curves: pd.DataFrame, path) -> Path:
     return path
 
 
+def collect_finished(out, rounds: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Curves of the runs under `out/runs/` that completed `rounds` rounds, and the full-pool
+    references in `out/full/` (for summarising an experiment that was stopped early)."""
+    curves, full = [], []
+    for hist in sorted(Path(out).glob("runs/*/history.csv")):
+        h = pd.read_csv(hist)
+        if len(h) < rounds + 1:
+            continue
+        cfg = json.loads((hist.parent / "state.json").read_text())["config"]
+        strategy, method, seed = cfg["strategy"], cfg["train_method"], cfg["seed"]
+        curves += [{"strategy": strategy, "method": method, "seed": seed, **r} for r in h.to_dict("records")]
+    for ref in sorted(Path(out).glob("full/*.json")):
+        full.append(json.loads(ref.read_text()))
+    return pd.DataFrame(curves), pd.DataFrame(full)
+
+
 def run_experiment(out, strategies, methods, seeds, *, pool_size=3000, test_size=600, image_size=32, rounds=5,
                    budget=150, initial_size=150, epochs=10, full_epochs=None, device="auto", batch_size=256,
                    train_options=None, data=None, progress=True, combos=None) -> dict:

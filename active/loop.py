@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -191,6 +192,8 @@ class ActiveLoop:
         rng = np.random.default_rng([self.config.seed, rnd, 0x0A11])
         sel = self.strategy.select(out, min(self.config.budget, len(candidates)), rng)
         info.update(score_s=score_s, select_s=time.perf_counter() - t0 - score_s)
+        del out
+        shutil.rmtree(self.work_dir / f"round{rnd}", ignore_errors=True)  # memmapped embeddings of this round
         return np.asarray(sel, np.int64), info
 
     def run(self) -> list[dict]:

@@ -25,7 +25,8 @@ def build_pools(data: str | None = None, pool_size: int = 20000, test_size: int 
         from active.pool import ToyWorldPool
         from training.toyworld import majority_domain
 
-        pool = ToyWorldPool(pool_size, seed=seed, image_size=image_size, domains=domains)
+        # no image cache on the pool: it is scored once per round, while the test set is re-read every round
+        pool = ToyWorldPool(pool_size, seed=seed, image_size=image_size, domains=domains, cache_size=0)
         test = ToyWorldPool.balanced_test(test_size, seed=seed, image_size=image_size, domains=pool.domains)
         return pool, test, majority_domain(pool.domains)
     from active.pool import DEFAULT_MEAN, DEFAULT_STD, DatasetPool

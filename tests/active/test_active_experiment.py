@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from active.experiment import aubc, labels_to_reach, summarize, verdict
+from active.experiment import aubc, collect_finished, labels_to_reach, summarize, verdict
 
 
 def test_aubc_is_mean_accuracy_over_the_budget_range():
@@ -68,3 +68,7 @@ def test_experiment_cli_tiny_grid(tmp_path):
     assert curves.groupby("strategy")["n_labelled"].apply(list).to_dict() == {"margin": [20, 40], "random": [20, 40]}
     assert (tmp_path / "active_curves.png").exists() and (tmp_path / "full" / "erm-s0.json").exists()
     assert doc["verdict"]["margin+cd aubc_worst > random+erm"] is None  # combination not run
+    # an experiment stopped early is summarised from its finished runs
+    got, full = collect_finished(tmp_path, rounds=1)
+    assert len(got) == 4 and set(got["strategy"]) == {"random", "margin"} and full["method"].tolist() == ["erm"]
+    assert collect_finished(tmp_path, rounds=2)[0].empty
