@@ -103,11 +103,14 @@ def _stats(values: list[float]) -> float | None:
 
 def run_explain(model_dir, data_dir, out, *, split: str = "test", limit: int | None = None, top_m: int = 3,
                 device: str = "auto", workers: int | None = None, batch_size: int = 64, exemplar_split: str = "train",
-                top_n: int = 9, pointing_tolerance: int = 0, layer: str | None = None, progress: bool = True) -> dict:
+                top_n: int = 9, pointing_tolerance: int | None = None, layer: str | None = None, progress: bool = True) -> dict:
     """Write a sheets folder for `split` of `data_dir` explained by the checkpoint in `model_dir`.
 
     Returns the summary dict (also written to ``OUT/summary.json``): counts, accuracy, faithfulness
     means, ground-truth figures by domain (pointing game, relevance mass) and timings.
+    pointing_tolerance: pixels of slack for the pointing game; ``None`` = the original protocol's
+    15 px at 224 px scaled to the input size (4 px at 64 px). The strict (0 px) figure is always
+    reported as well.
     """
     from training.checkpoint import load_checkpoint
 
@@ -122,7 +125,7 @@ def run_explain(model_dir, data_dir, out, *, split: str = "test", limit: int | N
 
 def explain_dataset(model, meta: dict, data_dir, out, *, name: str = "model", checkpoint_hash: str | None = None,
                     split: str = "test", limit: int | None = None, top_m: int = 3, device="auto", workers: int | None = None,
-                    batch_size: int = 64, exemplar_split: str = "train", top_n: int = 9, pointing_tolerance: int = 0,
+                    batch_size: int = 64, exemplar_split: str = "train", top_n: int = 9, pointing_tolerance: int | None = None,
                     layer: str | None = None, progress: bool = True) -> dict:
     """`run_explain` for a model already in memory; `meta` holds the checkpoint's model.json fields
     (``classes, input_size, normalization, explained_layer, arch``)."""
@@ -141,6 +144,8 @@ def explain_dataset(model, meta: dict, data_dir, out, *, name: str = "model", ch
     norm = meta.get("normalization") or {}
     mean, std = tuple(norm.get("mean", (0.5, 0.5, 0.5))), tuple(norm.get("std", (0.25, 0.25, 0.25)))
     layer = layer or meta.get("explained_layer") or getattr(model, "explained_layer", None)
+    if pointing_tolerance is None:
+        pointing_tolerance = pointing_tolerance_px(size)
     ckpt_hash = checkpoint_hash or state_hash(model)
     out.mkdir(parents=True, exist_ok=True)
     has_parts = (data_dir / "parts.json").exists() and (data_dir / "masks").is_dir()
@@ -201,7 +206,7 @@ def explain_dataset(model, meta: dict, data_dir, out, *, name: str = "model", ch
                   "decomposition": explainer.decomposition}
     part_names = {int(p["id"]): p["name"] for p in parts_doc["parts"]} if parts_doc else {}
     disc = {c["name"]: [int(i) for i in c["discriminative_parts"]] for c in parts_doc["classes"]} if parts_doc else {}
-    sheets = []
+    sheets, strict_hits = [], {}
     for r in records:
         row = table.iloc[r["row"]]
         sid = str(row["sample_id"])
@@ -210,7 +215,9 @@ def explain_dataset(model, meta: dict, data_dir, out, *, name: str = "model", ch
         pred = classes[r["target"]]
         gt = gt_parts = None
         if has_parts and pred in disc:
-            gt = ground_truth(r, load_part_mask(data_dir, sid), disc[pred], tolerance_px=pointing_tolerance)
+            part_map = load_part_mask(data_dir, sid)
+            gt = ground_truth(r, part_map, disc[pred], tolerance_px=pointing_tolerance)
+            strict_hits[sid] = ground_truth(r, part_map, disc[pred], tolerance_px=0)["pointing_hit"]
             gt_parts = [part_names[i] for i in disc[pred]]
         sheet = build_sheet(r, sample_id=sid, classes=classes, label=str(row["label"]), domain=domain, split=split,
                             model_info=model_info, names=names, exemplars=exemplars, heatmap_scale=heatmap_scale,
@@ -224,7 +231,7 @@ def explain_dataset(model, meta: dict, data_dir, out, *, name: str = "model", ch
     render_sheets(jobs, out, heatmap_scale, workers=workers, total=len(sheets), progress=progress)
     render_s = time.perf_counter() - t0
 
-    summary = summarise(sheets, info, split, model_info, heatmap_scale)
+    summary = summarise(sheets, info, split, model_info, heatmap_scale, strict_hits)
     summary["exemplars"] = None if exemplars is None else {
         "index": "exemplars/index.json", "reused": exemplars.reused, "split": exemplar_split, "top_n": top_n,
         "n_images": exemplars.data["n_images"], "receptive_field": exemplars.data["receptive_field"]}
@@ -240,8 +247,17 @@ def explain_dataset(model, meta: dict, data_dir, out, *, name: str = "model", ch
     return summary
 
 
-def summarise(sheets: list[dict], info, split: str, model_info: dict, heatmap_scale: float) -> dict:
-    """Run-level figures from sheet documents: accuracy, faithfulness, ground truth by domain."""
+def pointing_tolerance_px(image_size: int) -> int:
+    """The pointing game's slack: 15 px at 224 px (Zhang et al. 2018) scaled to `image_size`."""
+    return int(round(15 * image_size / 224))
+
+
+def summarise(sheets: list[dict], info, split: str, model_info: dict, heatmap_scale: float,
+              strict_hits: dict[str, bool] | None = None) -> dict:
+    """Run-level figures from sheet documents: accuracy, faithfulness, ground truth by domain.
+
+    strict_hits: sample_id -> pointing hit with no tolerance (reported as ``pointing_game_strict``)."""
+    strict_hits = strict_hits or {}
     correct = [s["correct"] for s in sheets if s["correct"] is not None]
     by_domain = defaultdict(list)
     for s in sheets:
@@ -257,8 +273,9 @@ def summarise(sheets: list[dict], info, split: str, model_info: dict, heatmap_sc
         g = [s["ground_truth"] for s in group if s["ground_truth"] is not None]
         if not g:
             return None
+        strict = [float(strict_hits[s["sample_id"]]) for s in group if s["sample_id"] in strict_hits]
         return {"n": len(g), "pointing_game": _stats([float(x["pointing_hit"]) for x in g]),
-                "relevance_mass": _stats([x["relevance_mass"] for x in g])}
+                "pointing_game_strict": _stats(strict), "relevance_mass": _stats([x["relevance_mass"] for x in g])}
 
     gt = None
     if any(s["ground_truth"] is not None for s in sheets):

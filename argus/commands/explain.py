@@ -12,14 +12,20 @@ def format_ground_truth(summary: dict) -> str:
     gt = summary.get("ground_truth")
     if not gt:
         return "ground truth: no part masks in this dataset (pointing game not computed)"
-    lines = [f"{'domain':<12}{'n':>6}{'pointing':>10}{'rel. mass':>11}"]
-    for domain, row in gt["by_domain"].items():
-        mark = " (majority)" if domain == gt.get("majority_domain") else ""
-        lines.append(f"{domain:<12}{row['n']:>6}{row['pointing_game']:>10.3f}{row['relevance_mass']:>11.3f}{mark}")
-    o = gt["overall"]
-    lines.append(f"{'all':<12}{o['n']:>6}{o['pointing_game']:>10.3f}{o['relevance_mass']:>11.3f}")
+    tol = summary.get("pointing_tolerance_px", 0)
+    lines = [f"{'domain':<12}{'n':>6}{'pointing':>10}{'(0 px)':>8}{'rel. mass':>11}"]
+
+    def row(name, r, mark=""):
+        strict = r.get("pointing_game_strict")
+        strict = f"{strict:>8.3f}" if strict is not None else f"{'-':>8}"
+        return f"{name:<12}{r['n']:>6}{r['pointing_game']:>10.3f}{strict}{r['relevance_mass']:>11.3f}{mark}"
+
+    for domain, r in gt["by_domain"].items():
+        lines.append(row(domain, r, " (majority)" if domain == gt.get("majority_domain") else ""))
+    lines.append(row("all", gt["overall"]))
     if gt.get("majority_domain_pointing_game") is not None:
-        lines.append(f"pointing game on majority-domain ({gt['majority_domain']}) images: {gt['majority_domain_pointing_game']:.3f}")
+        lines.append(f"pointing game on majority-domain ({gt['majority_domain']}) images: "
+                     f"{gt['majority_domain_pointing_game']:.3f} (tolerance {tol} px)")
     return "\n".join(lines)
 
 
@@ -36,7 +42,8 @@ def format_ground_truth(summary: dict) -> str:
 @click.option("--exemplars", "top_n", default=9, show_default=True, type=click.IntRange(min=1), help="Exemplars per channel.")
 @click.option("--exemplar-split", default="train", show_default=True, type=click.Choice(["train", "val", "test"]))
 @click.option("--layer", default=None, help="Explained layer (module name) [default: the checkpoint's explained_layer].")
-@click.option("--pointing-tolerance", default=0, show_default=True, type=click.IntRange(min=0), help="Pixels of slack for the pointing game.")
+@click.option("--pointing-tolerance", default=None, type=click.IntRange(min=0),
+              help="Pixels of slack for the pointing game [default: 15 px at 224 px, scaled to the input size].")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def explain(model_dir, data_dir, out, split, limit, top_m, device, workers, batch_size, top_n, exemplar_split, layer,
