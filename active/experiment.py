@@ -81,6 +81,8 @@ def summarize(curves: pd.DataFrame, full: pd.DataFrame, pool_size: int) -> pd.Da
     for (strategy, method, seed), g in curves.groupby(["strategy", "method", "seed"]):
         g = g.sort_values("round")
         ref = full[(full["method"] == method) & (full["seed"] == seed)]
+        if ref.empty:  # references trained for fewer seeds: use the method's mean reference
+            ref = full[full["method"] == method].mean(numeric_only=True).to_frame().T if (full["method"] == method).any() else ref
         target = 0.95 * float(ref["worst_domain_accuracy"].iloc[0]) if len(ref) else np.nan
         reach = labels_to_reach(g["n_labelled"], g["worst_domain_accuracy"], target) if len(ref) else None
         q = g.dropna(subset=["query_s"]) if "query_s" in g else g.iloc[0:0]
@@ -185,9 +187,10 @@ def collect_finished(out, rounds: int) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def run_experiment(out, strategies, methods, seeds, *, pool_size=3000, test_size=600, image_size=32, rounds=5,
                    budget=150, initial_size=150, epochs=10, full_epochs=None, device="auto", batch_size=256,
-                   train_options=None, data=None, progress=True, combos=None) -> dict:
+                   train_options=None, data=None, progress=True, combos=None, full_seeds=None) -> dict:
     """Run the grid (or only the `(strategy, method)` pairs in `combos`) and write the summary
-    files; returns `{"summary", "per_seed", "verdict", ...}`."""
+    files; returns `{"summary", "per_seed", "verdict", ...}`. `full_seeds` limits the full-pool
+    references to those seeds (their mean is the reference of the other seeds)."""
     from tqdm.auto import tqdm
 
     from active.runner import build_pools, run_active
@@ -200,7 +203,7 @@ def run_experiment(out, strategies, methods, seeds, *, pool_size=3000, test_size
     methods = sorted({m for _, m in pairs})
     grid = [(s, m, seed) for seed in seeds for s, m in pairs]
     t_start = time.perf_counter()
-    for seed in seeds:
+    for seed in (seeds if full_seeds is None else full_seeds):
         pool, test, majority = build_pools(data, pool_size, test_size, image_size, None, seed)
         for m in methods:
             full.append(full_pool_reference(out, pool, test, majority, m, seed, full_epochs or epochs, train_options,

@@ -53,7 +53,7 @@ class SimulatedOracle:
                             {"label_accuracy": float((labels == truth).mean()) if len(truth) else None})
 
 
-def aggregate_dawid_skene(frame, seed: int = 0):
+def aggregate_dawid_skene(frame):
     """Dawid-Skene labels per task from a `task, worker, label` frame -> pandas Series (task -> label).
 
     Uses `analysis.aggregate.DawidSkene` (the project's aggregator); falls back to crowd-kit's
@@ -63,10 +63,7 @@ def aggregate_dawid_skene(frame, seed: int = 0):
         from analysis.aggregate import DawidSkene
     except ImportError:
         from crowdkit.aggregation import DawidSkene
-    try:
-        return DawidSkene(n_iter=100).fit_predict(frame[["task", "worker", "label"]])
-    except TypeError:  # aggregators with other constructor arguments
-        return DawidSkene().fit_predict(frame[["task", "worker", "label"]])
+    return DawidSkene(n_iter=100).fit_predict(frame[["task", "worker", "label"]])
 
 
 class CrowdClient:
@@ -182,7 +179,7 @@ class CrowdOracle:
         agreement: list = [float("nan")] * len(indices)
         class_index = {c: k for k, c in enumerate(pool.classes)}
         if len(frame):
-            agg = aggregate_dawid_skene(frame, self.seed)
+            agg = aggregate_dawid_skene(frame)
             pos = {f"pool-{int(i)}": j for j, i in enumerate(indices)}
             for task, lab in agg.items():
                 j = pos.get(str(task))

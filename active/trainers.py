@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from active.pool import DEFAULT_MEAN, DEFAULT_STD, ModelPredictor
 from active.oracles import save_pool_png

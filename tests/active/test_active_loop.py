@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from active.loop import ActiveLoop, LoopConfig
-from active.oracles import OracleResult, SimulatedOracle
+from active.oracles import SimulatedOracle
 from active.strategies import get_strategy
 
 
