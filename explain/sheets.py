@@ -58,6 +58,37 @@ def spatial_relevance(e: Explanation) -> torch.Tensor:
     return (share * e.contrast_contributions.float()[:, :, None, None]).sum(dim=1)
 
 
+def peak_locations(maps: torch.Tensor, size: tuple[int, int], method: str = "centroid") -> torch.Tensor:
+    """Peak of each map in normalised image coordinates: ``maps [B, M, h, w]`` -> ``[B, M, 2]`` (x, y).
+
+    ``"centroid"``: the activation-weighted centroid of the 3x3 cells around the strongest cell
+    (sub-cell precision: a feature between two cells is placed between them);
+    ``"upsampled"``: the argmax of the map bilinearly upsampled to the image (pixel centre).
+    """
+    b, m, h, w = maps.shape
+    if method == "upsampled":
+        up = F.interpolate(maps.float(), size=size, mode="bilinear", align_corners=False)
+        flat = up.flatten(2).argmax(dim=2)
+        py, px = flat // size[1], flat % size[1]
+        return torch.stack([(px.float() + 0.5) / size[1], (py.float() + 0.5) / size[0]], dim=2)
+    if method != "centroid":
+        raise ValueError(f"peak method must be 'centroid' or 'upsampled'; got {method!r}")
+    flat = maps.float().reshape(b * m, 1, h, w)
+    idx = flat.flatten(1).argmax(dim=1)  # [BM]
+    r, c = idx // w, idx % w
+    patches = F.unfold(flat, kernel_size=3, padding=1)  # [BM, 9, h*w]
+    weights = patches.gather(2, idx.view(-1, 1, 1).expand(-1, 9, 1))[:, :, 0].clamp_min(0)  # [BM, 9]
+    dy = torch.tensor([-1, -1, -1, 0, 0, 0, 1, 1, 1], dtype=weights.dtype, device=weights.device)
+    dx = torch.tensor([-1, 0, 1, -1, 0, 1, -1, 0, 1], dtype=weights.dtype, device=weights.device)
+    total = weights.sum(dim=1).clamp_min(1e-12)
+    has = weights.sum(dim=1) > 0
+    oy = torch.where(has, (weights * dy).sum(1) / total, torch.zeros_like(total))
+    ox = torch.where(has, (weights * dx).sum(1) / total, torch.zeros_like(total))
+    x = ((c.float() + ox + 0.5) / w).clamp(0, 1)
+    y = ((r.float() + oy + 0.5) / h).clamp(0, 1)
+    return torch.stack([x, y], dim=1).view(b, m, 2)
+
+
 def _class_prob(logits: torch.Tensor, target: torch.Tensor, multilabel: bool) -> torch.Tensor:
     """Probability of `target` [...] from logits [..., K]."""
     t = target.view(*target.shape, *([1] * (logits.dim() - 1 - target.dim())), 1).expand(*logits.shape[:-1], 1)
@@ -111,7 +142,8 @@ def faithfulness(explainer: LayerContributions, images: torch.Tensor, e: Explana
     return {"margin_after_removal": margin_after, "prediction_flips": flips, "deletion_auc": auc}
 
 
-def analyse_batch(explainer: LayerContributions, images: torch.Tensor, e: Explanation, top_m: int) -> list[dict]:
+def analyse_batch(explainer: LayerContributions, images: torch.Tensor, e: Explanation, top_m: int,
+                  peak: str = "centroid") -> list[dict]:
     """Per-image records (numpy, on CPU) with everything a sheet needs from the model.
 
     Each record: ``target, contrast (or -1), probability, contrast_probability, margin, logits [K],
@@ -124,10 +156,7 @@ def analyse_batch(explainer: LayerContributions, images: torch.Tensor, e: Explan
     b, m = chans.shape
     rows = torch.arange(b, device=chans.device)
     top_maps = e.maps[rows[:, None], chans].float().clamp_min(0)  # [B, M, h, w]
-    up = F.interpolate(top_maps, size=size, mode="bilinear", align_corners=False)  # [B, M, H, W]
-    flat = up.flatten(2).argmax(dim=2)  # [B, M]
-    py, px = flat // size[1], flat % size[1]
-    peaks = torch.stack([(px.float() + 0.5) / size[1], (py.float() + 0.5) / size[0]], dim=2)
+    peaks = peak_locations(top_maps, size, peak)
     relevance = F.interpolate(spatial_relevance(e)[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
     faith = faithfulness(explainer, images, e, top_m)
     probs = e.probabilities.float()

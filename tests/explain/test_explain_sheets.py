@@ -149,3 +149,20 @@ def test_schema_rejects_broken_sheets(tiny_net, images, mutate):
     mutate(broken)
     with pytest.raises(jsonschema.ValidationError):
         validate_sheet(broken)
+
+
+def test_peak_locations_hand_checked():
+    from explain.sheets import peak_locations
+
+    g = torch.zeros(1, 2, 4, 4)
+    g[0, 0, 1, 1] = 2.0  # a single cell: its centre (1.5/4, 1.5/4)
+    g[0, 1, 2, 0] = 3.0  # two equal neighbours (2,0) and (2,1): between them
+    g[0, 1, 2, 1] = 3.0
+    p = peak_locations(g, (32, 32), "centroid")
+    torch.testing.assert_close(p[0, 0], torch.tensor([1.5 / 4, 1.5 / 4]))
+    torch.testing.assert_close(p[0, 1], torch.tensor([1.0 / 4, 2.5 / 4]))
+    up = peak_locations(g[:, :1], (32, 32), "upsampled")
+    # Cell 1 spans pixels 8..15: the upsampled argmax is one of the two middle pixels (11 or 12).
+    assert ((up[0, 0] - 1.5 / 4).abs() <= 0.5 / 32 + 1e-6).all()
+    with pytest.raises(ValueError, match="peak method"):
+        peak_locations(g, (32, 32), "max")
