@@ -490,7 +490,6 @@ class Chaos(threading.Thread):
         self.rng = random.Random(seed)
         self.events: list[dict] = []
         self._stop_evt = threading.Event()
-        self.busy = False
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -499,7 +498,6 @@ class Chaos(threading.Thread):
             for i in range(1, self.kills + 1):
                 if self._stop_evt.wait(self.rng.uniform(*self.interval_s)):
                     return
-                self.busy = True
                 if self.master_every and i % self.master_every == 0:
                     pid = self.server.kill_master()
                     time.sleep(self.down_s)
@@ -508,11 +506,9 @@ class Chaos(threading.Thread):
                 else:
                     pid = self.server.kill_worker(self.rng)
                     kind = "worker"
-                self.busy = False
                 self.events.append({"t": round(time.monotonic() - t0, 2), "kind": kind, "pid": pid})
         except BaseException as exc:  # surfaced by the caller through .error
             self.error = exc
-            self.busy = False
 
     def stop(self) -> None:
         self._stop_evt.set()
