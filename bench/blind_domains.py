@@ -32,7 +32,7 @@ METHODS = "erm,class-balanced,focal,center,distance-sampling,center-distance,jtt
 SCALES = {
     # name: toy world + training scale
     "quick": dict(n_train=1000, n_val=300, n_test=450, image_size=32, widths="16,32,64,64", epochs=6, seeds=2, batch=64),
-    "cpu": dict(n_train=2000, n_val=400, n_test=600, image_size=32, widths="16,32,64,64", epochs=12, seeds=5, batch=64),
+    "cpu": dict(n_train=2000, n_val=400, n_test=600, image_size=32, widths="16,32,64,64", epochs=10, seeds=5, batch=64),
     "full": dict(n_train=6000, n_val=1200, n_test=1800, image_size=64, widths="32,64,128,128", epochs=20, seeds=5, batch=128),
 }
 
@@ -46,7 +46,9 @@ def machine(device: str) -> dict:
 
 
 def emit(name: str, value, unit: str = "", **extra) -> dict:
-    line = {"bench": "blind_domains", "figure": name, "value": value, "unit": unit, **extra}
+    from training.experiments import _finite
+
+    line = _finite({"bench": "blind_domains", "figure": name, "value": value, "unit": unit, **extra})
     print(json.dumps(line), flush=True)
     return line
 
@@ -85,11 +87,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--work", default=str(ROOT / "runs" / "bench" / "blind_domains"), help="data + runs folder")
     ap.add_argument("--fresh", action="store_true", help="delete earlier runs first (otherwise resume)")
+    ap.add_argument("--tag", default="", help="suffix of the work folder and result files (a variant run)")
     args = ap.parse_args()
 
     import torch
 
-    from training.experiments import markdown_table, write_summary
+    from training.experiments import _finite, markdown_table, write_summary
     from training.toyworld import generate_toyworld
 
     scale_name = "quick" if args.quick else "full" if args.full else "cpu"
@@ -101,10 +104,11 @@ def main() -> None:
     mach = machine(args.device)
     cuda = mach["device"].startswith("cuda")
     shards = args.shards or (max(1, torch.cuda.device_count()) if cuda else 2)
-    work = Path(args.work) / scale_name
+    suffix = f"_{args.tag}" if args.tag else ""
+    work = Path(args.work) / (scale_name + suffix)
+    data = Path(args.work) / scale_name / "world"  # variants share the scale's toy world
     if args.fresh and work.exists():
         shutil.rmtree(work)
-    data = work / "world"
     if not (data / "samples.csv").exists():
         generate_toyworld(data, n_train=scale["n_train"], n_val=scale["n_val"], n_test=scale["n_test"],
                           image_size=scale["image_size"], seed=0, progress=False)
@@ -133,8 +137,9 @@ def main() -> None:
 
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    for src, dst in (("summary.md", "blind_domains.md"), ("summary.csv", "blind_domains.csv"),
-                     ("blind_domains.png", "blind_domains.png"), ("results.csv", "blind_domains_per_seed.csv")):
+    name = "blind_domains" + suffix
+    for src, dst in (("summary.md", f"{name}.md"), ("summary.csv", f"{name}.csv"),
+                     ("blind_domains.png", f"{name}.png"), ("results.csv", f"{name}_per_seed.csv")):
         shutil.copy(out / src, results / dst)
     lines = []
     for m, nums in summary["numbers"].items():
@@ -144,11 +149,13 @@ def main() -> None:
         if m in summary["gap_closure"]:
             lines.append(emit(f"{m}/gap_closure", round(summary["gap_closure"][m]["value"], 3), "ratio"))
     targets = verdicts(summary)
-    for name, v in targets.items():
-        lines.append(emit(f"target/{name}", v.get("met", v), ""))
+    for target, v in targets.items():
+        lines.append(emit(f"target/{target}", v.get("met", v), ""))
     doc = {
-        "bench": "blind_domains", "machine": mach, "scale": scale_name, "scale_options": scale,
-        "wall_s": round(wall, 1), "shards": shards,
+        "bench": "blind_domains", "machine": mach, "scale": scale_name, "tag": args.tag, "methods": args.methods,
+        "scale_options": scale,
+        "wall_s_this_invocation": round(wall, 1), "shards": shards,
+        "train_time_s_all_runs": round(sum(r.get("train_time_s") or 0 for r in records), 1),
         "note": ("reduced CPU scale on a shared 2-core machine (several engineers' jobs running): "
                  f"{scale['n_train']} training images of {scale['image_size']} px, SmallCNN widths {scale['widths']}, "
                  f"{scale['epochs']} epochs, {scale['seeds']} seeds; the issue's targets refer to the default toy world "
@@ -158,7 +165,7 @@ def main() -> None:
         "targets": targets, "figures": lines,
         "summary": json.loads((out / "summary.json").read_text()),
     }
-    (results / "blind_domains.json").write_text(json.dumps(doc, indent=2))
+    (results / f"{name}.json").write_text(json.dumps(_finite(doc), indent=2))
     print(markdown_table(summary["table"]))
 
 
