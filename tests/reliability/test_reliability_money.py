@@ -6,7 +6,8 @@ duplicate HIT, a second approval or a second bonus, and the account balance is e
 
 The expensive part (a launched batch, workers doing their tasks on the real Argus server over
 HTTP, sync) runs once; each failure case starts from a copy of that state (a SQLite backup and a
-copy of the fake's books), so the sweep covers ~50 cases in seconds.
+copy of the fake's books, on one fake server and one boto3 client), so the sweep of 48 cases
+stays short.
 """
 
 from __future__ import annotations
@@ -59,25 +60,24 @@ def dummy_aws(monkeypatch, tmp_path):
 class World:
     """A copy of (Argus database, fake MTurk books) that one failure case may spoil."""
 
-    def __init__(self, db_file: Path, books: dict, workdir: Path):
+    def __init__(self, db_file: Path, books: dict, workdir: Path, fake: FakeMTurk, client: MTurkClient):
         self.db_file = workdir / f"case_{id(self)}.db"
         with sqlite3.connect(db_file) as src, sqlite3.connect(self.db_file) as dst:
             src.backup(dst)
         self.db = Database(make_engine(f"sqlite:///{self.db_file}", sqlite_synchronous="OFF"))
-        self.fake = FakeMTurk(timeout_sleep=0.3)
-        for name, value in copy.deepcopy(books).items():
-            setattr(self.fake, name, value)
-        self.fake.start()
-        client = MTurkClient.connect("sandbox", endpoint_url=self.fake.url, max_attempts=1, read_timeout=0.15,
-                                     connect_timeout=1)
+        # one fake server and one boto3 client for all cases: reset the books, counters and injections
+        self.fake = fake
+        with fake.lock:
+            for name, value in copy.deepcopy(books).items():
+                setattr(fake, name, value)
+            fake.applied.clear()
+            fake.requests.clear()
+            fake.injections.clear()
         self.svc = MTurkService(self.db, client, progress=False)
 
     def close(self):
-        self.fake.stop()
         self.db.engine.dispose()
-
-    def books(self) -> dict:
-        return {name: copy.deepcopy(getattr(self.fake, name)) for name in BOOKS}
+        self.db_file.unlink()
 
 
 def converge(step, max_runs: int = 6):
@@ -126,14 +126,17 @@ def stages(tmp_path_factory):
     out["before_bonus"] = snap("s2")
     server.shutdown()
     server.server_close()
-    fake.stop()
     db.engine.dispose()
+    out["fake"] = fake
+    out["client"] = MTurkClient.connect("sandbox", endpoint_url=fake.url, max_attempts=1, read_timeout=0.15,
+                                        connect_timeout=1)
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
-    return out
+    yield out
+    fake.stop()
 
 
 STEPS = {
@@ -159,7 +162,7 @@ def _cases(stages):
     """(step, operation, call position, mode) for every call a clean run of each step makes."""
     cases = []
     for step, (stage, run) in STEPS.items():
-        w = World(*stages[stage], stages["tmp"])
+        w = World(*stages[stage], stages["tmp"], stages["fake"], stages["client"])
         try:
             before = Counter(w.fake.requests)
             run(w, stages)
@@ -177,7 +180,7 @@ def test_every_failure_at_every_call_of_launch_review_bonus_converges(stages):
     # the clean run of each step is the reference
     reference = {}
     for step, (stage, run) in STEPS.items():
-        w = World(*stages[stage], stages["tmp"])
+        w = World(*stages[stage], stages["tmp"], stages["fake"], stages["client"])
         try:
             run(w, stages)
             reference[step] = _money_view(w.fake)
@@ -194,7 +197,7 @@ def test_every_failure_at_every_call_of_launch_review_bonus_converges(stages):
     failures = []
     for step, op, pos, mode in cases:
         stage, run = STEPS[step]
-        w = World(*stages[stage], stages["tmp"])
+        w = World(*stages[stage], stages["tmp"], stages["fake"], stages["client"])
         try:
             w.fake.inject(op, *(["pass"] * (pos - 1)), mode)
             _, failed = converge(lambda: run(w, stages))
