@@ -241,6 +241,7 @@ def explain_dataset(model, meta: dict, data_dir, out, *, name: str = "model", ch
                            "total": round(time.perf_counter() - t_start, 3),
                            "sheets_per_s_render": round(len(sheets) / max(render_s, 1e-9), 2)}
     summary["checkpoint_hash"] = ckpt_hash
+    summary["dataset"] = str(data_dir.resolve())
     summary["pointing_tolerance_px"] = pointing_tolerance
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_index(out, sheets, summary, classes)
