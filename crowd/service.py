@@ -363,7 +363,9 @@ def _gold_turn(position: int, rate: float) -> bool:
 
 def _pick_task(session: Session, batch: Batch, worker_id: int, gold: bool) -> Task | None:
     taken = exists().where(Assignment.task_id == Task.id, Assignment.worker_id == worker_id)
-    q = select(Task).where(Task.batch_id == batch.id, Task.is_gold.is_(gold), ~taken)
+    # Only kinds this server can render and validate (a task row of an unknown kind, e.g. written
+    # by a newer Argus, is never handed out).
+    q = select(Task).where(Task.batch_id == batch.id, Task.is_gold.is_(gold), Task.kind.in_(K.KINDS), ~taken)
     if not gold:
         q = q.where(Task.n_done + Task.n_active < batch.redundancy)
     q = q.order_by(Task.n_done + Task.n_active, Task.id).limit(1)

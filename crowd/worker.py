@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from crowd import service as S
 from crowd.db import get_database
+from crowd.kinds import KINDS
 from crowd.models import Batch, Provider, Task, Visit, VisitStatus
 from crowd.tokens import BadToken, make_assignment_token, make_visit_token, read_assignment_token, read_visit_token
 
@@ -76,8 +77,8 @@ def entry(batch_id: int):
             batch = session.get(Batch, batch_id)
             if batch is None:
                 abort(404)
-            task = session.scalar(select(Task).where(Task.batch_id == batch_id, Task.is_gold.is_(False))
-                                  .order_by(Task.id).limit(1))
+            task = session.scalar(select(Task).where(Task.batch_id == batch_id, Task.is_gold.is_(False),
+                                                     Task.kind.in_(KINDS)).order_by(Task.id).limit(1))
             return render_template("worker/preview.html", batch=batch, task=task and _task_view(task))
     try:
         ident = _identity(request.args)
@@ -130,8 +131,8 @@ def instructions(token: str):
         if not S.has_consented(session, visit):
             return redirect(url_for(".consent", token=token))
         batch = session.get(Batch, visit.batch_id)
-        practice = session.scalar(select(Task).where(Task.batch_id == batch.id, Task.is_gold.is_(False))
-                                  .order_by(Task.id).limit(1))
+        practice = session.scalar(select(Task).where(Task.batch_id == batch.id, Task.is_gold.is_(False),
+                                                     Task.kind.in_(KINDS)).order_by(Task.id).limit(1))
         return render_template("worker/instructions.html", token=token, batch=batch,
                                practice=practice and _task_view(practice))
 
