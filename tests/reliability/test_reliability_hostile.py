@@ -11,7 +11,7 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import func, inspect, select
 
 from crowd.db import get_database
-from crowd.models import Batch, Judgment, Worker
+from crowd.models import Batch, Judgment, Task, Worker
 from crowd.tokens import make_assignment_token
 
 XSS = ['<script>alert("x")</script>', '"><img src=x onerror=alert(1)>', "javascript:alert(1)//<svg/onload=alert(2)>"]
@@ -112,6 +112,24 @@ def test_unknown_task_kinds_are_400(client, h):
         _json_err(r, 400, "kind")
     with get_database(client.application).reading() as s:
         assert s.scalar(select(func.count(Batch.id))) == 0
+
+
+def test_tasks_of_an_unknown_kind_are_never_handed_out(client, h, tmp_path):
+    """A task row of a kind this server does not know (written by a newer Argus, or by hand) is
+    skipped: no 500 on the task, instructions or preview page, no lease."""
+    b = h.label_batch(client, tmp_path / "img", n=3, redundancy=1)
+    with get_database(client.application).transaction() as s:
+        tasks = s.scalars(select(Task).where(Task.batch_id == b["id"]).order_by(Task.id)).all()
+        tasks[0].kind, tasks[1].kind = "poetry", "<script>x</script>"
+    r = client.get(f"/w/{b['id']}?worker=w1")
+    base = r.location.rsplit("/", 1)[0]
+    assert client.post(base + "/consent", data={"agree": "yes"}).status_code == 302
+    assert client.get(base + "/instructions").status_code == 200
+    assert client.get(f"/w/{b['id']}?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE").status_code == 200
+    page = client.get(base + "/task")
+    assert page.status_code == 200 and "label" in page.get_data(as_text=True)
+    n = h.lease(client, h.start(client, b["id"], "w2"))
+    assert n["done"] is True  # the only known-kind task is leased to w1; nothing else is handed out
 
 
 def test_huge_number_of_rationale_points_is_capped(client, h):
