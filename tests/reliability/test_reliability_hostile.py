@@ -259,6 +259,31 @@ def test_admin_forms_refuse_missing_or_wrong_csrf(client, h, tmp_path):
     assert client.post(f"/admin/workers/{wid}/action", data={"action": "block", "csrf_token": csrf}).status_code == 302
 
 
+@pytest.mark.parametrize("target", ["https://evil.example/x", "//evil.example", "javascript:alert(1)",
+                                    "/admin@evil.example", "/admin/../..//evil.example", "\\\\evil.example"])
+def test_no_open_redirect_after_login(client, h, target):
+    page = client.get("/admin/login").get_data(as_text=True)
+    import re
+
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    r = client.post("/admin/login", query_string={"next": target},
+                    data={"username": "admin", "password": h.ADMIN_PASSWORD, "csrf_token": csrf})
+    assert r.status_code == 302
+    loc = r.location
+    assert loc.startswith("/") and not loc.startswith("//") and "\\" not in loc, loc  # same origin
+
+
+@pytest.mark.parametrize("turk", ["https://evil.example", "javascript:alert(1)", "https://www.mturk.com.evil.example",
+                                  "https://evil.example/?x=https://www.mturk.com", "ftp://www.mturk.com"])
+def test_turk_submit_to_only_accepts_mturk(client, h, tmp_path, turk):
+    """turkSubmitTo decides where the finished form is posted: anything but MTurk is refused."""
+    b = h.label_batch(client, tmp_path / "img")
+    q = {"workerId": "A1", "assignmentId": "ASG1", "hitId": "H1", "turkSubmitTo": turk}
+    r = client.get(f"/w/{b['id']}", query_string=q)
+    assert r.status_code == 400 and turk not in r.get_data(as_text=True).replace("&amp;", "&")
+    _json_err(client.post("/w/api/start", json={"batch": b["id"], **q}), 400, "turkSubmitTo")
+
+
 # ----------------------------------------------------------------------- XSS, SQL injection
 
 def test_xss_in_names_and_comments_is_escaped_in_the_dashboard(client, h):
