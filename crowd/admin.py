@@ -45,6 +45,10 @@ def login_required(view):
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
         if not session.get("admin"):
+            # A page sends the browser to the login form; an action or a download has nothing
+            # to come back to after login, so it is refused with 401.
+            if request.method != "GET" or request.endpoint == "admin.export":
+                abort(401, description="log in to the dashboard first")
             return redirect(url_for(".login", next=request.path))
         return view(*args, **kwargs)
     return wrapped
