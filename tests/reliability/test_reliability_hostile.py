@@ -227,13 +227,25 @@ def test_every_api_route_needs_the_token(client, h):
 
 def test_admin_without_login_shows_nothing(client, h, tmp_path):
     b = h.label_batch(client, tmp_path / "img", name="secret batch name")
-    for path in ("/admin/", f"/admin/batches/{b['id']}", f"/admin/batches/{b['id']}/export.csv",
-                 f"/admin/batches/{b['id']}/export.parquet"):
+    for path in ("/admin/", f"/admin/batches/{b['id']}"):  # pages: to the login form
         r = client.get(path)
         assert r.status_code == 302 and r.location.startswith("/admin/login"), (path, r.status_code)
         assert b"secret batch name" not in r.data
+    for path in (f"/admin/batches/{b['id']}/export.csv", f"/admin/batches/{b['id']}/export.parquet"):
+        r = client.get(path)  # downloads: 401
+        assert r.status_code == 401 and b"secret batch name" not in r.data and b"img0000" not in r.data, path
     r = client.post("/admin/login", data={"username": "admin", "password": "guess"})
     assert r.status_code == 400  # no CSRF token, not even a password check
+    # a session that holds a CSRF token (it saw the login page) but never logged in: actions are 401
+    page = client.get("/admin/login").get_data(as_text=True)
+    csrf = __import__("re").search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    with get_database(client.application).reading() as s:
+        assert s.scalar(select(func.count(Worker.id))) == 0
+    for path, data in ((f"/admin/batches/{b['id']}/status", {"status": "closed"}),
+                       ("/admin/workers/1/action", {"action": "block"})):
+        assert client.post(path, data={**data, "csrf_token": csrf}).status_code == 401, path
+    with get_database(client.application).reading() as s:
+        assert s.get(Batch, b["id"]).status.value == "active"
 
 
 def test_admin_forms_refuse_missing_or_wrong_csrf(client, h, tmp_path):
