@@ -43,20 +43,25 @@ def emit(figure: str, value, unit: str, **extra):
     print(json.dumps(row), flush=True)
 
 
-def timed(fn, device: torch.device, repeats: int, warmup: int) -> float:
-    """Median wall time of `fn()` in ms (CUDA-synchronised)."""
-    for _ in range(warmup):
-        fn()
+def interleaved(fns: dict, device: torch.device, rounds: int, warmup: int = 1) -> dict[str, float]:
+    """Median ms per call of each function, calling them in turn every round (rotating the
+    order), so that all arms see the same background load on a shared machine."""
+    names = list(fns)
+    for name in names:
+        for _ in range(warmup):
+            fns[name]()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            t0 = time.perf_counter()
+            fns[name]()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[name].append((time.perf_counter() - t0) * 1000)
+    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def machine(device: torch.device) -> dict:
@@ -101,16 +106,19 @@ def bench_decomposition(model, layer_module, x, device, repeats, warmup, classes
                 cam(input_tensor=x, targets=[ClassifierOutputTarget(int(k)) for k in top[:, i]])
         return run
 
-    t_plain = timed(plain, device, repeats, warmup)
-    t_argus = timed(argus, device, repeats, warmup)
+    one = interleaved({"plain": plain, "argus": argus, "captum": captum(1), "pgc": pgc(1)}, device, repeats, warmup)
+    t_plain, t_argus = one["plain"], one["argus"]
     emit("plain_inference", round(t_plain, 3), "ms/batch")
     emit("argus_all_class_decomposition", round(t_argus, 3), "ms/batch", ratio_to_plain=round(t_argus / t_plain, 3),
          classes_explained=int(model.fc.out_features), note="all classes + runner-up contrast + per-channel scores, one pass")
-    for n in (1, classes_multi):
-        t_c = timed(captum(n), device, max(1, repeats // n), min(warmup, 1))
-        t_g = timed(pgc(n), device, max(1, repeats // n), min(warmup, 1))
-        emit(f"captum_layergradcam_{n}_class", round(t_c, 3), "ms/batch", argus_speedup=round(t_c / t_argus, 2))
-        emit(f"pytorch_grad_cam_{n}_class", round(t_g, 3), "ms/batch", argus_speedup=round(t_g / t_argus, 2))
+    emit("captum_layergradcam_1_class", round(one["captum"], 3), "ms/batch", argus_speedup=round(one["captum"] / t_argus, 2))
+    emit("pytorch_grad_cam_1_class", round(one["pgc"], 3), "ms/batch", argus_speedup=round(one["pgc"] / t_argus, 2))
+    n = classes_multi
+    multi = interleaved({"argus": argus, "captum": captum(n), "pgc": pgc(n)}, device, max(2, repeats // 3), 0 if device.type == "cpu" else 1)
+    emit(f"captum_layergradcam_{n}_class", round(multi["captum"], 3), "ms/batch",
+         argus_speedup=round(multi["captum"] / multi["argus"], 2), argus_ms_same_rounds=round(multi["argus"], 3))
+    emit(f"pytorch_grad_cam_{n}_class", round(multi["pgc"], 3), "ms/batch",
+         argus_speedup=round(multi["pgc"] / multi["argus"], 2), argus_ms_same_rounds=round(multi["argus"], 3))
     cam.activations_and_grads.release()
 
 
@@ -130,13 +138,13 @@ def bench_mining(model, layer, size, device, n_images, batch, repeats):
             stream_top_activations(model, layer, loader, 9, device, amp=amp, progress=False)
         return run
 
-    t_plain = timed(plain, device, repeats, 1)
-    t_mine = timed(mine(False), device, repeats, 1)
+    both = interleaved({"plain": plain, "mine": mine(False)}, device, repeats, 1)
+    t_plain, t_mine = both["plain"], both["mine"]
     emit("plain_inference_pass", round(t_plain, 2), "ms", images=n_images)
     emit("exemplar_mining_pass", round(t_mine, 2), "ms", images=n_images, ratio_to_plain=round(t_mine / t_plain, 3),
          note="same precision (fp32) as the plain pass; top-9 per channel merged on the device")
     if device.type == "cuda":
-        t_amp = timed(mine(True), device, repeats, 1)
+        t_amp = interleaved({"amp": mine(True)}, device, repeats, 1)["amp"]
         emit("exemplar_mining_pass_amp", round(t_amp, 2), "ms", images=n_images, ratio_to_plain_fp32=round(t_amp / t_plain, 3))
 
 

@@ -256,8 +256,8 @@ class LayerContributions:
             contributions = pooled.unsqueeze(2) * weight.t().unsqueeze(0)  # [B, C, K]
             bias = self.head.bias if self.head.bias is not None else torch.zeros_like(weight[:, 0])
             rest = bias.unsqueeze(0).expand(logits.shape[0], -1).to(contributions.dtype)
-        else:
-            logits, maps, contributions, rest = self._gradient_x_activation(images)
+            return self._assemble(logits, maps, contributions, rest, target, contrast, pooled=pooled, weight=weight)
+        logits, maps, contributions, rest = self._gradient_x_activation(images)
         return self._assemble(logits, maps, contributions, rest, target, contrast)
 
     __call__ = explain
@@ -281,32 +281,39 @@ class LayerContributions:
         rest = logits - contributions.sum(dim=1)
         return logits, maps, contributions, rest
 
-    def _assemble(self, logits, maps, contributions, rest, target, contrast) -> Explanation:
+    def _assemble(self, logits, maps, contributions, rest, target, contrast, pooled=None, weight=None) -> Explanation:
         b, k = logits.shape
         device = logits.device
         probs = torch.sigmoid(logits) if self.multilabel else torch.softmax(logits.float(), dim=1)
+        if isinstance(contrast, str) and contrast != "runner_up":
+            raise ValueError(f"contrast must be 'runner_up', a class index or None; got {contrast!r}")
         target_t = _as_index(target, b, k, device, "target")
-        if target_t is None:
+        runner_up = isinstance(contrast, str) and not self.multilabel and k >= 2
+        if target_t is None and runner_up:
+            top2 = torch.topk(logits, 2, dim=1).indices  # predicted class and runner-up in one op
+            target_t, contrast_t = top2[:, 0], top2[:, 1]
+        elif target_t is None:
             target_t = logits.argmax(dim=1)
         if isinstance(contrast, str):
-            if contrast != "runner_up":
-                raise ValueError(f"contrast must be 'runner_up', a class index or None; got {contrast!r}")
-            if self.multilabel or k < 2:
+            if not runner_up:
                 contrast_t = None
-            else:
+            elif target is not None:
                 masked = logits.detach().clone().float()
                 masked[torch.arange(b, device=device), target_t] = float("-inf")
                 contrast_t = masked.argmax(dim=1)
         else:
             contrast_t = _as_index(contrast, b, k, device, "contrast")
         rows = torch.arange(b, device=device)
-        contrib_k = contributions[rows, :, target_t]  # [B, C]
         if contrast_t is None:
-            contrast_contributions = contrib_k
             margin = logits[rows, target_t]
         else:
-            contrast_contributions = contrib_k - contributions[rows, :, contrast_t]
             margin = logits[rows, target_t] - logits[rows, contrast_t]
+        if pooled is not None:  # exact: f * (W[k] - W[j]) without touching the [B, C, K] tensor
+            w_diff = weight[target_t] if contrast_t is None else weight[target_t] - weight[contrast_t]
+            contrast_contributions = pooled * w_diff.to(pooled.dtype)
+        else:
+            contrib_k = contributions[rows, :, target_t]  # [B, C]
+            contrast_contributions = contrib_k if contrast_t is None else contrib_k - contributions[rows, :, contrast_t]
         return Explanation(
             logits=logits, probabilities=probs, contributions=contributions, rest=rest, maps=maps,
             target=target_t, contrast=contrast_t, contrast_contributions=contrast_contributions,

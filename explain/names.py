@@ -37,10 +37,12 @@ def fallback_name(channel: int) -> str:
 class ConceptNames:
     """Channel -> (name, source, confidence, iou); crowd entries take priority over reference ones."""
 
-    def __init__(self, channels: dict | None = None, layer: str | None = None, path: Path | None = None):
+    def __init__(self, channels: dict | None = None, layer: str | None = None, path: Path | None = None,
+                 checkpoint_hash: str | None = None):
         self.channels: dict[str, dict] = {str(k): dict(v) for k, v in (channels or {}).items()}
         self.layer = layer
         self.path = path
+        self.checkpoint_hash = checkpoint_hash  # the checkpoint the reference names were computed for
 
     @classmethod
     def load(cls, path: str | Path) -> "ConceptNames":
@@ -62,12 +64,12 @@ class ConceptNames:
                 raise ValueError(f"{path}: channel {key}: 'name' must be a non-empty string")
             if entry.get("source") not in ("crowd", "reference"):
                 raise ValueError(f"{path}: channel {key}: 'source' must be 'crowd' or 'reference', got {entry.get('source')!r}")
-        return cls(channels, layer=data.get("layer"), path=path)
+        return cls(channels, layer=data.get("layer"), path=path, checkpoint_hash=data.get("checkpoint_hash"))
 
     def save(self, path: str | Path | None = None) -> Path:
         path = Path(path or self.path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"schema_version": NAMES_SCHEMA_VERSION, "layer": self.layer,
+        doc = {"schema_version": NAMES_SCHEMA_VERSION, "layer": self.layer, "checkpoint_hash": self.checkpoint_hash,
                "channels": {k: self.channels[k] for k in sorted(self.channels, key=int)}}
         path.write_text(json.dumps(doc, indent=1) + "\n")
         self.path = path

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -169,13 +170,20 @@ def explain_dataset(model, meta: dict, data_dir, out, *, name: str = "model", ch
     t0 = time.perf_counter()
     names = ConceptNames.load(out / "names.json")
     explainer = LayerContributions(model, layer)
-    if has_parts and exemplars is not None:
+    if names.checkpoint_hash not in (None, ckpt_hash):
+        # Another checkpoint's reference names do not apply; crowd names are kept, with a warning.
+        crowd = {k: v for k, v in names.channels.items() if v.get("source") == "crowd"}
+        if crowd:
+            warnings.warn(f"{out / 'names.json'}: {len(crowd)} crowd names were given for checkpoint "
+                          f"{names.checkpoint_hash}, now explaining {ckpt_hash}; check they still fit", stacklevel=2)
+        names.channels = crowd
+    if has_parts and exemplars is not None and (not exemplars.reused or names.checkpoint_hash != ckpt_hash):
         ids = ex_table["sample_id"].astype(str).tolist()
         refs = reference_names(model, layer, ex_data, exemplars, lambda i: load_part_mask(data_dir, ids[i]),
                                parts_doc["parts"], device=dev, progress=progress)
         for c, ref in refs.items():
             names.set(c, ref["name"], "reference", confidence=ref["confidence"], iou=ref["iou"], part_key=ref["part_key"])
-    names.layer = layer
+    names.layer, names.checkpoint_hash = layer, ckpt_hash
     names.save(out / "names.json")
     names_s = time.perf_counter() - t0
 
