@@ -34,12 +34,23 @@ def main():
     ap.add_argument("--quick", action="store_true", help="1 seed, smaller pool (a smoke run)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench-active-experiment"))
+    ap.add_argument("--pool-size", type=int, default=None)
+    ap.add_argument("--image-size", type=int, default=None)
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--tag", default="", help="suffix of the result files")
     ap.add_argument("--summarize-only", action="store_true", help="summarise the finished runs in --out (no training)")
     args = ap.parse_args()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     combos = [("random", "erm"), ("margin", "erm"), ("margin", "center-distance")]
     cfg = dict(pool_size=400, test_size=240, image_size=16, rounds=5, budget=20, initial_size=20, epochs=6)
     seeds = [0, 1, 2]
+    if args.pool_size:  # a larger scale: 5% initial + 5 rounds of 5% (30% labelled at the end)
+        step = max(1, args.pool_size // 20)
+        cfg.update(pool_size=args.pool_size, budget=step, initial_size=step)
+    if args.image_size:
+        cfg["image_size"] = args.image_size
+    if args.epochs:
+        cfg["epochs"] = args.epochs
     if args.quick:
         cfg.update(pool_size=200, test_size=90, rounds=1, budget=20, initial_size=20, epochs=2)
         seeds = [0]
@@ -68,11 +79,12 @@ def main():
     doc = {"bench": "active_experiment", "quick": args.quick, "machine": machine, "config": cfg, "seeds": seeds,
            "train_options": train_options, **{k: res["doc"].get(k) for k in ("full_pool", "summary", "verdict", "wall_s", "finished_runs")},
            "note": "CPU run on a shared 2-core machine (about 6 other engineers' jobs running); wall-clock "
-                   "figures are inflated by contention. Reduced scale forced by the shared CPU: 400-item pool at 16 px, 20 initial + 5 rounds of 20 (30% labelled at the end), 6 epochs, full-pool reference trained for seed 0 only."}
+                   "figures are inflated by contention. Reduced scale forced by the shared CPU (see config); "
+                   "full-pool reference trained for seed 0 only."}
     print(json.dumps({"figure": "verdict", **res["verdict"]}))
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    suffix = "_quick" if args.quick else ""
+    suffix = ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
     (results / f"active_experiment{suffix}.json").write_text(json.dumps(doc, indent=2) + "\n")
     (results / f"active_experiment{suffix}.md").write_text(markdown(res["summary"]) + "\n\n" + "\n".join(
         f"- {k}: {v}" for k, v in res["verdict"].items()) + "\n")
