@@ -12,6 +12,7 @@ in-process without another CLI, and lets us seed real tokens into the strategies
 from __future__ import annotations
 
 import json
+import os
 import re
 import string
 from urllib.parse import urlencode
@@ -29,6 +30,7 @@ from crowd import service as S
 
 API_EXAMPLES = 560  # per operation; 17 operations -> 9,520
 PAGE_EXAMPLES = 700  # HTML pages, media and admin
+PG_EXAMPLES = 60  # per operation on PostgreSQL (in addition)
 COUNTS: dict[str, int] = {}
 
 OPS = [(path, method, op) for path, item in openapi_document()["paths"].items()
@@ -36,9 +38,10 @@ OPS = [(path, method, op) for path, item in openapi_document()["paths"].items()
 PATH_PARAMS = {path: item.get("parameters", []) for path, item in openapi_document()["paths"].items()}
 
 
-def _mk_world(tmp: Path):
+def _mk_world(tmp: Path, url: str | None = None, schema: str | None = None):
     cfg = {"TESTING": True, "SECRET_KEY": "fuzz-secret", "API_TOKEN": "fuzz-token", "ADMIN_PASSWORD": "fuzz-pw",
-           "DATABASE_URL": f"sqlite:///{tmp / 'fuzz.db'}", "SQLITE_SYNCHRONOUS": "OFF"}
+           "DATABASE_URL": url or f"sqlite:///{tmp / 'fuzz.db'}", "DATABASE_SCHEMA": schema,
+           "SQLITE_SYNCHRONOUS": "OFF"}
     app = create_app(cfg)
     client = app.test_client()
     auth = {"Authorization": "Bearer fuzz-token"}
@@ -173,25 +176,58 @@ def _send(world, path: str, method: str, req: dict):
     return world["client"].open(url, method=method.upper(), query_string=query, data=data, headers=headers)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("path,method,op", OPS, ids=[f"{m.upper()} {p}" for p, m, _ in OPS])
-def test_fuzz_api_operation(fuzz_world, path, method, op):
-    key = f"{method} {path}"
-    COUNTS[key] = 0
+def _fuzz_operation(world, path, method, op, examples: int) -> int:
+    sent = [0]
 
-    @settings(max_examples=API_EXAMPLES, deadline=None, database=None, derandomize=True,
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
-    @given(req=_request_strategy(path, method, op, fuzz_world))
+    @given(req=_request_strategy(path, method, op, world))
     def run(req):
-        r = _send(fuzz_world, path, method, req)
-        COUNTS[key] += 1
+        r = _send(world, path, method, req)
+        sent[0] += 1
         assert r.status_code < 500, (req, r.status_code, r.get_data(as_text=True)[:300])
         if r.status_code >= 400 and path != "/api/openapi.json":
             body = r.get_json(silent=True)
             assert body is not None and body.get("status") == r.status_code, (req, r.get_data(as_text=True)[:200])
 
     run()
-    assert COUNTS[key] >= API_EXAMPLES * 0.9
+    return sent[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path,method,op", OPS, ids=[f"{m.upper()} {p}" for p, m, _ in OPS])
+def test_fuzz_api_operation(fuzz_world, path, method, op):
+    COUNTS[f"{method} {path}"] = sent = _fuzz_operation(fuzz_world, path, method, op, API_EXAMPLES)
+    assert sent >= API_EXAMPLES * 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_fuzz_every_operation_on_postgresql(tmp_path):
+    """A shorter run of the same fuzzer on PostgreSQL, where types, integer ranges and text
+    rules are stricter than SQLite's (NUL bytes, 32-bit integer columns)."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    pg_url = os.environ.get("ARGUS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    schema = f"rel_fuzz_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    app, client, auth, batches, visits, atokens = _mk_world(tmp_path, pg_url, schema)
+    world = {"app": app, "client": client, "auth": auth, "batches": batches, "visits": visits, "atokens": atokens}
+    try:
+        sent = sum(_fuzz_operation(world, path, method, op, PG_EXAMPLES) for path, method, op in OPS)
+        with get_database(app).reading() as s:
+            for b in batches:
+                assert set(S.check_invariants(s, b).values()) == {0}
+    finally:
+        get_database(app).engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+    assert sent >= len(OPS) * PG_EXAMPLES * 0.9
 
 
 PAGE_TEMPLATES = ["/w/{batch}", "/w/{batch}?worker={text}", "/w/{batch}?workerId={text}&assignmentId={text}&hitId={text}"
