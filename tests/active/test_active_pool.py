@@ -108,3 +108,15 @@ def test_sharded_selection_equals_single_device(tmp_path, name):
                      batch_size=5, progress=False)
     single = strategy.select(out, 6, np.random.default_rng(11))
     assert sharded.tolist() == single.tolist()
+
+
+def test_dataset_folder_pool_and_test_split(tmp_path):
+    from active.runner import build_pools
+    from training.toyworld import generate_toyworld
+
+    root = generate_toyworld(tmp_path / "w", n_train=40, n_val=4, n_test=12, image_size=16, workers=1, progress=False)
+    pool, test, majority = build_pools(str(root), image_size=16)
+    assert (len(pool), len(test), majority) == (40, 12, "day")
+    x, y = pool[3]
+    assert x.shape == (3, 16, 16) and 0 <= y < len(pool.classes)
+    assert sorted({test.domain(i) for i in range(12)}) == ["day", "fog", "night"]
