@@ -331,7 +331,7 @@ def plot_summary(summary: dict, path, oracle_summary: dict | None = None) -> Pat
 
     numbers, domains = summary["numbers"], summary["domains"]
     methods = list(numbers)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(10, 1.2 * len(methods) * max(1, len(domains)) / 2 + 5), 4.5),
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(min(16, 6 + 0.3 * len(methods) * max(1, len(domains))), 5),
                                    gridspec_kw={"width_ratios": [2, 1]})
     width = 0.8 / max(len(methods), 1)
     x = np.arange(len(domains))

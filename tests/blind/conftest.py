@@ -45,3 +45,15 @@ def _tiny_config(method, epochs=2, **options):
 def tiny_config():
     """`tiny_config(method, epochs=2, **method_options)` -> a TrainConfig small enough for CPU tests."""
     return _tiny_config
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """These tests train tiny CNNs: on a busy 2-core machine one intra-op thread is several times
+    faster than two that spin-wait for each other. Restored afterwards for other areas' tests."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
