@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from captum.attr import LayerGradCam
 
 from explain.contributions import LayerContributions
 from training.models import SmallCNN
+
+pytestmark = pytest.mark.slow  # Captum and grad-cam imports take seconds
 
 
 def small_cnn():

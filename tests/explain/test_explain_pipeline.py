@@ -12,6 +12,8 @@ from argus.cli import cli
 from explain.names import ConceptNames
 from explain.sheets import validate_sheet
 
+pytestmark = pytest.mark.slow  # renders a toy world end to end
+
 
 def test_cli_writes_the_contract_layout(sheets):
     out, output = sheets
