@@ -118,29 +118,41 @@ def reference_names(model, layer: str | None, dataset, index, load_mask, parts: 
     """
     device = torch.device(device)
     explainer = LayerContributions(model, layer or index.data["layer"])
-    wanted = sorted({e["sample_index"] for ch in index.channels.values() for e in ch["exemplars"]})
+    # Keep only each channel's own map on each of its exemplar images: O(C * N * h * w) memory,
+    # not O(images * C * h * w) (matters for 2048-channel layers).
+    uses: dict[int, list[tuple[int, int]]] = {}
+    for key, ch in index.channels.items():
+        for r, e in enumerate(ch["exemplars"]):
+            uses.setdefault(e["sample_index"], []).append((int(key), r))
+    wanted = sorted(uses)
     if not wanted:
         return {}
-    pos = {s: i for i, s in enumerate(wanted)}
-    maps_list = []
+    h, w = index.data["grid"]
+    top_n = index.data["top_n"]
+    channel_maps = torch.zeros(index.data["n_channels"], top_n, h, w)
     for start in tqdm(range(0, len(wanted), batch_size), desc="reference names", unit="batch", disable=not progress, leave=False):
         chunk = wanted[start:start + batch_size]
         x = torch.stack([_image(dataset[s]) for s in chunk]).to(device)
-        maps_list.append(explainer.layer_maps(x).float().cpu())
-    maps = torch.cat(maps_list)  # [U, C, h, w]
+        maps = explainer.layer_maps(x).float().cpu()
+        for i, s in enumerate(chunk):
+            for c, r in uses[s]:
+                channel_maps[c, r] = maps[i, c]
     size = tuple(index.data["image_size"])
-    labels = np.stack([load_mask(s) for s in wanted])  # [U, H, W]
-    if labels.shape[1:] != size:
-        labels = np.stack([np.array(_resize_nearest(m, size)) for m in labels])
+    masks_by_sample = {s: np.asarray(load_mask(s)) for s in wanted}
+    if next(iter(masks_by_sample.values())).shape != size:
+        masks_by_sample = {s: np.array(_resize_nearest(m, size)) for s, m in masks_by_sample.items()}
     part_ids = [int(p["id"]) for p in parts]
     by_id = {int(p["id"]): p for p in parts}
     result = {}
     for key, ch in index.channels.items():
         c = int(key)
-        rows = [pos[e["sample_index"]] for e in ch["exemplars"]]
-        up = F.interpolate(maps[rows, c:c + 1], size=size, mode="bilinear", align_corners=False)[:, 0].numpy()
+        n = len(ch["exemplars"])
+        if n == 0:
+            continue
+        up = F.interpolate(channel_maps[c, :n, None], size=size, mode="bilinear", align_corners=False)[:, 0].numpy()
         mask = up > ch["threshold"]
-        ious = part_iou(mask, labels[rows], part_ids)
+        labels = np.stack([masks_by_sample[e["sample_index"]] for e in ch["exemplars"]])
+        ious = part_iou(mask, labels, part_ids)
         best = max(ious, key=ious.get)
         if ious[best] >= min_iou:
             result[c] = {"name": by_id[best]["name"], "part_key": by_id[best]["key"], "iou": round(ious[best], 4),
