@@ -227,11 +227,11 @@ def _apply_domain(img: np.ndarray, domain: str, rng: np.random.Generator) -> np.
         out = low_contrast * gain * vignette[..., None] + cast
         out = out + rng.normal(0.0, rng.uniform(0.025, 0.05), img.shape).astype(np.float32)
     elif domain == "fog":
-        radius = rng.uniform(0.8, 1.4) * size / 64.0
+        radius = rng.uniform(0.5, 0.9) * size / 64.0
         blurred = Image.fromarray(np.round(img * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(radius))
         blurred = np.asarray(blurred, dtype=np.float32) / 255.0
         yy = np.linspace(1.0, 0.0, size, dtype=np.float32)[:, None, None]
-        density = rng.uniform(0.5, 0.68) + 0.15 * yy  # denser towards the top
+        density = rng.uniform(0.35, 0.5) + 0.12 * yy  # denser towards the top
         haze = np.float32(rng.uniform(0.72, 0.86))
         out = blurred * (1 - density) + haze * density
     else:

@@ -44,7 +44,7 @@ def test_render_sample_is_pure_and_domain_only_changes_rendering():
     assert a[4]["pose"] == night[4]["pose"] == fog[4]["pose"]
     day_px, night_px, fog_px = (np.asarray(x[0], dtype=np.float32) for x in (a, night, fog))
     assert night_px.mean() < 0.5 * day_px.mean()  # night is dark
-    assert fog_px.std() < 0.6 * day_px.std()  # fog flattens contrast
+    assert fog_px.std() < 0.75 * day_px.std()  # fog flattens contrast
 
 
 @pytest.mark.parametrize("index", range(12))
