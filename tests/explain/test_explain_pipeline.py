@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from argus.cli import cli
@@ -76,3 +77,21 @@ def test_cli_errors_are_clear(toy_run, tmp_path):
     result = CliRunner().invoke(cli, ["explain", "--model", str(toy_run["run"]), "--data", str(toy_run["data"]), "--out", str(tmp_path),
                                       "--layer", "nope", "--device", "cpu", "--quiet"])
     assert result.exit_code != 0 and "candidate layers" in result.output
+
+
+def test_split_batches_cached_and_streamed_agree(toy_run):
+    from explain.pipeline import SplitBatches, evenly_spaced
+    from training.datasets import ImageDataset
+
+    info = toy_run["info"]
+    cached = ImageDataset(info, "test", image_size=32, cache=True)
+    streamed = ImageDataset(info, "test", image_size=32, cache=False)
+    rows = evenly_spaced(len(cached), 7)
+    assert rows == [0, 4, 8, 12, 15, 19, 23]
+    a = list(SplitBatches(cached, rows, 3))
+    b = list(SplitBatches(streamed, rows, 3, workers=0))
+    assert len(a) == len(b) == 3
+    for (xa, ya, ia), (xb, yb, ib) in zip(a, b):
+        torch.testing.assert_close(xa, xb)
+        assert ya.tolist() == yb.tolist() and ia.tolist() == ib.tolist()
+    assert torch.cat([i for _, _, i in a]).tolist() == rows
