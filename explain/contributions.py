@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -80,7 +80,6 @@ class Explanation:
     layer: str
     decomposition: str  # "exact" | "gradient_x_activation"
     multilabel: bool = False
-    extra: dict = field(default_factory=dict)
 
     @property
     def exact(self) -> bool:
