@@ -25,7 +25,6 @@ import os
 import platform
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 

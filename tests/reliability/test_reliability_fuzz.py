@@ -15,7 +15,7 @@ import json
 import os
 import re
 import string
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 from pathlib import Path
 
 import pytest
@@ -162,7 +162,7 @@ def _request_strategy(path: str, method: str, op: dict, world) -> st.SearchStrat
 def _send(world, path: str, method: str, req: dict):
     url = path
     for name, value in req["path"].items():
-        url = url.replace("{" + name + "}", str(value))
+        url = url.replace("{" + name + "}", quote(str(value).encode("utf-8", "surrogatepass"), safe=""))
     # Lone surrogates go out as the (invalid UTF-8) bytes a raw HTTP client could send.
     query = urlencode({k: (v if isinstance(v, str) else json.dumps(v)).encode("utf-8", "surrogatepass")
                        for k, v in req["query"].items()})
@@ -241,7 +241,6 @@ PAGE_TEMPLATES = ["/w/{batch}", "/w/{batch}?worker={text}", "/w/{batch}?workerId
 
 @pytest.mark.slow
 def test_fuzz_pages_media_and_admin(fuzz_world):
-    from urllib.parse import quote
 
     COUNTS["pages"] = 0
     token_text = st.one_of(*[_mutate(v) for v in fuzz_world["visits"]])

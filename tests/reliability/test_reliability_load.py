@@ -5,7 +5,6 @@ batch is complete; then every invariant holds (crowd/loadtest.py `check_invarian
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from crowd.loadtest import GunicornServer, batch_status, check_invariants, create_label_batch, run_load
 
