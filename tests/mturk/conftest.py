@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))  # fake_mturk.py lives next to the tests
 
-from fake_mturk import FakeMTurk  # noqa: E402
+from fake_mturk import CLIENT_READ_TIMEOUT, FakeMTurk  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +28,7 @@ def aws_env(monkeypatch, tmp_path):
 
 @pytest.fixture
 def fake():
-    server = FakeMTurk(timeout_sleep=0.6)
+    server = FakeMTurk()
     server.start()
     yield server
     server.stop()
@@ -39,7 +39,7 @@ def fake_client(fake):
     """A real boto3 MTurk client (through Argus's thin layer) talking to the fake."""
     from crowd.providers.mturk_client import MTurkClient
 
-    return MTurkClient.connect("sandbox", endpoint_url=fake.url, max_attempts=3, read_timeout=0.3,
+    return MTurkClient.connect("sandbox", endpoint_url=fake.url, max_attempts=3, read_timeout=CLIENT_READ_TIMEOUT,
                                connect_timeout=1)
 
 

@@ -61,10 +61,16 @@ def _fee(amount: Decimal, rate: Decimal) -> Decimal:
     return max(Decimal("0.01"), (amount * rate).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
+# A client's read time-out in tests, and how long the fake holds a "timeout" answer: the margin
+# keeps the injected time-out the only one, even on a loaded 2-core machine.
+CLIENT_READ_TIMEOUT = 1.0
+TIMEOUT_HOLD = 1.4
+
+
 class FakeMTurk:
     """The fake service; ``start()`` serves it on 127.0.0.1 and returns its base URL."""
 
-    def __init__(self, balance: str = "10000.00", seed: int = 0, timeout_sleep: float = 1.0):
+    def __init__(self, balance: str = "10000.00", seed: int = 0, timeout_sleep: float = TIMEOUT_HOLD):
         self._rng = random.Random(seed)
         self.lock = threading.RLock()
         self.balance = Decimal(balance)

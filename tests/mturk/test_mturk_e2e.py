@@ -16,6 +16,7 @@ from crowd.models import Visit, VisitStatus, Worker, WorkerStatus
 from crowd.providers.mturk_client import MTurkClient, MTurkError
 from crowd.providers.mturk_models import BonusStatus, MTurkAssignment, MTurkBonus, MTurkHit
 from crowd.providers.mturk_service import LaunchSettings, MTurkService
+from fake_mturk import CLIENT_READ_TIMEOUT
 from mturk_sim import do_assignment
 
 MUTATING = ("CreateHITWithHITType", "ApproveAssignment", "RejectAssignment", "SendBonus", "CreateWorkerBlock")
@@ -35,7 +36,7 @@ def converge(step, max_runs=8):
 @pytest.mark.parametrize("crowd_app", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 def test_launch_work_sync_review_bonus_with_failures_everywhere(crowd_db, fake, make_batch, argus_server):
     # one attempt per call, so every injected failure reaches the command and forces a re-run
-    client = MTurkClient.connect("sandbox", endpoint_url=fake.url, max_attempts=1, read_timeout=0.3)
+    client = MTurkClient.connect("sandbox", endpoint_url=fake.url, max_attempts=1, read_timeout=CLIENT_READ_TIMEOUT)
     svc = MTurkService(crowd_db, client, progress=False)
     bid = make_batch(n_images=7, redundancy=2, tasks_per_visit=3, gold_rate=0.34)
     plan = LaunchSettings(entry_url=f"{argus_server}/w/{bid}", title="Label small images",

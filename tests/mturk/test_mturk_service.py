@@ -15,6 +15,7 @@ from crowd.providers.mturk_models import BonusStatus, Decision, HitState, MTurkB
 from crowd.providers.mturk_service import (
     BudgetExceeded, LaunchSettings, MTurkService, MTurkServiceError,
 )
+from fake_mturk import CLIENT_READ_TIMEOUT
 from mturk_sim import do_assignment
 
 
@@ -25,7 +26,7 @@ def settings(server, batch_id, **kw):
 
 def one_shot_service(crowd_db, fake):
     """A service whose client makes a single attempt per call, so injected failures surface."""
-    client = MTurkClient.connect("sandbox", endpoint_url=fake.url, max_attempts=1, read_timeout=0.3)
+    client = MTurkClient.connect("sandbox", endpoint_url=fake.url, max_attempts=1, read_timeout=CLIENT_READ_TIMEOUT)
     return MTurkService(crowd_db, client, progress=False)
 
 
