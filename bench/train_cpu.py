@@ -34,11 +34,11 @@ from training.trainer import TrainConfig, Trainer  # noqa: E402
 TARGET = 0.95
 
 
-def machine() -> dict:
+def machine(load_at_start: float) -> dict:
     return {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "device": "cpu",
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "load_avg_1m_at_start": os.getloadavg()[0]}
+            "load_avg_1m_at_start": load_at_start}
 
 
 def main(argv=None) -> int:
@@ -54,6 +54,7 @@ def main(argv=None) -> int:
                     help="train/val domain mix, e.g. day=0.34,night=0.33,fog=0.33 (a learnability check: the test "
                          "split is the same as the default world's); results go to train_cpu_<mix>.json")
     args = ap.parse_args(argv)
+    load_at_start = os.getloadavg()[0]
     torch.set_num_threads(args.threads)
     sizes = dict(n_train=1200, n_val=240, n_test=600) if args.quick else dict(n_train=6000, n_val=1200, n_test=1800)
     tag = "" if not args.domains else "_" + args.domains.replace("=", "").replace(",", "_").replace(".", "")
@@ -106,7 +107,7 @@ def main(argv=None) -> int:
     ]
     for f in figures:
         print(json.dumps(f), flush=True)
-    result = {"bench": "train_cpu", "quick": args.quick, "machine": machine(), "setup_wall_s": round(setup_wall, 2),
+    result = {"bench": "train_cpu", "quick": args.quick, "machine": machine(load_at_start), "setup_wall_s": round(setup_wall, 2),
               "config": {"arch": cfg.arch, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "optimizer": cfg.optimizer, **sizes},
               "figures": figures, "curve": curve,
               "note": ("Shared machine: other engineers' jobs ran at the same time (see load_avg_1m_at_start), so wall "
