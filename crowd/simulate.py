@@ -41,12 +41,14 @@ import math
 import secrets
 import threading
 import time
+import zlib
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urljoin, urlparse
+
 
 import numpy as np
 
@@ -125,6 +127,7 @@ class SimulatedWorker:
 
     def __post_init__(self):
         self.rng = np.random.default_rng(self.seed)
+        self.answered: Counter = Counter()  # task key -> times answered (seeds its answer stream)
 
 
 def make_crowd(n_workers: int = 20, mix: dict | None = None, *, seed: int = 0, prefix: str = "sim") -> list[SimulatedWorker]:
@@ -408,7 +411,11 @@ def answer_task(worker: SimulatedWorker, truth: GroundTruth, task: dict) -> tupl
     Returns `(answer JSON as worker.js posts it, log rows)`; log rows hold `item, answer, truth`
     for the questions with a ground truth (argument ratings, labels, names).
     """
-    p, rng, kind = worker.profile, worker.rng, task["kind"]
+    p, kind = worker.profile, task["kind"]
+    # one random stream per (worker, task): answers do not depend on the order tasks arrive in
+    key = f'{kind}:{task.get("sheet")}:{task.get("channel")}'
+    worker.answered[key] += 1
+    rng = np.random.default_rng([worker.seed, zlib.crc32(key.encode()), worker.answered[key]])
     log = []
     if kind == "rate_arguments":
         ratings, relevant = {}, []
