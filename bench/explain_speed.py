@@ -122,6 +122,22 @@ def bench_decomposition(model, layer_module, x, device, repeats, warmup, classes
     cam.activations_and_grads.release()
 
 
+def bench_small_head(arch, x, device, repeats, classes: int = 6):
+    """The decomposition overhead with the toy world's head (6 classes) instead of 1000."""
+    torch.manual_seed(0)
+    model = build_model(arch, classes).to(device).eval()
+    explainer = LayerContributions(model)
+    explainer.explain(x[:2])
+
+    def plain():
+        with torch.no_grad():
+            model(x)
+
+    t = interleaved({"plain": plain, "argus": lambda: explainer.explain(x)}, device, repeats, 2)
+    emit(f"argus_all_class_decomposition_{classes}_classes", round(t["argus"], 3), "ms/batch",
+         ratio_to_plain=round(t["argus"] / t["plain"], 3), plain_ms=round(t["plain"], 3))
+
+
 def bench_mining(model, layer, size, device, n_images, batch, repeats):
     data = torch.utils.data.TensorDataset(torch.randn(n_images, 3, size, size))
     loader = torch.utils.data.DataLoader(data, batch_size=batch)
@@ -212,6 +228,7 @@ def main(argv=None):
     emit("config", None, "", arch=arch, image_size=size, batch=args.batch, classes=args.classes, device=str(device),
          repeats=repeats)
     bench_decomposition(model, layer_module, x, device, repeats, 2, args.multi)
+    bench_small_head(arch, x, device, repeats)
     n_mine = args.mining_images or (512 if args.quick else (8192 if device.type == "cuda" else 2048))
     bench_mining(model, model.explained_layer, size, device, n_mine, args.batch, max(1, repeats // 5))
     if not args.skip_sheets:
