@@ -392,7 +392,10 @@ def lease_next(session: Session, visit: Visit, now: datetime | None = None) -> A
         return current
     if batch.status != BatchStatus.active:
         return None
-    worker = session.get(Worker, visit.worker_id)
+    # One lease at a time per worker (two tabs, retries): on PostgreSQL a concurrent lease by the
+    # same worker could otherwise pick the same task from an older snapshot (SQLite's BEGIN
+    # IMMEDIATE already serialises every lease).
+    worker = session.get(Worker, visit.worker_id, with_for_update=is_postgres(session))
     check_excluded(session, batch, worker)
     expire_leases(session, batch.id, now)
     done_by_worker = session.scalar(select(func.count(Assignment.id)).where(
