@@ -283,18 +283,22 @@ class GroupDROOracleMethod(TrainingMethod):
 
     `groups="domain"` (default) or `"domain-class"` (one group per (domain, class) pair, the
     paper's choice for spurious correlations). `eta` is the q step size, `adjustment` the
-    paper's C (group-size adjustment)."""
+    paper's C (group-size adjustment). `balance=True` (default) draws every group equally often,
+    as the paper's code does for GroupDRO (`--reweight_groups`): with uniform draws a 5 % domain
+    has a handful of rows per batch, q piles onto their noisy loss and the majority collapses."""
 
     reads_domains = True
 
-    def __init__(self, eta: float = 0.01, adjustment: float = 0.0, groups: str = "domain", **kwargs):
+    def __init__(self, eta: float = 0.01, adjustment: float = 0.0, groups: str = "domain", balance: bool = True,
+                 **kwargs):
         _no_options("groupdro-oracle", kwargs)
         super().__init__()
         if groups not in ("domain", "domain-class"):
             raise ValueError(f"method 'groupdro-oracle': groups={groups!r} must be 'domain' or 'domain-class'")
-        self.eta, self.adjustment, self.groups = float(eta), float(adjustment), groups
+        self.eta, self.adjustment, self.groups, self.balance = float(eta), float(adjustment), groups, bool(balance)
         self.dro: GroupDROLoss | None = None
         self.n_domains = 0
+        self._probabilities = None
 
     def prepare(self, trainer) -> None:
         super().prepare(trainer)
@@ -304,6 +308,13 @@ class GroupDROOracleMethod(TrainingMethod):
         n_groups = self.n_domains * (self.num_classes if self.groups == "domain-class" else 1)
         counts = torch.bincount(group_ids, minlength=n_groups).float()
         self.dro = GroupDROLoss(counts.clamp(min=1.0), eta=self.eta, adjustment=self.adjustment)
+        if self.balance:
+            self._probabilities = class_balanced_probabilities(group_ids)  # equal share per group
+
+    def epoch_indices(self, epoch, generator):
+        if self._probabilities is None:
+            return None
+        return weighted_draw(self._probabilities, self.num_train, generator)
 
     def _group_ids(self, domains: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.groups == "domain":
@@ -331,4 +342,5 @@ class GroupDROOracleMethod(TrainingMethod):
             self.dro.q.copy_(state["q"])
 
     def config(self) -> dict:
-        return {"eta": self.eta, "adjustment": self.adjustment, "groups": self.groups, "oracle": True}
+        return {"eta": self.eta, "adjustment": self.adjustment, "groups": self.groups, "balance": self.balance,
+                "oracle": True}

@@ -91,6 +91,16 @@ def test_groupdro_oracle_weights_the_worse_domain():
         m.loss(logits, None, torch.tensor([0, 0]), torch.tensor([0, 4]))
 
 
+def test_groupdro_oracle_draws_every_domain_equally_unless_told_not_to():
+    # 4 day rows, 2 night rows: P(day row) = 1/(2*4) = 1/8, P(night row) = 1/(2*2) = 1/4
+    m = prepared("groupdro-oracle", domains=[0, 0, 0, 0, 1, 1])
+    assert m._probabilities.tolist() == [0.125] * 4 + [0.25] * 2
+    draw = m.epoch_indices(0, torch.Generator().manual_seed(0))
+    assert draw.shape == (6,) and draw.max() < 6
+    assert prepared("groupdro-oracle", domains=[0, 0, 0, 0, 1, 1], balance=False).epoch_indices(
+        0, torch.Generator().manual_seed(0)) is None
+
+
 @pytest.mark.parametrize("name,opts,match", [
     ("center", {"power": 2}, "unknown option"),
     ("distance-sampling", {"center_weight": 1.0}, "no center loss"),
