@@ -271,6 +271,19 @@ def _estimate(name, stat, stats, coded, keep, *, n_boot, seed, confidence, level
 
 # ----------------------------------------------------------------------------- statistics
 
+def _pairwise_units(data, cluster):
+    """Nominal coding plus, for units with >= 2 ratings (`keep`), their category counts `ck`
+    `[U, K]`, rating counts `mk` `[U]` and share of agreeing rater pairs `p_u` `[U]`."""
+    coded = _encode(data, "nominal", cluster=cluster)
+    c = coded.counts
+    m = c.sum(1)
+    keep = m >= 2
+    if not keep.any():
+        raise ValueError("no unit has two or more ratings")
+    ck, mk = c[keep], m[keep]
+    return coded, keep, ck, mk, (ck * (ck - 1)).sum(1) / (mk * (mk - 1))
+
+
 def percent_agreement(data, *, n_boot: int = 1000, seed=0, confidence: float = 0.95,
                       cluster: str | None = "task") -> Estimate:
     """Observed agreement: the share of agreeing rater pairs within a unit, averaged over
@@ -281,14 +294,7 @@ def percent_agreement(data, *, n_boot: int = 1000, seed=0, confidence: float = 0
     Returns:
         Estimate in [0, 1].
     """
-    coded = _encode(data, "nominal", cluster=cluster)
-    c = coded.counts
-    m = c.sum(1)
-    keep = m >= 2
-    if not keep.any():
-        raise ValueError("no unit has two or more ratings")
-    ck, mk = c[keep], m[keep]
-    p_u = (ck * (ck - 1)).sum(1) / (mk * (mk - 1))
+    coded, keep, _, _, p_u = _pairwise_units(data, cluster)
     stat = lambda s: s["p"] / s["one"]  # noqa: E731
     return _estimate("percent_agreement", stat, {"p": p_u, "one": np.ones_like(p_u)}, coded, keep,
                      n_boot=n_boot, seed=seed, confidence=confidence, level="nominal")
@@ -299,14 +305,7 @@ def fleiss_kappa(data, *, n_boot: int = 1000, seed=0, confidence: float = 0.95,
     """Fleiss' kappa (1971) over units with >= 2 ratings. With a varying number of ratings
     per unit, P_i uses each unit's own count and p_j pools all ratings (equal counts give the
     textbook formula, identical to `statsmodels.stats.inter_rater.fleiss_kappa`)."""
-    coded = _encode(data, "nominal", cluster=cluster)
-    c = coded.counts
-    m = c.sum(1)
-    keep = m >= 2
-    if not keep.any():
-        raise ValueError("no unit has two or more ratings")
-    ck, mk = c[keep], m[keep]
-    p_u = (ck * (ck - 1)).sum(1) / (mk * (mk - 1))
+    coded, keep, ck, mk, p_u = _pairwise_units(data, cluster)
 
     def stat(s):
         p_bar = s["p"] / s["one"]
