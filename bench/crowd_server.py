@@ -17,8 +17,6 @@ import json
 import os
 import platform
 import secrets
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,17 +29,14 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from crowd.loadtest import GunicornServer  # noqa: E402
+
 SHEETS = ROOT / "tests" / "crowd" / "fixtures" / "sheets"
 PG_URL = os.environ.get("ARGUS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TOKEN = "bench-token"
 R = 3
 ROUNDS = 3
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _pct(values, q):
@@ -60,34 +55,6 @@ def _machine() -> dict:
     except ImportError:
         info["torch_device"] = "n/a"
     return info
-
-
-class Server:
-    """gunicorn with N sync workers serving `crowd.app:create_app()` in a subprocess."""
-
-    def __init__(self, env: dict, workers: int = 4):
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{self.port}",
-             "--log-level", "warning", "--backlog", "512", "crowd.app:create_app()"],
-            cwd=ROOT, env={**os.environ, **env})
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if requests.get(self.base + "/health", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("gunicorn did not come up")
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 def _hammer(fn, jobs: list, clients: int):
@@ -121,8 +88,7 @@ def bench_backend(backend: str, clients: int, per_client: int, hello_per_client:
     from crowd.models import Judgment
 
     tmp = Path(tempfile.mkdtemp(prefix=f"argus_bench_{backend}_"))
-    env = {"ARGUS_SECRET_KEY": secrets.token_hex(16), "ARGUS_API_TOKEN": TOKEN, "ARGUS_INSTANCE_PATH": str(tmp),
-           "ARGUS_AUTO_INIT_DB": "false"}
+    env = {"ARGUS_SECRET_KEY": secrets.token_hex(16), "ARGUS_AUTO_INIT_DB": "false"}
     schema = None
     if backend == "sqlite-full":  # the power-loss-safe setting (the default): one fsync per commit
         env["ARGUS_SQLITE_SYNCHRONOUS"] = "FULL"
@@ -134,17 +100,16 @@ def bench_backend(backend: str, clients: int, per_client: int, hello_per_client:
         url, schema = PG_URL, f"argus_bench_{uuid.uuid4().hex[:8]}"
         with create_engine(PG_URL).begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        env["ARGUS_DATABASE_SCHEMA"] = schema
-    env["ARGUS_DATABASE_URL"] = url
     engine = make_engine(url, schema=schema)
     upgrade(engine)
-    server = Server(env)
+    server = GunicornServer(url, tmp, schema=schema, workers=4, api_token=TOKEN, extra_env=env, access_log=False)
+    server.start()
     figures = []
     try:
         n_submits = clients * per_client
         n_tasks = -(-n_submits // R)
         images = [{"id": f"i{i}", "image": str(SHEETS / "images" / f"s{1 + i % 3}.png")} for i in range(n_tasks)]
-        r = requests.post(server.base + "/api/batches", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60,
+        r = requests.post(server.url + "/api/batches", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60,
                           json={"images": images, "classes": ["apple", "banana", "cherry"], "redundancy": R,
                                 "tasks_per_visit": 1})
         r.raise_for_status()
@@ -152,11 +117,11 @@ def bench_backend(backend: str, clients: int, per_client: int, hello_per_client:
 
         def lease(session, job):  # setup, not timed: one MTurk-style visit per task
             client, k = job
-            start = session.post(server.base + "/w/api/start", timeout=60, json={
+            start = session.post(server.url + "/w/api/start", timeout=60, json={
                 "batch": batch, "workerId": f"W{client}", "assignmentId": f"A{client}-{k}", "hitId": "H",
                 "turkSubmitTo": "https://workersandbox.mturk.com"}).json()
-            session.post(server.base + "/w/api/consent", json={"visit_token": start["visit_token"]}, timeout=60)
-            nxt = session.post(server.base + "/w/api/next", json={"visit_token": start["visit_token"]}, timeout=60).json()
+            session.post(server.url + "/w/api/consent", json={"visit_token": start["visit_token"]}, timeout=60)
+            nxt = session.post(server.url + "/w/api/next", json={"visit_token": start["visit_token"]}, timeout=60).json()
             return nxt.get("assignment_token")
 
         _, _, tokens = _hammer(lease, [(c, k) for c in range(clients) for k in range(per_client)], clients)
@@ -164,7 +129,7 @@ def bench_backend(backend: str, clients: int, per_client: int, hello_per_client:
         assert len(tokens) == n_submits, f"leased {len(tokens)} of {n_submits}"
 
         def hello(session, _):
-            resp = session.get(server.base + "/health", timeout=60)
+            resp = session.get(server.url + "/health", timeout=60)
             assert resp.status_code == 200
             return None
 
@@ -172,7 +137,7 @@ def bench_backend(backend: str, clients: int, per_client: int, hello_per_client:
 
         def submit(session, atok):
             ctok = secrets.token_hex(12)
-            resp = session.post(server.base + "/w/api/submit", timeout=60, json={
+            resp = session.post(server.url + "/w/api/submit", timeout=60, json={
                 "assignment_token": atok, "client_token": ctok, "answer": {"label": "apple"}, "duration_s": 3.2})
             if resp.status_code == 201:
                 return ctok, resp.json()["judgment"]

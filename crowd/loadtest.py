@@ -74,11 +74,12 @@ class GunicornServer:
 
     def __init__(self, database_url: str, workdir: Path, *, schema: str | None = None, workers: int = 3,
                  threads: int = 1, port: int | None = None, api_token: str | None = None,
-                 extra_env: dict | None = None, timeout_s: int = 30):
+                 extra_env: dict | None = None, timeout_s: int = 30, access_log: bool = True):
         self.database_url, self.schema = database_url, schema
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.workers, self.threads, self.timeout_s = workers, threads, timeout_s
+        self.access_log = access_log  # off for throughput benchmarks: a log line per request costs
         self.port = port or free_port()
         self.api_token = api_token or secrets.token_urlsafe(24)
         self.extra_env = dict(extra_env or {})
@@ -112,7 +113,9 @@ class GunicornServer:
             raise RuntimeError("gunicorn is already running")
         cmd = [sys.executable, "-m", "gunicorn", "crowd.app:create_app()", "--bind", f"127.0.0.1:{self.port}",
                "--workers", str(self.workers), "--timeout", str(self.timeout_s), "--graceful-timeout", "5",
-               "--log-level", "warning", "--access-logfile", "-", "--error-logfile", "-"]
+               "--log-level", "warning", "--error-logfile", "-"]
+        if self.access_log:
+            cmd += ["--access-logfile", "-"]
         if self.threads > 1:
             cmd += ["--worker-class", "gthread", "--threads", str(self.threads)]
         log = open(self.log_path, "ab")
