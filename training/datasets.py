@@ -278,66 +278,136 @@ def read_image(path: Path, image_size: int | None = None, modes: set | None = No
         raise DatasetError(f"{path}: unreadable image ({exc})") from None
 
 
-def _decode_chunk(args):
-    paths, image_size = args
-    modes: set = set()
-    arr = np.stack([read_image(Path(p), image_size, modes) for p in paths]) if paths else np.zeros((0, image_size, image_size, 3), np.uint8)
-    return arr, modes
+class _DecodeFiles:
+    """Picklable cache filler: decode `paths[start:stop]` with PIL (RGB, bilinear resize)."""
+
+    def __init__(self, paths: list[str], image_size: int):
+        self.paths, self.image_size = paths, int(image_size)
+
+    def __call__(self, start: int, stop: int):
+        modes = []
+        arrays = []
+        for p in self.paths[start:stop]:
+            m: set = set()
+            arrays.append(read_image(Path(p), self.image_size, m))
+            modes.append(next(iter(m)))
+        images = np.stack(arrays).transpose(0, 3, 1, 2) if arrays else np.zeros((0, 3, self.image_size, self.image_size), np.uint8)
+        return np.ascontiguousarray(images), {"mode": np.asarray(modes, dtype="<U8")}
+
+
+class _DecodeFilesTorchvision(_DecodeFiles):
+    """Cache filler decoding with torchvision.io: JPEG with `decode_jpeg(device=...)` (batched;
+    on the GPU for `decoder="gpu"`), other formats with `decode_image` on the CPU; resizing
+    (bilinear, antialiased) on the same device. Pixels can differ from PIL's by rounding after a
+    resize or by the JPEG decoder, so the decoder is part of the cache key."""
+
+    device = "cpu"
+
+    def __call__(self, start: int, stop: int):
+        with warnings.catch_warnings():  # torchvision 0.29 marks torchvision.io as superseded by TorchCodec
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return self._decode(start, stop)
+
+    def _decode(self, start: int, stop: int):
+        import torch.nn.functional as F
+        from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
+
+        device = torch.device(self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("decoder 'gpu' needs a CUDA device (use decoder 'torchvision' or 'pil')")
+        paths = self.paths[start:stop]
+        raw = []
+        for p in paths:
+            try:
+                raw.append(read_file(p))
+            except RuntimeError:
+                raise DatasetError(f"{p}: missing file") from None
+        is_jpeg = [p.lower().endswith((".jpg", ".jpeg")) for p in paths]
+        decoded: list = [None] * len(paths)
+        jpeg_pos = [i for i, j in enumerate(is_jpeg) if j]
+        if jpeg_pos:
+            try:
+                out = decode_jpeg([raw[i] for i in jpeg_pos], mode=ImageReadMode.RGB, device=device)
+            except RuntimeError as exc:
+                raise DatasetError(f"{paths[jpeg_pos[0]]}..: unreadable JPEG in this batch ({exc})") from None
+            for i, img in zip(jpeg_pos, out):
+                decoded[i] = img
+        for i, j in enumerate(is_jpeg):
+            if not j:
+                try:
+                    decoded[i] = decode_image(raw[i], mode=ImageReadMode.RGB).to(device)
+                except RuntimeError as exc:
+                    raise DatasetError(f"{paths[i]}: unreadable image ({exc})") from None
+        s = self.image_size
+        images = torch.empty((len(paths), 3, s, s), dtype=torch.uint8, device=device)
+        for i, img in enumerate(decoded):
+            if img.shape[1:] != (s, s):
+                img = F.interpolate(img[None].float(), size=(s, s), mode="bilinear", antialias=True,
+                                    align_corners=False)[0].round_().clamp_(0, 255).to(torch.uint8)
+            images[i] = img
+        return images.cpu().numpy(), {"mode": np.asarray(["RGB"] * len(paths), dtype="<U8")}
+
+
+class _DecodeFilesGPU(_DecodeFilesTorchvision):
+    device = "cuda"
+
+
+DECODERS = {"pil": _DecodeFiles, "torchvision": _DecodeFilesTorchvision, "gpu": _DecodeFilesGPU}
 
 
 def _cache_dir(info: DatasetInfo) -> Path:
     local = info.root / ".argus_cache"
     if os.access(info.root, os.W_OK):
         return local
-    key = hashlib.sha1(str(info.root.resolve()).encode()).hexdigest()[:16]
-    return Path(os.environ.get("ARGUS_CACHE", Path.home() / ".cache" / "argus")) / "images" / key
+    from training.image_cache import cache_root
+
+    return cache_root() / hashlib.sha1(str(info.root.resolve()).encode()).hexdigest()[:16]
 
 
-def load_split_uint8(info: DatasetInfo, split: str, image_size: int, workers: int = 0, progress: bool = True, cache: bool = True) -> torch.Tensor:
-    """All images of a split decoded once: uint8 `[N, 3, S, S]` (RGB, resized to `image_size`).
+def open_split_cache(info: DatasetInfo, split: str, image_size: int, workers: int = 0, progress: bool = True,
+                     decoder: str = "pil"):
+    """The split's images decoded once into a memory-mapped uint8 `ImageCache` (`[N, 3, S, S]`).
 
-    Decoded arrays are cached in `<root>/.argus_cache/` keyed by the split's paths and labels,
-    so the next run starts at once. `workers` > 1 decodes in parallel processes.
+    Kept in `<root>/.argus_cache/<split>-<S>px-<key>/` (or under `$ARGUS_CACHE` for read-only
+    folders), keyed by the split's paths and labels, the size and the decoder, so every later run
+    and every concurrent process reuses it. `workers` > 1 decodes in parallel processes;
+    `decoder="torchvision"` decodes with torchvision.io on the CPU, `decoder="gpu"` decodes JPEGs
+    and resizes on the GPU (torchvision.io).
     """
-    from tqdm.auto import tqdm
+    from training.image_cache import cache_key, open_image_cache
 
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
     paths = [str(p) for p in info.paths(split)]
-    target = _cache_dir(info) / f"{split}-{image_size}-{info.fingerprint(split)}.npy"
-    if cache and target.exists():
-        arr = np.load(target, mmap_mode=None)
-        if arr.shape == (len(paths), 3, image_size, image_size):
-            return torch.from_numpy(arr)
-    chunks = [paths[i:i + 256] for i in range(0, len(paths), 256)]
-    out = []
-    modes: set = set()
-    with tqdm(total=len(paths), desc=f"decode {split}", unit="img", disable=not progress) as bar:
-        if workers > 1 and len(chunks) > 1:
-            from concurrent.futures import ProcessPoolExecutor
+    key = cache_key(fingerprint=info.fingerprint(split), n=len(paths), size=image_size, decoder=decoder)
+    folder = _cache_dir(info) / f"{split}-{image_size}px-{key}"
+    fresh = not (folder / "manifest.json").exists()
+    cache = open_image_cache(folder, len(paths), image_size, DECODERS[decoder](paths, image_size),
+                             workers=workers if decoder != "gpu" else 0, progress=progress, desc=f"decode {split}",
+                             meta={"root": str(info.root), "split": split, "decoder": decoder})
+    if fresh and len(cache):
+        modes = sorted(set(cache.column("mode").tolist()))
+        if len(modes) > 1:
+            warnings.warn(f"{info.root}: split {split!r} mixes image modes {', '.join(modes)}: all converted to RGB")
+    return cache
 
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for arr, m in pool.map(_decode_chunk, [(c, image_size) for c in chunks]):
-                    out.append(arr)
-                    modes |= m
-                    bar.update(len(arr))
-        else:
-            for c in chunks:
-                arr, m = _decode_chunk((c, image_size))
-                out.append(arr)
-                modes |= m
-                bar.update(len(c))
-    if len(modes) > 1:
-        warnings.warn(f"{info.root}: split {split!r} mixes image modes {', '.join(sorted(modes))}: all converted to RGB")
-    arr = np.concatenate(out) if out else np.zeros((0, image_size, image_size, 3), np.uint8)
-    arr = np.ascontiguousarray(arr.transpose(0, 3, 1, 2))
+
+def load_split_uint8(info: DatasetInfo, split: str, image_size: int, workers: int = 0, progress: bool = True,
+                     cache: bool = True, decoder: str = "pil") -> torch.Tensor:
+    """All images of a split decoded once: uint8 `[N, 3, S, S]` (RGB, resized to `image_size`)
+    in host memory. With `cache` (default) through `open_split_cache`; otherwise decoded now and
+    nothing is written."""
     if cache:
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(f".tmp{os.getpid()}.npy")
-            np.save(tmp, arr)
-            os.replace(tmp, target)
+            return open_split_cache(info, split, image_size, workers, progress, decoder).to_tensor()
         except OSError:
             pass  # a read-only place just means no cache
-    return torch.from_numpy(arr)
+    paths = [str(p) for p in info.paths(split)]
+    images, cols = DECODERS[decoder](paths, image_size)(0, len(paths))
+    modes = sorted(set(cols["mode"].tolist()))
+    if len(modes) > 1:
+        warnings.warn(f"{info.root}: split {split!r} mixes image modes {', '.join(modes)}: all converted to RGB")
+    return torch.from_numpy(images)
 
 
 def normalize_uint8(batch: torch.Tensor, mean, std) -> torch.Tensor:

@@ -1,9 +1,12 @@
 """The trainer: ERM by default, other methods through `training.method_base.TrainingMethod`.
 
 What it does per run (`Trainer(data, out, TrainConfig(...)).fit()`):
-- decodes the train and val splits once into uint8 tensors (cached on disk, see
-  `training.datasets.load_split_uint8`) and draws mini-batches from memory: on a small CPU the
-  PNG decoder, not the CNN, would otherwise be the bottleneck;
+- decodes the train and val splits once into memory-mapped uint8 shards (`training.image_cache`,
+  shared by every later run and concurrent process) and draws mini-batches without per-item
+  Python (`training.batches`): on a GPU the whole uint8 set lives on the device and a batch is an
+  index gather + on-device augmentation + normalisation; sets too large for the device stream
+  from the memory map through loader processes into pinned memory. `data` may also be an
+  `InMemoryData` (uint8 tensors, e.g. an active-learning round's labelled set, already on the GPU);
 - seeds everything from `config.seed`; the epoch's index draw and augmentation use a generator
   seeded by `(seed, epoch)`, so a resumed run continues exactly where it stopped;
 - `device="auto"` picks CUDA when present; AMP (float16 + GradScaler) on CUDA;
@@ -34,8 +37,9 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from training.batches import Augment, augment_uint8, make_batches, prepare_batch  # noqa: F401 (augment_uint8 re-exported)
 from training.checkpoint import read_meta, save_checkpoint, write_json
-from training.datasets import DatasetInfo, load_dataset, load_split_uint8, normalize_uint8
+from training.datasets import DatasetInfo, load_dataset, open_split_cache
 from training.evaluate import class_report, predict_uint8, resolve_device
 from training.method_base import TrainingMethod, build_method
 from training.models import build_model
@@ -53,6 +57,11 @@ class TrainConfig:
     `batch_size` is the global batch (split over DDP ranks); `image_size` None = the dataset's
     native size (toy world: from `parts.json`, else 64). `augment`: random shifts of up to
     `shift` pixels (edge-replicated) and horizontal mirroring.
+    `data_placement`: `auto` (uint8 set on the GPU when it fits in half its free memory),
+    `device` or `host` (streamed by `workers` loader processes). `steps_per_epoch`: when set,
+    every epoch takes exactly that many batches (the epoch's draw is repeated with further draws
+    from the same generator, or cut), so small training sets get a step-sized schedule.
+    `amp_dtype`: `float16` (with a GradScaler) or `bfloat16` (no scaler, no per-step sync).
     """
 
     arch: str = "small-cnn"
@@ -76,6 +85,10 @@ class TrainConfig:
     weights: str | None = None
     model_kwargs: dict = field(default_factory=dict)
     eval_batch_size: int = 512
+    data_placement: str = "auto"
+    steps_per_epoch: int | None = None
+    amp_dtype: str = "float16"
+    decoder: str = "pil"
 
     def check(self) -> None:
         if self.epochs < 1:
@@ -86,6 +99,12 @@ class TrainConfig:
             raise ValueError(f"--lr must be > 0, got {self.lr}")
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be sgd or adamw, got {self.optimizer!r}")
+        if self.data_placement not in ("auto", "device", "host"):
+            raise ValueError(f"data_placement must be auto, device or host, got {self.data_placement!r}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
+        if self.amp_dtype not in ("float16", "bfloat16"):
+            raise ValueError(f"amp_dtype must be float16 or bfloat16, got {self.amp_dtype!r}")
 
 
 class _FeaturesAndLogits(nn.Module):
@@ -108,49 +127,56 @@ def _dist_info() -> tuple[int, int, int]:
     return world, rank, local
 
 
-def augment_uint8(x: torch.Tensor, generator: torch.Generator, shift: int = 4, mirror: bool = True) -> torch.Tensor:
-    """Random per-sample shifts (up to `shift` px, edge-replicated) and mirroring of uint8 or
-    float images `[B, C, H, W]`; randomness only from `generator` (CPU)."""
-    b, c, h, w = x.shape
-    if shift > 0:
-        dy = torch.randint(-shift, shift + 1, (b,), generator=generator)
-        dx = torch.randint(-shift, shift + 1, (b,), generator=generator)
-        iy = (torch.arange(h)[None, :] + dy[:, None]).clamp_(0, h - 1).to(x.device)
-        ix = (torch.arange(w)[None, :] + dx[:, None]).clamp_(0, w - 1).to(x.device)
-    else:
-        iy = torch.arange(h, device=x.device).expand(b, h)
-        ix = torch.arange(w, device=x.device).expand(b, w)
-    if mirror:
-        flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
-        ix = torch.where(flip[:, None], ix.flip(1), ix)
-    bi = torch.arange(b, device=x.device)[:, None, None, None]
-    ci = torch.arange(c, device=x.device)[None, :, None, None]
-    return x[bi, ci, iy[:, None, :, None], ix[:, None, None, :]]
-
-
-def channel_stats(images: torch.Tensor, chunk: int = 1024) -> dict:
-    """Per-channel mean and std (in [0, 1] units) of uint8 images `[N, 3, H, W]`."""
+def channel_stats(images, chunk: int = 1024) -> dict:
+    """Per-channel mean and std (in [0, 1] units) of uint8 images `[N, 3, H, W]` (a tensor on
+    any device or an `ImageCache`)."""
     total = torch.zeros(3, dtype=torch.float64)
     sq = torch.zeros(3, dtype=torch.float64)
     count = 0
     for start in range(0, len(images), chunk):
         x = images[start:start + chunk].to(torch.float64) / 255.0
-        total += x.sum(dim=(0, 2, 3))
-        sq += (x * x).sum(dim=(0, 2, 3))
+        total += x.sum(dim=(0, 2, 3)).cpu()
+        sq += (x * x).sum(dim=(0, 2, 3)).cpu()
         count += x.shape[0] * x.shape[2] * x.shape[3]
     mean = total / max(count, 1)
     std = (sq / max(count, 1) - mean**2).clamp_min(1e-8).sqrt()
     return {"mean": [round(float(m), 6) for m in mean], "std": [round(float(s), 6) for s in std]}
 
 
+@dataclass
+class InMemoryData:
+    """Training data already decoded: uint8 images `[N, 3, S, S]` (any device) and labels.
+
+    `val_images`/`val_labels` are optional (no validation = the last epoch is kept).
+    `train_domains` (domain names) is read only by methods with `reads_domains = True`.
+    `name` is recorded in `model.json` as the dataset root.
+    """
+
+    classes: list
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    val_images: torch.Tensor | None = None
+    val_labels: torch.Tensor | None = None
+    name: str = "in-memory"
+    train_domains: list | None = None
+
+    def fingerprint(self) -> str:
+        import hashlib
+
+        h = hashlib.sha1(str(tuple(self.train_images.shape)).encode())
+        h.update(torch.as_tensor(self.train_labels).cpu().numpy().astype("int64").tobytes())
+        return h.hexdigest()[:16]
+
+
 class Trainer:
-    """Trains one model on `data` (a folder or `DatasetInfo`) into the run folder `out`."""
+    """Trains one model on `data` (a folder, `DatasetInfo` or `InMemoryData`) into the run
+    folder `out`."""
 
     def __init__(self, data, out, config: TrainConfig | None = None, method: TrainingMethod | None = None,
                  callbacks=(), progress: bool = True):
         self.config = config or TrainConfig()
         self.config.check()
-        self.info: DatasetInfo = data if isinstance(data, DatasetInfo) else load_dataset(data)
+        self.info: DatasetInfo | None = data if isinstance(data, (DatasetInfo, InMemoryData)) else load_dataset(data)
         self.out = Path(out)
         self.method = method or build_method(self.config.method, **self.config.method_options)
         self.callbacks = list(callbacks)
@@ -161,25 +187,48 @@ class Trainer:
             self.device = torch.device("cuda", self.local_rank)
             torch.cuda.set_device(self.device)
         self.is_main = self.rank == 0
-        self.image_size = int(self.config.image_size or self._native_size())
+        if isinstance(data, InMemoryData):
+            self.image_size = int(self.config.image_size or data.train_images.shape[-1])
+        else:
+            self.image_size = int(self.config.image_size or self._native_size())
 
-        self.classes = list(self.info.classes)
+        show = progress and self.is_main
+        cfg = self.config
+        if isinstance(data, InMemoryData):
+            self.info, self.memory = None, data
+            self.classes = list(data.classes)
+            self.train_labels = torch.as_tensor(data.train_labels, dtype=torch.long).cpu()
+            self.val_labels = torch.zeros(0, dtype=torch.long) if data.val_labels is None else torch.as_tensor(data.val_labels, dtype=torch.long).cpu()
+            train_images, val_images = data.train_images, data.val_images
+            if self.image_size != train_images.shape[-1]:
+                raise ValueError(f"InMemoryData: images are {train_images.shape[-1]} px, image_size is {self.image_size}")
+        else:
+            self.memory = None
+            self.classes = list(self.info.classes)
+            # labels and images only: the domain column is not touched here
+            self.train_labels = self.info.labels("train")
+            self.val_labels = self.info.labels("val")
+            train_images = open_split_cache(self.info, "train", self.image_size, workers=cfg.workers, progress=show, decoder=cfg.decoder)
+            val_images = open_split_cache(self.info, "val", self.image_size, workers=cfg.workers, progress=show, decoder=cfg.decoder) if len(self.val_labels) else None
         self.num_classes = len(self.classes)
         if self.num_classes < 2:
-            raise ValueError(f"{self.info.root}: need at least 2 classes to train, found {self.num_classes}")
-        # labels and images only: the domain column is not touched here
-        self.train_labels = self.info.labels("train")
+            raise ValueError(f"{self._data_name()}: need at least 2 classes to train, found {self.num_classes}")
         self.num_train = len(self.train_labels)
         if self.num_train == 0:
-            raise ValueError(f"{self.info.root}: the train split is empty")
-        self.val_labels = self.info.labels("val")
-        show = progress and self.is_main
-        self.train_images = load_split_uint8(self.info, "train", self.image_size, workers=self.config.workers, progress=show)
-        self.val_images = load_split_uint8(self.info, "val", self.image_size, workers=self.config.workers, progress=show) if len(self.val_labels) else None
-        self.normalization = IMAGENET_NORMALIZATION if self.config.weights else channel_stats(self.train_images)
+            raise ValueError(f"{self._data_name()}: the train split is empty")
+        self.train_source = make_batches(train_images, self.train_labels, self.device, cfg.data_placement, workers=max(cfg.workers, 1))
+        self.train_images = self.train_source.images
+        self.val_images = None
+        if val_images is not None and len(self.val_labels):
+            self.val_images = make_batches(val_images, None, self.device, cfg.data_placement, workers=max(cfg.workers, 1)).images
+        self.normalization = IMAGENET_NORMALIZATION if cfg.weights else channel_stats(self.train_images)
+        self.augment = self._augment()
         self.train_domains = None
         if self.method.reads_domains:
-            names = self.info.domains("train")  # only for methods that declare they need domains
+            # only for methods that declare they need domains
+            names = self.memory.train_domains if self.memory is not None else self.info.domains("train")
+            if names is None:
+                raise ValueError(f"method {self.method.name!r} reads domains; {self._data_name()} has none")
             self.domain_names = sorted(set(names))
             lookup = {d: i for i, d in enumerate(self.domain_names)}
             self.train_domains = torch.tensor([lookup[d] for d in names], dtype=torch.long)
@@ -188,6 +237,15 @@ class Trainer:
         self.history: list[dict] = []
 
     # ------------------------------------------------------------------ helpers
+    def _data_name(self) -> str:
+        return self.memory.name if self.memory is not None else str(self.info.root)
+
+    def _augment(self) -> Augment:
+        """The training augmentation from the config (one place, so data-dependent defaults such
+        as "mirror only when the data allows it" are decided here)."""
+        cfg = self.config
+        return Augment(cfg.shift, cfg.mirror) if cfg.augment else Augment()
+
     def _native_size(self) -> int:
         try:
             from training.toyworld import load_parts
@@ -232,6 +290,18 @@ class Trainer:
             net = nn.parallel.DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         return net
 
+    def _steps_draw(self, indices: torch.Tensor, method: TrainingMethod, epoch: int, gen: torch.Generator) -> torch.Tensor:
+        """Exactly `steps_per_epoch * batch_size` rows: the epoch's draw, extended by further draws
+        from the same generator (a fresh shuffle or the method's draw again) or cut."""
+        want = self.config.steps_per_epoch * self.config.batch_size
+        parts, have = [indices], len(indices)
+        while have < want:
+            more = method.epoch_indices(epoch, gen)
+            more = torch.randperm(self.num_train, generator=gen) if more is None else torch.as_tensor(more, dtype=torch.long).cpu()
+            parts.append(more)
+            have += len(more)
+        return torch.cat(parts)[:want]
+
     def _run_epoch(self, net, model, optimizer, scaler, method: TrainingMethod, epoch: int, total_epochs: int, desc: str) -> dict:
         cfg = self.config
         gen = self._epoch_generator(epoch)
@@ -241,6 +311,8 @@ class Trainer:
         indices = torch.as_tensor(indices, dtype=torch.long).cpu()
         if len(indices) == 0:
             raise ValueError(f"method {method.name!r} drew no training rows for epoch {epoch}")
+        if cfg.steps_per_epoch:
+            indices = self._steps_draw(indices, method, epoch, gen)
         if self.world > 1:  # disjoint equal shares of the same draw
             usable = len(indices) - len(indices) % self.world
             indices = indices[:usable][self.rank::self.world]
@@ -248,31 +320,32 @@ class Trainer:
         n_batches = math.ceil(len(indices) / batch)
         aug_gen = self._epoch_generator(epoch, salt=1)
         use_amp = cfg.amp and self.device.type == "cuda"
+        amp_dtype = torch.bfloat16 if cfg.amp_dtype == "bfloat16" else torch.float16
         extra = list(method.extra_parameters())
         extra_opts = list(method.extra_optimizers())
+        mean, std = self.normalization["mean"], self.normalization["std"]
+        domains_dev = self.train_domains.to(self.device) if method.reads_domains and self.train_domains is not None else None
         net.train()
-        seen = correct = 0
-        loss_sum = 0.0
-        bar = tqdm(range(n_batches), desc=desc, unit="batch", leave=False, disable=not (self.progress and self.is_main))
-        for b in bar:
-            idx = indices[b * batch:(b + 1) * batch]
-            x = self.train_images[idx]
-            if cfg.augment:
-                x = augment_uint8(x, aug_gen, cfg.shift, cfg.mirror)
-            x = normalize_uint8(x.to(self.device, non_blocking=True), self.normalization["mean"], self.normalization["std"])
-            x = x.contiguous(memory_format=torch.channels_last)
-            y = self.train_labels[idx].to(self.device, non_blocking=True)
+        # running sums stay on the device: reading them every step would stall the GPU pipeline
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        seen = 0
+        show = self.progress and self.is_main
+        bar = tqdm(total=n_batches, desc=desc, unit="batch", leave=False, disable=not show)
+        lr = self._lr_at(epoch, total_epochs)
+        for b, (idx, xb, y) in enumerate(self.train_source.batches(indices, batch)):
+            draws = self.augment.draw(len(idx), aug_gen) if self.augment.active else None
+            x = prepare_batch(xb, mean, std, draws)
             lr = self._lr_at(epoch + b / n_batches, total_epochs)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=use_amp):
+            with torch.autocast(device_type=self.device.type, dtype=amp_dtype, enabled=use_amp):
                 logits, feats = net(x)
             logits, feats = logits.float(), feats.float()
-            domains = self.train_domains[idx].to(self.device) if method.reads_domains and self.train_domains is not None else None
             if method.reads_domains:
-                loss = method.loss(logits, feats, y, idx.to(self.device), domains=domains)
+                loss = method.loss(logits, feats, y, idx, domains=None if domains_dev is None else domains_dev[idx])
             else:
-                loss = method.loss(logits, feats, y, idx.to(self.device))
+                loss = method.loss(logits, feats, y, idx)
             optimizer.zero_grad(set_to_none=True)
             for opt in extra_opts:
                 opt.zero_grad(set_to_none=True)
@@ -288,26 +361,34 @@ class Trainer:
             scaler.update()
             method.after_step()
             with torch.no_grad():
-                seen += len(y)
-                correct += int((logits.argmax(1) == y).sum())
-                loss_sum += float(loss.detach()) * len(y)
-            if b % 10 == 0:
-                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{lr:.3g}")
+                seen += len(idx)
+                correct += (logits.argmax(1) == y).sum()
+                loss_sum += loss.detach().double() * len(idx)
+            bar.update(1)
+            if show and b % 10 == 0:
+                bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}", acc=f"{int(correct) / seen:.3f}", lr=f"{lr:.3g}")
         bar.close()
-        return {"train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1), "train_rows": int(len(indices)), "lr_end": lr}
+        return {"train_loss": float(loss_sum) / max(seen, 1), "train_accuracy": int(correct) / max(seen, 1),
+                "train_rows": int(len(indices)), "lr_end": lr}
 
     def _setup(self, model: nn.Module, method: TrainingMethod):
         extra = list(method.extra_parameters())
         own = {id(p) for opt in method.extra_optimizers() for g in opt.param_groups for p in g["params"]}
         optimizer = self._optimizer(model, [p for p in extra if id(p) not in own])
-        scaler = torch.amp.GradScaler(self.device.type, enabled=self.config.amp and self.device.type == "cuda")
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.config.amp and self.device.type == "cuda"
+                                      and self.config.amp_dtype == "float16")
         return optimizer, scaler
 
     # ------------------------------------------------------------------ public API
     def predict(self, split: str = "train", model: nn.Module | None = None, features: bool = False):
         """Logits `[N, K]` (and pooled features `[N, D]`) of a split, in eval mode, no augmentation."""
         model = model or self.model
-        images = self.train_images if split == "train" else self.val_images if split == "val" else load_split_uint8(self.info, split, self.image_size, progress=False)
+        if split in ("train", "val"):
+            images = self.train_images if split == "train" else self.val_images
+        elif self.info is None:
+            raise ValueError(f"{self._data_name()}: in-memory data has no {split!r} split")
+        else:
+            images = open_split_cache(self.info, split, self.image_size, progress=False, decoder=self.config.decoder)
         if images is None:
             return torch.zeros(0, self.num_classes)
         return predict_uint8(model, images, self.normalization["mean"], self.normalization["std"], self.device, self.config.eval_batch_size, features=features)
@@ -353,8 +434,9 @@ class Trainer:
             "config": asdict(self.config),
             "model_kwargs": self._model_kwargs(),
             "metrics": metrics,
-            "dataset": {"root": str(self.info.root), "kind": self.info.kind, "n_train": self.num_train,
-                        "train_fingerprint": self.info.fingerprint("train")},
+            "dataset": {"root": self._data_name(), "kind": "in-memory" if self.info is None else self.info.kind,
+                        "n_train": self.num_train,
+                        "train_fingerprint": self.memory.fingerprint() if self.info is None else self.info.fingerprint("train")},
         }
 
     def fit(self, resume: bool = False) -> dict:

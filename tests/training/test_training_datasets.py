@@ -65,7 +65,7 @@ def test_uint8_cache_matches_per_item_decoding_and_is_reused(tiny_world):
     info = load_dataset(tiny_world)
     first = load_split_uint8(info, "val", 24, progress=False)
     assert first.shape == (30, 3, 24, 24) and first.dtype == torch.uint8
-    assert list((tiny_world / ".argus_cache").glob("val-24-*.npy"))
+    assert list((tiny_world / ".argus_cache").glob("val-24px-*/shard-00000.npy"))
     again = load_split_uint8(info, "val", 24, progress=False)
     assert torch.equal(first, again)
     per_item = ImageDataset(info, "val", image_size=24).uint8(7)
