@@ -190,6 +190,10 @@ class DawidSkene:
     Args:
         n_iter: maximum number of EM iterations.
         tol: stopping tolerance on the ELBO per judgment.
+        alpha: Dirichlet smoothing: pseudo-counts added to every cell of each worker's
+            confusion counts in the M-step (a MAP estimate under a symmetric Dirichlet(1 + alpha)
+            prior), so a worker with few judgments gets a confusion matrix pulled towards uniform
+            instead of zeros and ones. 0 (default) is crowd-kit's estimator exactly.
 
     Fitted: `labels_`, `probas_` (task x label), `priors_` (label), `errors_` (DataFrame
     indexed by (worker, observed label), columns = true label), `confusions_` (`[W, K, K]`
@@ -197,9 +201,12 @@ class DawidSkene:
     `loss_history_`, `n_iter_`.
     """
 
-    def __init__(self, n_iter: int = 100, tol: float = 1e-5):
+    def __init__(self, n_iter: int = 100, tol: float = 1e-5, alpha: float = 0.0):
+        if alpha < 0:
+            raise ValueError(f"alpha (Dirichlet pseudo-counts) must be >= 0, got {alpha}")
         self.n_iter = n_iter
         self.tol = tol
+        self.alpha = alpha
 
     # -- building blocks shared with OneCoinDawidSkene
     def _prepare(self, data):
@@ -236,7 +243,10 @@ class DawidSkene:
 
     def _errors(self, C_raw, present, c):
         """Full confusion M-step: `[W, K_obs, K_true]`."""
-        E = np.where(present[:, :, None], np.maximum(C_raw, _EPS), 0.0)
+        if self.alpha > 0:  # smoothed: every observed label keeps some mass for every true label
+            E = C_raw + self.alpha
+        else:
+            E = np.where(present[:, :, None], np.maximum(C_raw, _EPS), 0.0)
         return E / E.sum(axis=1, keepdims=True)
 
     def fit(self, data: pd.DataFrame, true_labels: pd.Series | None = None) -> "DawidSkene":
@@ -300,6 +310,38 @@ class DawidSkene:
 
     def fit_predict_proba(self, data: pd.DataFrame, true_labels: pd.Series | None = None) -> pd.DataFrame:
         return self.fit(data, true_labels).probas_
+
+    def predict_proba(self, data: pd.DataFrame) -> pd.DataFrame:
+        """Posteriors of (new) tasks from the fitted confusions and priors, without refitting.
+
+        Judgments by workers the model has not seen carry no fitted skill and are ignored; a
+        task answered only by such workers gets the priors. A label the model never saw raises.
+
+        Returns:
+            DataFrame task x label (the fitted label order).
+        """
+        if not hasattr(self, "confusions_"):
+            raise ValueError("fit the model before predict_proba")
+        c = _codes(data)
+        labels = self.priors_.index
+        l = labels.get_indexer(c.labels)[c.l]
+        if (l < 0).any():
+            bad = c.labels[c.l[np.flatnonzero(l < 0)[0]]]
+            raise ValueError(f"label {bad!r} was not seen when the model was fitted (labels {list(labels)})")
+        w = self.skills_.index.get_indexer(c.workers)[c.w]
+        known = w >= 0
+        K = len(labels)
+        with np.errstate(divide="ignore"):
+            log_e = np.log(np.maximum(self.confusions_, 1e-300))
+        ll = np.tile(np.log(self.priors_.to_numpy()), (c.T, 1))
+        np.add.at(ll, c.t[known], log_e[w[known], l[known]])
+        p = np.exp(ll - ll.max(1, keepdims=True))
+        return pd.DataFrame(p / p.sum(1, keepdims=True), index=c.tasks, columns=labels[:K])
+
+    def predict(self, data: pd.DataFrame) -> pd.Series:
+        """Most probable label of each (new) task under the fitted model (see `predict_proba`)."""
+        p = self.predict_proba(data)
+        return pd.Series(p.columns.to_numpy()[p.to_numpy().argmax(1)], index=p.index, name="agg_label")
 
 
 class OneCoinDawidSkene(DawidSkene):
