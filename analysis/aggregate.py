@@ -22,6 +22,7 @@ from scipy.optimize import minimize
 from scipy.special import expit, logsumexp
 
 from .frames import JudgmentFrameError
+from .validation import prepare_judgments
 
 _EPS = 1e-10  # crowd-kit's clipping constant
 
@@ -51,17 +52,8 @@ class _Codes:
         return len(self.labels)
 
 
-def _codes(data: pd.DataFrame) -> _Codes:
-    if not isinstance(data, pd.DataFrame):
-        raise JudgmentFrameError(f"expected a judgment DataFrame, got {type(data).__name__}")
-    missing = [c for c in ("task", "worker", "label") if c not in data.columns]
-    if missing:
-        raise JudgmentFrameError(f"judgment frame lacks column(s) {missing}; has {list(data.columns)}")
-    if data.empty:
-        raise ValueError("the judgment frame is empty")
-    if data["label"].isna().any():
-        row = int(np.flatnonzero(data["label"].isna().to_numpy())[0])
-        raise JudgmentFrameError(f"column 'label' is empty at row {row}")
+def _codes(data: pd.DataFrame, dropna: bool = False, duplicates: str = "error") -> _Codes:
+    data = prepare_judgments(data, dropna=dropna, duplicates=duplicates)
     t, tasks = pd.factorize(data["task"], sort=False)
     w, workers = pd.factorize(data["worker"], sort=False)
     l, labels = pd.factorize(data["label"], sort=True)
@@ -70,17 +62,25 @@ def _codes(data: pd.DataFrame) -> _Codes:
                   pd.Index(labels, name="label"))
 
 
+def _unanimous(c: _Codes) -> str:
+    return f"every answer is {c.labels[0]!r}: the label is unanimous, no model was fitted"
+
+
 def _vote_matrix(c: _Codes, weights: np.ndarray | None = None) -> np.ndarray:
     """`[T, K]` sum of (weighted) votes per task and label."""
     wts = np.ones(len(c.t)) if weights is None else weights
     return np.bincount(c.t * c.K + c.l, weights=wts, minlength=c.T * c.K).reshape(c.T, c.K)
 
 
+def _tied(scores: np.ndarray) -> np.ndarray:
+    """`[T, K]` True where a label's score ties the best (equal up to rounding: 0.1 + 0.2 ties 0.3)."""
+    return np.isclose(scores, scores.max(axis=1, keepdims=True), rtol=1e-12, atol=0)
+
+
 def _pick(scores: np.ndarray, c: _Codes, ties: str, seed) -> pd.Series:
     """Label of the highest score per task with the tie policy."""
-    best = scores.max(axis=1, keepdims=True)
-    tied = np.isclose(scores, best, rtol=1e-12, atol=0)
-    idx = scores.argmax(axis=1)
+    tied = _tied(scores)
+    idx = tied.argmax(axis=1)  # the first label among those tied with the best (isclose)
     if ties == "random":
         rng = np.random.default_rng(seed)
         noise = rng.random(scores.shape) * tied
@@ -124,13 +124,17 @@ class MajorityVote:
     `skills_` (each worker's agreement with the majority), `ties_` (bool Series: was it a tie).
     """
 
-    def __init__(self, ties: str = "first", seed=0, default_skill: float | None = None):
+    def __init__(self, ties: str = "first", seed=0, default_skill: float | None = None, dropna: bool = False,
+                 duplicates: str = "error"):
         self.ties = ties
         self.seed = seed
         self.default_skill = default_skill
+        self.dropna = dropna
+        self.duplicates = duplicates
 
     def fit(self, data: pd.DataFrame, skills: pd.Series | None = None) -> "MajorityVote":
-        c = _codes(data)
+        c = _codes(data, self.dropna, self.duplicates)
+        self.degenerate_ = _unanimous(c) if c.K == 1 else ""
         weights = None
         if skills is not None:
             sk = skills.reindex(c.workers)
@@ -143,7 +147,7 @@ class MajorityVote:
         scores = _vote_matrix(c, weights)
         self.probas_ = _proba_frame(scores / scores.sum(1, keepdims=True), c)
         self.labels_ = _pick(scores, c, self.ties, self.seed)
-        tied = np.isclose(scores, scores.max(1, keepdims=True), rtol=1e-12, atol=0).sum(1) > 1
+        tied = _tied(scores).sum(1) > 1
         self.ties_ = pd.Series(tied, index=c.tasks, name="tie")
         lab_idx = c.labels.get_indexer(self.labels_.to_numpy())
         self.skills_ = _accuracy(c, lab_idx)
@@ -160,15 +164,19 @@ class Wawa:
     """Worker Agreement With Aggregate: skills = each worker's agreement with the majority vote,
     then a majority vote weighted by those skills. Fitted: `skills_`, `labels_`, `probas_`."""
 
-    def __init__(self, ties: str = "first", seed=0):
+    def __init__(self, ties: str = "first", seed=0, dropna: bool = False, duplicates: str = "error"):
         self.ties = ties
         self.seed = seed
+        self.dropna = dropna
+        self.duplicates = duplicates
 
     def fit(self, data: pd.DataFrame) -> "Wawa":
+        data = prepare_judgments(data, dropna=self.dropna, duplicates=self.duplicates)
         mv = MajorityVote(ties="first").fit(data)
         self.skills_ = mv.skills_
         weighted = MajorityVote(ties=self.ties, seed=self.seed).fit(data, skills=self.skills_)
         self.labels_, self.probas_ = weighted.labels_, weighted.probas_
+        self.degenerate_ = mv.degenerate_
         return self
 
     def fit_predict(self, data: pd.DataFrame) -> pd.Series:
@@ -201,18 +209,21 @@ class DawidSkene:
     `loss_history_`, `n_iter_`.
     """
 
-    def __init__(self, n_iter: int = 100, tol: float = 1e-5, alpha: float = 0.0):
+    def __init__(self, n_iter: int = 100, tol: float = 1e-5, alpha: float = 0.0, dropna: bool = False,
+                 duplicates: str = "error"):
         if alpha < 0:
             raise ValueError(f"alpha (Dirichlet pseudo-counts) must be >= 0, got {alpha}")
         self.n_iter = n_iter
         self.tol = tol
         self.alpha = alpha
+        self.dropna = dropna
+        self.duplicates = duplicates
 
     # -- building blocks shared with OneCoinDawidSkene
     def _prepare(self, data):
-        c = _codes(data)
+        c = _codes(data, self.dropna, self.duplicates)
         if c.K < 2:
-            raise ValueError(f"aggregation needs at least two distinct labels; all are {c.labels[0]!r}")
+            return c, None, None, None
         wl = c.w * c.K + c.l
         # St[t, (w, l)] = number of times worker w gave label l on task t. The E-step is St @ log E
         # (CSR, rows = tasks); the M-step is St.T @ p, a CSC product that walks tasks in order and
@@ -253,6 +264,12 @@ class DawidSkene:
         """Fit by EM. `true_labels`: optional gold Series indexed by task."""
         c, S, St, present = self._prepare(data)
         gold = self._gold(c, true_labels)
+        if S is None:  # one label in all: crowd-kit returns it; so do we, with the reason
+            ones = np.ones((c.W, 1, 1))
+            self._store(c, np.ones((c.T, 1)), np.ones(1), ones, np.ones((c.W, 1), bool), [])
+            self.degenerate_ = _unanimous(c)
+            return self
+        self.degenerate_ = ""
         votes = _vote_matrix(c)
         p = self._clamp(votes / votes.sum(1, keepdims=True), gold)
         priors = p.mean(0)
@@ -322,7 +339,7 @@ class DawidSkene:
         """
         if not hasattr(self, "confusions_"):
             raise ValueError("fit the model before predict_proba")
-        c = _codes(data)
+        c = _codes(data, self.dropna, self.duplicates)
         labels = self.priors_.index
         l = labels.get_indexer(c.labels)[c.l]
         if (l < 0).any():
@@ -362,7 +379,8 @@ class OneCoinDawidSkene(DawidSkene):
 
     def fit(self, data: pd.DataFrame, true_labels: pd.Series | None = None) -> "OneCoinDawidSkene":
         super().fit(data, true_labels)
-        self.skills_ = pd.Series(self._skills, index=self.skills_.index, name="skill")
+        if not self.degenerate_:
+            self.skills_ = pd.Series(self._skills, index=self.skills_.index, name="skill")
         return self
 
 
@@ -380,7 +398,10 @@ class GLAD:
 
     def __init__(self, n_iter: int = 100, tol: float = 1e-5, labels_priors: pd.Series | None = None,
                  alphas_priors_mean: pd.Series | None = None, betas_priors_mean: pd.Series | None = None,
-                 m_step_max_iter: int = 25, m_step_tol: float = 1e-2):
+                 m_step_max_iter: int = 25, m_step_tol: float = 1e-2, dropna: bool = False,
+                 duplicates: str = "error"):
+        self.dropna = dropna
+        self.duplicates = duplicates
         self.n_iter = n_iter
         self.tol = tol
         self.labels_priors = labels_priors
@@ -395,9 +416,17 @@ class GLAD:
         return np.log1p(np.exp(x * (1 - mask))) * (1 - mask) + x * (x > limit)
 
     def fit(self, data: pd.DataFrame) -> "GLAD":
-        c = _codes(data)
-        if c.K < 2:
-            raise ValueError(f"GLAD needs at least two distinct labels; all are {c.labels[0]!r}")
+        c = _codes(data, self.dropna, self.duplicates)
+        self.degenerate_ = _unanimous(c) if c.K < 2 else ""
+        if c.K < 2:  # one label in all: return it, as crowd-kit does
+            self.probas_ = _proba_frame(np.ones((c.T, 1)), c)
+            self.labels_ = pd.Series(c.labels.to_numpy()[np.zeros(c.T, int)], index=c.tasks, name="agg_label")
+            self.alphas_ = pd.Series(np.ones(c.W), index=c.workers, name="alpha")
+            self.betas_ = pd.Series(np.ones(c.T), index=c.tasks, name="beta")
+            self.skills_ = self.alphas_.rename("skill")
+            self.priors_ = pd.Series([1.0], index=c.labels, name="prior")
+            self.loss_history_, self.n_iter_ = [], 0
+            return self
         K, W, T = c.K, c.W, c.T
         log_k1 = np.log(K - 1)
         if self.labels_priors is None:

@@ -15,6 +15,7 @@ silent default: pass `level=`, or let it be inferred from the frame's `kind`/`it
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Iterable, Sequence
 
@@ -22,8 +23,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from ._bootstrap import Estimate, bootstrap
+from ._bootstrap import UNRELIABLE_SHARE, Estimate, bootstrap
 from .frames import JudgmentFrameError, unit_columns
+from .validation import prepare_judgments
 
 LEVELS = ("nominal", "ordinal", "interval", "ratio")
 
@@ -259,14 +261,56 @@ def _by_cluster(coded: _Coded, keep: np.ndarray, stats: dict) -> dict:
     return out
 
 
-def _estimate(name, stat, stats, coded, keep, *, n_boot, seed, confidence, level=None, extra=None):
+def _estimate(name, stat, stats, coded, keep, *, n_boot, seed, confidence, ci="percentile", level=None,
+              extra=None):
     stats = _by_cluster(coded, keep, stats)
-    value, lo, hi, _ = bootstrap(stat, stats, n_boot=n_boot, seed=seed, confidence=confidence)
+    value, lo, hi, boots = bootstrap(stat, stats, n_boot=n_boot, seed=seed, confidence=confidence, method=ci)
     n_judg = int(coded.counts[keep].sum())
+    n_undef = int(np.isnan(boots).sum())
+    unreliable = n_boot > 0 and n_undef > UNRELIABLE_SHARE * n_boot
+    reason = ""
+    if unreliable:
+        reason = (f"{n_undef} of {n_boot} bootstrap resamples were undefined and are left out: "
+                  "the interval is unreliable")
+    if not np.isfinite(value):
+        reason = "the statistic is undefined on these data"
     return Estimate(statistic=name, value=value, ci_low=lo, ci_high=hi, n_units=int(keep.sum()),
                     n_raters=coded.raters_in(keep),
                     n_judgments=n_judg, confidence=confidence, n_boot=n_boot, level=level,
-                    extra=extra or {})
+                    extra=extra or {}, reason=reason, n_boot_undefined=n_undef, ci_unreliable=unreliable,
+                    ci_method=ci)
+
+
+class _Undefined(ValueError):
+    """The statistic is undefined on these data; the message says why. Public functions turn it
+    into an `Estimate` with value NaN and this `reason`."""
+
+
+def _every_rating(domain) -> str:
+    return f"every rating is {domain[0]!r}"
+
+
+def _statistic(name: str):
+    """Run the validation step (`analysis.validation.prepare_judgments`) on frame input and
+    turn `_Undefined` into a NaN `Estimate` with its reason. Adds the keyword arguments
+    `dropna=False` and `duplicates="error"` to the wrapped function."""
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(data, *args, dropna: bool = False, duplicates: str = "error", **kw):
+            if isinstance(data, pd.DataFrame):
+                data = prepare_judgments(data, dropna=dropna, duplicates=duplicates)
+                n_judg = len(data)
+            else:
+                arr = np.asarray(data)
+                n_judg = int(pd.notna(pd.DataFrame(arr)).to_numpy().sum()) if arr.ndim == 2 else 0
+            try:
+                return fn(data, *args, **kw)
+            except _Undefined as exc:
+                return Estimate(statistic=name, value=float("nan"), n_judgments=n_judg,
+                                confidence=kw.get("confidence", 0.95), n_boot=kw.get("n_boot", 1000),
+                                reason=str(exc))
+        return wrapper
+    return deco
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -279,13 +323,14 @@ def _pairwise_units(data, cluster):
     m = c.sum(1)
     keep = m >= 2
     if not keep.any():
-        raise ValueError("no unit has two or more ratings")
+        raise _Undefined("no unit has two or more ratings")
     ck, mk = c[keep], m[keep]
     return coded, keep, ck, mk, (ck * (ck - 1)).sum(1) / (mk * (mk - 1))
 
 
+@_statistic("percent_agreement")
 def percent_agreement(data, *, n_boot: int = 1000, seed=0, confidence: float = 0.95,
-                      cluster: str | None = "task") -> Estimate:
+                      ci: str = "percentile", cluster: str | None = "task") -> Estimate:
     """Observed agreement: the share of agreeing rater pairs within a unit, averaged over
     units with >= 2 ratings (Fleiss' P-bar). Labels compared as nominal.
 
@@ -297,24 +342,58 @@ def percent_agreement(data, *, n_boot: int = 1000, seed=0, confidence: float = 0
     coded, keep, _, _, p_u = _pairwise_units(data, cluster)
     stat = lambda s: s["p"] / s["one"]  # noqa: E731
     return _estimate("percent_agreement", stat, {"p": p_u, "one": np.ones_like(p_u)}, coded, keep,
-                     n_boot=n_boot, seed=seed, confidence=confidence, level="nominal")
+                     n_boot=n_boot, seed=seed, confidence=confidence, ci=ci, level="nominal")
 
 
-def fleiss_kappa(data, *, n_boot: int = 1000, seed=0, confidence: float = 0.95,
-                 cluster: str | None = "task") -> Estimate:
-    """Fleiss' kappa (1971) over units with >= 2 ratings. With a varying number of ratings
-    per unit, P_i uses each unit's own count and p_j pools all ratings (equal counts give the
-    textbook formula, identical to `statsmodels.stats.inter_rater.fleiss_kappa`)."""
-    coded, keep, ck, mk, p_u = _pairwise_units(data, cluster)
+@_statistic("fleiss_kappa")
+def fleiss_kappa(data, *, marginals: str = "pooled", n_boot: int = 1000, seed=0, confidence: float = 0.95,
+                 ci: str = "percentile", cluster: str | None = "task") -> Estimate:
+    """Fleiss' kappa (1971) for many raters, with a varying number of ratings per unit.
+
+    Observed agreement P-bar is the mean over units with >= 2 ratings of each unit's share of
+    agreeing rater pairs (its own count m_u). Chance agreement sum_j p_j^2 takes the category
+    shares p_j from one of two definitions, identical when every unit has the same count
+    (then both equal `statsmodels.stats.inter_rater.fleiss_kappa`):
+
+    - `marginals="pooled"` (default): p_j = ratings of category j / all ratings, pooled over the
+      units with >= 2 ratings (single-rated units carry no pair and are left out entirely);
+    - `marginals="gwet"`: p_j = the mean over *every* rated unit (single-rated ones too) of the
+      unit's share of category j: Gwet's generalisation, irrCAC's `CAC.fleiss`.
+
+    Undefined (NaN with the reason) when no unit has two ratings or every rating is the same.
+    """
+    if marginals not in ("pooled", "gwet"):
+        raise ValueError(f"marginals must be 'pooled' or 'gwet', got {marginals!r}")
+    coded = _encode(data, "nominal", cluster=cluster)
+    c = coded.counts
+    m = c.sum(1)
+    if not (m >= 2).any():
+        raise _Undefined("no unit has two or more ratings")
+    if c.shape[1] < 2:
+        raise _Undefined(f"{_every_rating(coded.domain)}: chance agreement is 1, kappa is 0/0")
+    keep = m >= (2 if marginals == "pooled" else 1)
+    ck, mk = c[keep], m[keep]
+    two = mk >= 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_u = np.where(two, (ck * (ck - 1)).sum(1) / (mk * (mk - 1)), 0.0)
+    if marginals == "pooled":
+        stats = {"p": p_u, "two": two.astype(float), "c": ck, "m": mk}
+
+        def shares(s):
+            return s["c"] / s["m"][:, None]
+    else:
+        stats = {"p": p_u, "two": two.astype(float), "pi": ck / mk[:, None], "one": np.ones(len(mk))}
+
+        def shares(s):
+            return s["pi"] / s["one"][:, None]
 
     def stat(s):
-        p_bar = s["p"] / s["one"]
-        p_j = s["c"] / s["m"][:, None]
-        p_e = (p_j ** 2).sum(1)
+        p_bar = s["p"] / s["two"]
+        p_e = (shares(s) ** 2).sum(1)
         return (p_bar - p_e) / (1 - p_e)
 
-    return _estimate("fleiss_kappa", stat, {"p": p_u, "one": np.ones_like(p_u), "c": ck, "m": mk},
-                     coded, keep, n_boot=n_boot, seed=seed, confidence=confidence, level="nominal")
+    return _estimate("fleiss_kappa", stat, stats, coded, keep, n_boot=n_boot, seed=seed, confidence=confidence,
+                     ci=ci, level="nominal", extra={"marginals": marginals})
 
 
 def _kappa_weights(k: int, weights) -> np.ndarray:
@@ -334,8 +413,9 @@ def _kappa_weights(k: int, weights) -> np.ndarray:
     return w
 
 
+@_statistic("cohen_kappa")
 def cohen_kappa(data, raters: Sequence[str] | str | None = None, *, weights=None, categories=None,
-                min_overlap: int = 2, n_boot: int = 1000, seed=0, confidence: float = 0.95,
+                min_overlap: int = 2, n_boot: int = 1000, seed=0, confidence: float = 0.95, ci: str = "percentile",
                 cluster: str | None = "task") -> Estimate:
     """Cohen's kappa between two raters (unweighted, `weights="linear"` or `"quadratic"`).
 
@@ -388,7 +468,9 @@ def cohen_kappa(data, raters: Sequence[str] | str | None = None, *, weights=None
         cols_.append(len(used) * K * K + grid[both, i] * K + grid[both, j])
         used.append((i, j))
     if not used:
-        raise ValueError(f"no pair of raters shares >= {min_overlap} units")
+        raise _Undefined(f"no pair of raters shares >= {min_overlap} units")
+    if K < 2:
+        raise _Undefined(f"{_every_rating(coded.domain)}: chance agreement is 1, kappa is 0/0")
     # one block of K*K contingency cells per rater pair; COO -> CSR sums duplicates
     table = sparse.csr_matrix((np.ones(sum(len(r) for r in rows_)),
                                (np.concatenate(rows_), np.concatenate(cols_))),
@@ -407,7 +489,7 @@ def cohen_kappa(data, raters: Sequence[str] | str | None = None, *, weights=None
 
     name = "cohen_kappa" if len(used) == 1 else "light_kappa"
     return _estimate(name, stat, {"t": table[keep]}, coded, keep, n_boot=n_boot, seed=seed,
-                     confidence=confidence, level="nominal" if weights is None else "ordinal",
+                     confidence=confidence, ci=ci, level="nominal" if weights is None else "ordinal",
                      extra={"pairs": len(used), "weights": weights if isinstance(weights, str) or weights is None else "custom"})
 
 
@@ -416,8 +498,10 @@ def _matrix_to_frame(matrix: np.ndarray) -> pd.DataFrame:
     return from_matrix(matrix)
 
 
+@_statistic("krippendorff_alpha")
 def krippendorff_alpha(data, level: str | None = None, *, categories=None, n_boot: int = 1000,
-                       seed=0, confidence: float = 0.95, cluster: str | None = "task") -> Estimate:
+                       seed=0, confidence: float = 0.95, ci: str = "percentile",
+                       cluster: str | None = "task") -> Estimate:
     """Krippendorff's alpha from the coincidence matrix, any number of raters, missing data.
 
     Args:
@@ -440,10 +524,9 @@ def krippendorff_alpha(data, level: str | None = None, *, categories=None, n_boo
     m = c.sum(1)
     keep = m >= 2
     if not keep.any():
-        raise ValueError("Krippendorff's alpha needs at least one unit with two or more ratings")
+        raise _Undefined("no unit has two or more ratings")
     if len(coded.domain) < 2:
-        raise ValueError(f"Krippendorff's alpha needs at least two distinct values; all labels are "
-                         f"{coded.domain[0]!r}")
+        raise _Undefined(f"{_every_rating(coded.domain)}: expected disagreement is 0, alpha is 0/0")
     ck, inv = c[keep], 1.0 / (m[keep] - 1)
     dom = np.asarray(coded.domain, dtype=float) if level in ("interval", "ratio") else None
     if level == "ordinal":
@@ -475,7 +558,7 @@ def krippendorff_alpha(data, level: str | None = None, *, categories=None, n_boo
             return 1 - (N - 1) * s["do"] / np.einsum("bi,ij,bj->b", n, d, n)
 
     return _estimate("krippendorff_alpha", stat, stats, coded, keep, n_boot=n_boot, seed=seed,
-                     confidence=confidence, level=level)
+                     confidence=confidence, ci=ci, level=level)
 
 
 def _ordinal_delta(n: np.ndarray) -> np.ndarray:
@@ -509,8 +592,9 @@ def gwet_weights(categories: Sequence, kind: str = "identity") -> np.ndarray:
     raise ValueError(f"unknown weights {kind!r}; use identity|linear|quadratic or a matrix")
 
 
+@_statistic("gwet_ac2")
 def gwet_ac2(data, weights="quadratic", *, categories=None, n_boot: int = 1000, seed=0,
-             confidence: float = 0.95, cluster: str | None = "task") -> Estimate:
+             confidence: float = 0.95, ci: str = "percentile", cluster: str | None = "task") -> Estimate:
     """Gwet's AC2 (weighted AC1) for any number of raters with missing ratings (Gwet 2014,
     same formulas as irrCAC's `CAC.gwet`).
 
@@ -533,7 +617,8 @@ def gwet_ac2(data, weights="quadratic", *, categories=None, n_boot: int = 1000, 
     coded = _encode(data, "nominal", categories, cluster=cluster)
     q = len(categories)
     if q < 2:
-        raise ValueError("Gwet's AC needs at least two categories")
+        raise _Undefined(f"{_every_rating(categories)} and no other category is given (categories=): "
+                         "Gwet's chance agreement needs at least two")
     wm = gwet_weights(categories, weights) if isinstance(weights, str) else np.asarray(weights, float)
     if wm.shape != (q, q):
         raise ValueError(f"weights matrix must be {q}x{q}, got {wm.shape}")
@@ -555,16 +640,17 @@ def gwet_ac2(data, weights="quadratic", *, categories=None, n_boot: int = 1000, 
         return (pa - pe) / (1 - pe)
 
     name = "gwet_ac1" if isinstance(weights, str) and weights == "identity" else "gwet_ac2"
-    return _estimate(name, stat, stats, coded, keep, n_boot=n_boot, seed=seed, confidence=confidence,
+    return _estimate(name, stat, stats, coded, keep, n_boot=n_boot, seed=seed, confidence=confidence, ci=ci,
                      level="nominal" if name == "gwet_ac1" else "ordinal",
                      extra={"weights": weights if isinstance(weights, str) else "custom"})
 
 
+@_statistic("gwet_ac1")
 def gwet_ac1(data, *, categories=None, n_boot: int = 1000, seed=0, confidence: float = 0.95,
-             cluster: str | None = "task") -> Estimate:
+             ci: str = "percentile", cluster: str | None = "task") -> Estimate:
     """Gwet's AC1: `gwet_ac2` with identity weights (nominal labels)."""
-    return gwet_ac2(data, "identity", categories=categories, n_boot=n_boot, seed=seed,
-                    confidence=confidence, cluster=cluster)
+    return gwet_ac2.__wrapped__(data, "identity", categories=categories, n_boot=n_boot, seed=seed,
+                                confidence=confidence, ci=ci, cluster=cluster)
 
 
 STATISTICS = {
@@ -604,7 +690,7 @@ def agreement_by(frame: pd.DataFrame, by: str | Iterable[str], statistic: str = 
         try:
             est = fn(group, **kwargs)
             row.update(est.as_dict())
-            row["note"] = ""
+            row["note"] = est.reason
         except ValueError as exc:
             row.update({"statistic": statistic, "value": np.nan, "ci_low": np.nan, "ci_high": np.nan,
                         "n_units": 0, "n_judgments": len(group), "note": str(exc)})
@@ -646,7 +732,7 @@ def agreement_table(frame: pd.DataFrame, *, n_boot: int = 1000, seed=0,
             try:
                 est = STATISTICS[name](sub, n_boot=n_boot, seed=seed, confidence=confidence, **kw)
                 row.update(est.as_dict())
-                row["note"] = ""
+                row["note"] = est.reason
             except ValueError as exc:
                 row.update({"statistic": name, "level": level, "value": np.nan, "ci_low": np.nan,
                             "ci_high": np.nan, "n_units": 0, "n_judgments": len(sub), "note": str(exc)})

@@ -26,6 +26,7 @@ from scipy import stats as sps
 
 from ._bootstrap import Estimate, bootstrap
 from .agreement import krippendorff_alpha, percent_agreement
+from .validation import prepare_judgments
 from .frames import MODEL_PREFIX, attach_sheet_info, humans_only, is_model_worker, parse_geometry
 
 YES, NO, CANT_TELL = "yes", "no", "cant_tell"
@@ -459,7 +460,8 @@ def model_answers_from_sheets(sheets: dict, frame: pd.DataFrame, name: str | Non
 
 
 def model_vs_human(frame: pd.DataFrame, model: str | None = None, *, chance_corrected: bool = False,
-                   n_boot: int = 1000, seed=0, confidence: float = 0.95) -> dict:
+                   n_boot: int = 1000, seed=0, confidence: float = 0.95, dropna: bool = False,
+                   duplicates: str = "error") -> dict:
     """The model's agreement with the crowd against the human ceiling.
 
     Per unit (`task`[, `item`]) with the model's answer and >= 2 human answers:
@@ -475,7 +477,9 @@ def model_vs_human(frame: pd.DataFrame, model: str | None = None, *, chance_corr
     Returns:
         dict: `model_agreement`, `human_ceiling`, `ratio` (Estimates), `workers` (DataFrame:
         worker, n_units, loo_agreement, is_model; the model's place among people) and `model`.
+        `dropna`, `duplicates`: the validation step (`analysis.validation.prepare_judgments`).
     """
+    frame = prepare_judgments(frame, dropna=dropna, duplicates=duplicates)
     models = sorted(frame.loc[is_model_worker(frame["worker"]), "worker"].unique())
     if model is None:
         if len(models) != 1:

@@ -215,7 +215,7 @@ _ACC_GRID = (np.arange(200) + 0.5) / 200          # gold accuracy
 _KAPPA_GRID = np.linspace(-1.0, 1.0, 401)          # kappa against the consensus
 
 
-def worker_quality(frame: pd.DataFrame, *, gold_threshold: float | dict = 0.6, kappa_threshold: float | dict = 0.3,
+def worker_quality(frame: pd.DataFrame, *, gold_threshold: float | dict = 0.6, kappa_threshold: float | dict = 0.35,
                    confidence: float = 0.95, min_gold: int = 5, min_answers: int = 10,
                    prior: str | tuple[float, float] = "crowd", fast_ratio: float = 0.2,
                    max_labels: int = 10) -> pd.DataFrame:
@@ -228,7 +228,7 @@ def worker_quality(frame: pd.DataFrame, *, gold_threshold: float | dict = 0.6, k
         gold_threshold: accuracy on gold parts below which a worker is not acceptable (a float,
             or {kind: float} with 0.6 for kinds not named).
         kappa_threshold: kappa against the consensus below which the answers are taken to
-            ignore the item (float or {kind: float}, 0.3 for kinds not named).
+            ignore the item (float or {kind: float}, 0.35 for kinds not named).
         confidence: posterior probability a flag needs (0.95).
         min_gold / min_answers: fewest gold parts / consensus answers a test needs.
         prior: "crowd" (default): the prior of each worker's accuracy and kappa is the crowd's
@@ -262,7 +262,7 @@ def worker_quality(frame: pd.DataFrame, *, gold_threshold: float | dict = 0.6, k
         gp = parts[parts["kind"] == kind]
         _gold_columns(t, gp, _threshold_for(gold_threshold, kind, 0.6), prior, tail, min_gold, confidence)
         # consensus: leave-one-out Dawid-Skene, posterior of kappa on a grid
-        kthr = _threshold_for(kappa_threshold, kind, 0.3)
+        kthr = _threshold_for(kappa_threshold, kind, 0.35)
         t["kappa_threshold"] = kthr
         for col in ("consensus_n", "kappa", "kappa_low", "kappa_high", "p_kappa_below", "ds_skill"):
             t[col] = np.nan
@@ -359,7 +359,7 @@ def _all_kinds(frame, parts, pooled, gold_threshold, kappa_threshold, prior, tai
     t["n_answers"] = frame.groupby("worker").size().reindex(workers).fillna(0).astype(int)
     scalar = lambda v, d: d if isinstance(v, dict) else float(v)  # noqa: E731
     _gold_columns(t, parts, scalar(gold_threshold, 0.6), prior, tail, min_gold, confidence)
-    kthr = scalar(kappa_threshold, 0.3)
+    kthr = scalar(kappa_threshold, 0.35)
     t["kappa_threshold"] = kthr
     for col in ("consensus_n", "kappa", "kappa_low", "kappa_high", "p_kappa_below", "ds_skill"):
         t[col] = np.nan

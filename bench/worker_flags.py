@@ -1,6 +1,6 @@
 """Flag precision of the worker-quality model over simulated crowds.
 
-20 crowds (seeds 1000..1019), each with a different size (40..200 workers) and mix (spammers
+20 crowds (seeds 1000..1019; `--first-seed` for others), each with a different size (40..200 workers) and mix (spammers
 U(0, 30%), adversarial U(0, 5%), honest-but-weak U(10, 30%), the rest reliable;
 sim/crowd_judgments.py), two task kinds (rate_arguments with gold per argument, label),
 visits of 10 tasks with 2 gold. For each crowd, side by side:
@@ -67,18 +67,21 @@ def rates(flags: pd.Series, roster: pd.DataFrame) -> dict:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--crowds", type=int, default=20)
+    ap.add_argument("--first-seed", type=int, default=1000, help="crowd i uses seed first_seed + i")
+    ap.add_argument("--kappa-threshold", type=float, default=None, help="default: worker_quality's")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "worker_flags.json"))
     args = ap.parse_args()
     per_crowd, totals = [], {"quality": {}, "previous": {}}
     t0 = time.perf_counter()
     for i in range(args.crowds):
-        seed = 1000 + i
+        seed = args.first_seed + i
         rng = np.random.default_rng(seed)
         n_workers = int(rng.integers(40, 201))
         mix = random_mix(rng, max_spammers=0.3)
         frame, roster = simulate_judgments(n_workers, mix, seed=seed)
         t = time.perf_counter()
-        q = worker_flags(worker_quality(frame)).set_index("worker")
+        kw = {} if args.kappa_threshold is None else {"kappa_threshold": args.kappa_threshold}
+        q = worker_flags(worker_quality(frame, **kw)).set_index("worker")
         seconds = time.perf_counter() - t
         row = {"crowd": i, "seed": seed, "workers": n_workers, "judgments": len(frame),
                "mix": {k: round(v, 3) for k, v in mix.items()}, "seconds": round(seconds, 2),
