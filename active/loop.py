@@ -61,21 +61,19 @@ class LoopConfig:
 
 def predict_pool(predictor, pool, batch_size: int = 256) -> np.ndarray:
     """Predicted class ids `[N]` for every item of `pool`."""
-    from active.pool import make_loader
+    from active.pool import predict_classes
 
-    device = getattr(predictor, "device", torch.device("cpu"))
-    preds = [predictor(x)[0].argmax(1).cpu().numpy() for x, _ in make_loader(pool, np.arange(len(pool)), batch_size, 0, device)]
-    return np.concatenate(preds) if preds else np.zeros(0, np.int64)
+    return predict_classes(predictor, pool, batch_size)
 
 
 def evaluate_per_domain(predictor, test_pool, majority_domain: str | None, batch_size: int = 256) -> dict:
     """Per-domain report on the test pool (fields of `argus eval --json`)."""
+    from active.pool import pool_domains, pool_labels
     from training.evaluate import evaluate_predictions
 
     pred = predict_pool(predictor, test_pool, batch_size)
-    labels = np.asarray([test_pool.label(i) for i in range(len(test_pool))])
-    domains = [test_pool.domain(i) for i in range(len(test_pool))]
-    return evaluate_predictions(pred, labels, domains, test_pool.classes, majority_domain=majority_domain)
+    return evaluate_predictions(pred, pool_labels(test_pool), pool_domains(test_pool), test_pool.classes,
+                                majority_domain=majority_domain)
 
 
 class ActiveLoop:

@@ -12,6 +12,14 @@ the ground truth that only oracles and evaluation may read. Two kinds ship:
 strategy needs: one score per item for uncertainty strategies, embeddings (memory-mapped to disk
 above `memmap_min_bytes`) and probabilities for diversity strategies. It scores every candidate;
 subsampling the pool happens only when asked for (`subsample_candidates`) and is recorded.
+
+Fast path (the one that keeps a GPU busy): a pool that offers `uint8_images()` (a
+`ToyWorldPool` renders itself once into a memory-mapped uint8 shard cache,
+`training.image_cache`; a cached `ImageDataset` already holds its uint8 tensor) is read through
+`training.batches` -- the whole uint8 pool on the GPU when it fits (a batch is an index gather),
+else loader processes and pinned memory -- and a predictor that knows its input normalisation
+(`ModelPredictor(uint8_normalization=...)`) normalises on the device. Scores, and embeddings
+when they fit, stay on the device until the pass ends.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from active.strategies import PoolOutputs, Strategy, resolve_device
 
+MAX_CACHE_BYTES = 8 << 30
 DEFAULT_MEAN = (0.5, 0.5, 0.5)
 DEFAULT_STD = (0.25, 0.25, 0.25)
 
@@ -55,6 +64,9 @@ def pil_to_tensor(image, mean=DEFAULT_MEAN, std=DEFAULT_STD) -> torch.Tensor:
 class ToyWorldPool(Dataset):
     """A lazily rendered toy-world pool of `size` items (see module docstring).
 
+    `cache_images` (default: when the uint8 pool takes at most `MAX_CACHE_BYTES`): score and
+    train from a uint8 shard cache rendered once (`uint8_images`, in `cache_dir`, default
+    `$ARGUS_CACHE/images`); otherwise every access renders (no disk, any size).
     Item i renders toy-world index `offset + i`. `labels`/`domains` optionally fix the class and
     domain per item (used for a balanced test split); otherwise both are drawn from
     `(seed, index)` with the `domains` proportions (default: the training proportions).
@@ -63,7 +75,9 @@ class ToyWorldPool(Dataset):
 
     def __init__(self, size: int, seed: int = 0, image_size: int = 32, domains: dict | str | None = None,
                  offset: int | None = None, spurious: float = 0.0, labels: list[str] | None = None,
-                 fixed_domains: list[str] | None = None, mean=DEFAULT_MEAN, std=DEFAULT_STD, cache_size: int = 20000):
+                 fixed_domains: list[str] | None = None, mean=DEFAULT_MEAN, std=DEFAULT_STD, cache_size: int = 20000,
+                 cache_dir: str | os.PathLike | None = None, render_workers: int | None = None,
+                 cache_images: bool | None = None):
         from training import toyworld
 
         if size < 1:
@@ -81,6 +95,12 @@ class ToyWorldPool(Dataset):
         self.mean, self.std = mean, std
         self.cache_size = int(cache_size)
         self._cache: dict[int, tuple[torch.Tensor, int, str]] = {}
+        self.cache_dir = cache_dir
+        self.render_workers = render_workers
+        if cache_images is None:  # auto: cache pools up to MAX_CACHE_BYTES; bigger ones stay lazy (no disk)
+            cache_images = self.size * 3 * self.image_size**2 <= MAX_CACHE_BYTES
+        self.cache_images = bool(cache_images)
+        self._images = None  # the uint8 shard cache, once `uint8_images()` has built/opened it
 
     @classmethod
     def balanced_test(cls, n: int, seed: int = 0, image_size: int = 32, domains: dict | str | None = None, **kw):
@@ -94,6 +114,32 @@ class ToyWorldPool(Dataset):
 
     def __len__(self) -> int:
         return self.size
+
+    def _cache_folder(self) -> Path:
+        from training.image_cache import cache_key, cache_root
+
+        fixed = [None if v is None else cache_key(values=list(v)) for v in (self.fixed_labels, self.fixed_domains)]
+        key = cache_key(**self.describe(), fixed=fixed, renderer=1)
+        root = Path(self.cache_dir) if self.cache_dir is not None else cache_root()
+        return root / f"toyworld-{self.size}x{self.image_size}px-{key}"
+
+    def uint8_images(self, progress: bool = True):
+        """The whole pool rendered once into a uint8 shard cache (`training.image_cache.ImageCache`,
+        `[N, 3, S, S]`, with `label` and `domain` columns); later calls, later runs and other
+        processes with the same pool reuse it. Rendering runs in `render_workers` processes
+        (default: every CPU, at most 16). None when the pool is not cached (`cache_images`)."""
+        if not self.cache_images:
+            return None
+        if self._images is None:
+            from training.image_cache import open_image_cache
+
+            workers = self.render_workers if self.render_workers is not None else min(os.cpu_count() or 1, 16)
+            filler = _RenderToyWorld(self.offset, self.seed, self.image_size, self.domains, self.spurious,
+                                     self.fixed_labels, self.fixed_domains)
+            self._images = open_image_cache(self._cache_folder(), self.size, self.image_size, filler, workers=workers,
+                                            progress=progress, desc=f"rendering pool ({self.size} items)",
+                                            meta=self.describe())
+        return self._images
 
     def _render(self, index: int):
         from training.toyworld import render_sample
@@ -113,18 +159,53 @@ class ToyWorldPool(Dataset):
         return item
 
     def __getitem__(self, index: int):
+        if self._images is not None:
+            from training.datasets import normalize_uint8
+
+            x = normalize_uint8(self._images[int(index)][None], self.mean, self.std)[0]
+            return x, int(self._images.column("label")[int(index)])
         x, y, _ = self._render(int(index))
         return x, y
 
     def label(self, index: int) -> int:
+        if self._images is not None:
+            return int(self._images.column("label")[int(index)])
         return self._render(int(index))[1]
 
     def domain(self, index: int) -> str:
+        if self._images is not None:
+            return str(self._images.column("domain")[int(index)])
         return self._render(int(index))[2]
 
     def describe(self) -> dict:
         return {"kind": "toyworld", "size": self.size, "seed": self.seed, "image_size": self.image_size,
                 "domains": self.domains, "offset": self.offset, "spurious": self.spurious}
+
+
+class _RenderToyWorld:
+    """Picklable cache filler: pool items `[start, stop)` as uint8 `[n, 3, S, S]` plus their
+    `label` (class id) and `domain` columns."""
+
+    def __init__(self, offset, seed, image_size, domains, spurious, fixed_labels, fixed_domains):
+        self.offset, self.seed, self.image_size = offset, seed, image_size
+        self.domains, self.spurious = domains, spurious
+        self.fixed_labels, self.fixed_domains = fixed_labels, fixed_domains
+
+    def __call__(self, start: int, stop: int):
+        from training.toyworld import CLASSES, render_sample
+
+        index = {c: i for i, c in enumerate(CLASSES)}
+        images, labels, domains = [], [], []
+        for i in range(start, stop):
+            image, label, domain, _mask, _meta = render_sample(
+                self.offset + i, self.seed, image_size=self.image_size, domains=self.domains, spurious=self.spurious,
+                label=None if self.fixed_labels is None else self.fixed_labels[i],
+                domain=None if self.fixed_domains is None else self.fixed_domains[i])
+            images.append(np.asarray(image, dtype=np.uint8))
+            labels.append(index[label])
+            domains.append(domain)
+        arr = np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2))
+        return arr, {"label": np.asarray(labels, np.int64), "domain": np.asarray(domains, dtype="<U32")}
 
 
 class DatasetPool(Dataset):
@@ -152,8 +233,47 @@ class DatasetPool(Dataset):
     def domain(self, index: int) -> str:
         return "" if self.domains is None else self.domains[int(index)]
 
+    def uint8_images(self, progress: bool = True):
+        """The dataset's decoded uint8 images when it keeps them (a cached `ImageDataset`), else None."""
+        return getattr(self.dataset, "_images", None)
+
     def describe(self) -> dict:
         return {"kind": type(self.dataset).__name__, "size": len(self)}
+
+
+def pool_labels(pool) -> np.ndarray:
+    """Ground-truth class ids of every pool item `[N]` (from the cache's column when there is one)."""
+    images = getattr(pool, "_images", None)
+    if images is not None and hasattr(images, "column"):
+        return np.asarray(images.column("label"), np.int64)
+    if isinstance(pool, DatasetPool) and hasattr(pool.dataset, "targets"):
+        return torch.as_tensor(pool.dataset.targets).numpy().astype(np.int64)
+    return np.asarray([pool.label(i) for i in range(len(pool))], np.int64)
+
+
+def pool_domains(pool) -> list[str]:
+    """Domain of every pool item (evaluation and reports only)."""
+    images = getattr(pool, "_images", None)
+    if images is not None and hasattr(images, "column"):
+        return [str(d) for d in images.column("domain")]
+    return [pool.domain(i) for i in range(len(pool))]
+
+
+def batch_source(pool, device: torch.device, progress: bool = True, placement: str = "auto", workers: int = 4):
+    """The pool's uint8 images as a `training.batches` source on `device` (kept on the pool
+    object, so the GPU copy is made once per process), or None when the pool has no uint8 form."""
+    if not hasattr(pool, "uint8_images"):
+        return None
+    sources = pool.__dict__.setdefault("_batch_sources", {})
+    key = (str(device), placement)
+    if key not in sources:
+        from training.batches import make_batches
+
+        images = pool.uint8_images(progress=progress)
+        if images is None:
+            return None
+        sources[key] = make_batches(images, None, device, placement, workers=workers)
+    return sources[key]
 
 
 class _Indexed(Dataset):
@@ -201,8 +321,12 @@ class ModelPredictor:
     """
 
     def __init__(self, model: nn.Module, device="auto", amp: bool = True, renormalize=None,
-                 class_map: list[int] | None = None, num_classes: int | None = None):
+                 class_map: list[int] | None = None, num_classes: int | None = None,
+                 uint8_normalization: tuple | None = None, amp_dtype: str = "float16"):
         self.device = resolve_device(device)
+        # (mean, std) of the model's input: lets the scorer feed uint8 batches normalised on the device
+        self.uint8_normalization = uint8_normalization
+        self.amp_dtype = torch.bfloat16 if amp_dtype == "bfloat16" else torch.float16
         self.model = model.to(self.device).eval()
         self.amp = bool(amp) and self.device.type == "cuda"
         self.split = hasattr(model, "forward_features") and isinstance(getattr(model, "fc", None), nn.Linear)
@@ -227,11 +351,27 @@ class ModelPredictor:
         return full
 
     def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.float16) if self.amp else torch.autocast("cpu", enabled=False)
+        return torch.autocast("cuda", dtype=self.amp_dtype) if self.amp else torch.autocast("cpu", enabled=False)
+
+    def from_uint8(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 `[B, 3, H, W]` (on the device) -> the model's normalised float input."""
+        from training.batches import prepare_batch
+
+        if self.uint8_normalization is None:
+            raise ValueError("this predictor does not know its input normalisation (uint8_normalization)")
+        mean, std = self.uint8_normalization
+        return prepare_batch(x.to(self.device, non_blocking=True), mean, std, channels_last=self.device.type == "cuda")
+
+    @torch.no_grad()
+    def predict_uint8(self, x: torch.Tensor):
+        """`(probs [B, K], features [B, D] | None)` for a uint8 batch, normalised on the device."""
+        return self._forward(self.from_uint8(x))
 
     @torch.no_grad()
     def __call__(self, x):
-        x = self._input(x)
+        return self._forward(self._input(x))
+
+    def _forward(self, x):
         with self._autocast():
             if self.split:
                 feats = self.model.forward_features(x)
@@ -249,10 +389,11 @@ class ModelPredictor:
         return ps[0]
 
     @torch.no_grad()
-    def mc_probs(self, x, samples: int) -> torch.Tensor:
-        """`[T, B, K]` softmax outputs with dropout active (batch norm stays in eval mode)."""
+    def mc_probs(self, x, samples: int, uint8: bool = False) -> torch.Tensor:
+        """`[T, B, K]` softmax outputs with dropout active (batch norm stays in eval mode);
+        `uint8=True` takes a uint8 batch (normalised like `predict_uint8`)."""
         p = self._dropout_p()
-        x = self._input(x)
+        x = self.from_uint8(x) if uint8 else self._input(x)
         head_only = self.split and not any(isinstance(m, nn.Dropout) and m.p > 0
                                            for m in self.model.modules() if m is not getattr(self.model, "dropout", None))
         with self._autocast():
@@ -291,12 +432,14 @@ def make_loader(pool, indices: np.ndarray, batch_size: int, num_workers: int, de
 def score_pool(predictor: Callable, pool, strategy: Strategy, candidates: np.ndarray | None = None,
                labelled: np.ndarray | None = None, batch_size: int = 256, num_workers: int = 0,
                work_dir: str | os.PathLike | None = None, memmap_min_bytes: int = 1 << 30,
-               progress: bool = True, desc: str = "scoring pool") -> PoolOutputs:
+               progress: bool = True, desc: str = "scoring pool", device_max_bytes: int = 2 << 30) -> PoolOutputs:
     """Stream `candidates` (pool indices, default: all) through `predictor`; keep what `strategy` needs.
 
     Returns `PoolOutputs` aligned with `candidates` (sorted ascending). For `coreset`, the
     embeddings of `labelled` items are computed too (initial centers). Every candidate is scored.
-    `info` records item counts and seconds spent.
+    `info` records item counts, seconds spent and the data path. With a uint8 pool and a
+    predictor that knows its normalisation, the fast path runs (module docstring); embeddings
+    and probabilities up to `device_max_bytes` then stay on the device during the pass.
     """
     from tqdm.auto import tqdm
 
@@ -307,6 +450,13 @@ def score_pool(predictor: Callable, pool, strategy: Strategy, candidates: np.nda
     t0 = time.perf_counter()
     if not needs:
         out.info["seconds"] = 0.0
+        return out
+    source = batch_source(pool, device, progress) if getattr(predictor, "uint8_normalization", None) is not None else None
+    if source is not None:
+        _score_uint8(predictor, source, strategy, cand, labelled, batch_size, out, work_dir, memmap_min_bytes,
+                     device_max_bytes, progress, desc)
+        out.info["seconds"] = time.perf_counter() - t0
+        out.info["data_path"] = f"uint8 {source.placement}"
         return out
     scores = np.zeros(len(cand), dtype=np.float32) if "scores" in needs else None
     emb = probs = None
@@ -337,3 +487,84 @@ def score_pool(predictor: Callable, pool, strategy: Strategy, candidates: np.nda
         out.labelled_embeddings = np.concatenate(chunks)
     out.info["seconds"] = time.perf_counter() - t0
     return out
+
+
+def _device_or_host(n: int, d: int, device, device_max_bytes: int, work_dir, name: str, memmap_min_bytes: int):
+    if n * d * 4 <= device_max_bytes:
+        return torch.empty((n, d), dtype=torch.float32, device=device)
+    return _store(n, d, work_dir, name, memmap_min_bytes)
+
+
+def _to_numpy(a):
+    return a.cpu().numpy() if torch.is_tensor(a) else a
+
+
+def _put(store, lo: int, hi: int, value: torch.Tensor):
+    if torch.is_tensor(store):
+        store[lo:hi] = value
+    else:
+        store[lo:hi] = value.cpu().numpy()
+
+
+@torch.no_grad()
+def _score_uint8(predictor, source, strategy: Strategy, cand: np.ndarray, labelled, batch_size: int, out: PoolOutputs,
+                 work_dir, memmap_min_bytes: int, device_max_bytes: int, progress: bool, desc: str) -> None:
+    """The fast path of `score_pool`: uint8 batches from `source`, results kept on the device."""
+    from tqdm.auto import tqdm
+
+    needs, device = strategy.needs, source.device
+    n = len(cand)
+    scores = torch.empty(n, dtype=torch.float32, device=device) if "scores" in needs else None
+    emb = probs = None
+    lo = 0
+    with tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False) as bar:
+        for _idx, xb, _ in source.batches(torch.from_numpy(cand), batch_size):
+            hi = lo + len(xb)
+            p, f = predictor.predict_uint8(xb)
+            if scores is not None:
+                mc = predictor.mc_probs(xb, strategy.mc_samples, uint8=True) if strategy.mc_samples else None
+                scores[lo:hi] = strategy.score_batch(p, mc).float()
+            if "embeddings" in needs:
+                if f is None:
+                    raise ValueError(f"strategy {strategy.name!r} needs features; the predictor returned none")
+                if emb is None:
+                    emb = _device_or_host(n, f.shape[1], device, device_max_bytes, work_dir, "embeddings", memmap_min_bytes)
+                _put(emb, lo, hi, f)
+            if "probs" in needs:
+                if probs is None:
+                    probs = _device_or_host(n, p.shape[1], device, device_max_bytes, work_dir, "probs", memmap_min_bytes)
+                _put(probs, lo, hi, p)
+            lo = hi
+            bar.update(len(xb))
+    out.scores = None if scores is None else scores.cpu().numpy()
+    out.embeddings, out.probs = _to_numpy(emb), _to_numpy(probs)
+    if "embeddings" in needs and labelled is not None and len(labelled):
+        lab = torch.from_numpy(np.sort(np.asarray(labelled, dtype=np.int64)))
+        chunks = [predictor.predict_uint8(xb)[1] for _i, xb, _ in source.batches(lab, batch_size)]
+        out.labelled_embeddings = torch.cat(chunks).cpu().numpy()
+
+
+@torch.no_grad()
+def predict_classes(predictor, pool, batch_size: int = 256, progress: bool = False) -> np.ndarray:
+    """Predicted class ids `[N]` for every pool item (fast path when the pool has uint8 images)."""
+    device = getattr(predictor, "device", torch.device("cpu"))
+    source = batch_source(pool, device, progress) if getattr(predictor, "uint8_normalization", None) is not None else None
+    if source is not None:
+        preds = [predictor.predict_uint8(xb)[0].argmax(1) for _i, xb, _ in
+                 source.batches(torch.arange(len(pool)), batch_size)]
+        return torch.cat(preds).cpu().numpy() if preds else np.zeros(0, np.int64)
+    preds = [predictor(x)[0].argmax(1).cpu().numpy() for x, _ in make_loader(pool, np.arange(len(pool)), batch_size, 0, device)]
+    return np.concatenate(preds) if preds else np.zeros(0, np.int64)
+
+
+def gather_uint8(pool, indices, device) -> torch.Tensor:
+    """uint8 images `[L, 3, S, S]` of pool items `indices`, on `device` (for training on them)."""
+    source = batch_source(pool, torch.device(device), progress=False)
+    if source is None:
+        raise ValueError(f"{type(pool).__name__} has no uint8 images")
+    idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+    if source.placement == "device":
+        return source.images[idx.to(source.device)]
+    images = source.images
+    x = torch.from_numpy(images.gather(idx.numpy())) if hasattr(images, "gather") else torch.as_tensor(images)[idx]
+    return x.to(device)

@@ -51,6 +51,8 @@ class Augment:
     def apply(x: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
         """Shift/mirror images `x [B, C, H, W]` (any dtype) by `draws [3, B]` on x's device."""
         b, c, h, w = x.shape
+        if x.device.type == "cuda" and not draws.is_cuda:
+            draws = draws.pin_memory()  # a pageable host->GPU copy would wait for the GPU
         draws = draws.to(x.device, non_blocking=True)
         dy, dx, flip = draws[0], draws[1], draws[2].bool()
         iy = (torch.arange(h, device=x.device)[None, :] + dy[:, None]).clamp_(0, h - 1)

@@ -410,10 +410,23 @@ def load_split_uint8(info: DatasetInfo, split: str, image_size: int, workers: in
     return torch.from_numpy(images)
 
 
+_NORM_CONSTANTS: dict = {}
+
+
+def _norm_constants(mean, std, device: torch.device):
+    # made once per (mean, std, device): a fresh host->GPU copy per batch would block the host
+    key = (tuple(float(m) for m in mean), tuple(float(s) for s in std), str(device))
+    if key not in _NORM_CONSTANTS:
+        if len(_NORM_CONSTANTS) > 64:
+            _NORM_CONSTANTS.clear()
+        _NORM_CONSTANTS[key] = (torch.tensor(key[0], dtype=torch.float32, device=device).view(1, -1, 1, 1),
+                                torch.tensor(key[1], dtype=torch.float32, device=device).view(1, -1, 1, 1))
+    return _NORM_CONSTANTS[key]
+
+
 def normalize_uint8(batch: torch.Tensor, mean, std) -> torch.Tensor:
     """uint8 `[B, 3, H, W]` -> float32 normalised `(x/255 - mean) / std`."""
-    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=batch.device).view(1, -1, 1, 1)
-    std_t = torch.as_tensor(std, dtype=torch.float32, device=batch.device).view(1, -1, 1, 1)
+    mean_t, std_t = _norm_constants(mean, std, batch.device)
     return (batch.float().div_(255.0) - mean_t) / std_t
 
 

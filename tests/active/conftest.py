@@ -12,6 +12,12 @@ from torch.utils.data import TensorDataset
 from active.pool import DatasetPool
 
 
+@pytest.fixture(autouse=True)
+def _image_cache_in_tmp(tmp_path_factory, monkeypatch):
+    # pools render into $ARGUS_CACHE: keep the tests' caches out of the home folder
+    monkeypatch.setenv("ARGUS_CACHE", str(tmp_path_factory.getbasetemp() / "argus-cache"))
+
+
 @pytest.fixture
 def blob_pool():
     """60 items, 3 classes, 2 domains (48 'a' / 12 'b'), images = class-coloured noise [3,4,4]."""
