@@ -574,3 +574,55 @@ def worker_table(data: pd.DataFrame, model: DawidSkene | None = None, *, spammer
         out["gold_accuracy"] = np.nan
     out["is_spammer"] = (out["spammer_score"] < spammer_threshold) & (out["n_judgments"] >= min_judgments)
     return out.sort_values("skill").reset_index(drop=True)
+
+
+def confusion_table(model: DawidSkene) -> pd.DataFrame:
+    """A fitted Dawid-Skene model's worker confusion matrices as a tidy table (one row per
+    worker, true label and observed label), ready for CSV: `worker, true_label,
+    observed_label, probability` = P(worker answers observed | truth is true)."""
+    E = np.asarray(model.confusions_)
+    W, K, _ = E.shape
+    labels = model.priors_.index.to_numpy()
+    w, obs, true = np.meshgrid(np.arange(W), np.arange(K), np.arange(K), indexing="ij")
+    return pd.DataFrame({"worker": model.skills_.index.to_numpy()[w.ravel()], "true_label": labels[true.ravel()],
+                         "observed_label": labels[obs.ravel()], "probability": E.ravel()}) \
+        .sort_values(["worker", "true_label", "observed_label"], kind="stable").reset_index(drop=True)
+
+
+def calibration_table(probas: pd.DataFrame, true_labels: pd.Series, n_bins: int = 10) -> tuple[pd.DataFrame, dict]:
+    """How well posteriors (an aggregator's `probas_`) are calibrated against known labels (gold).
+
+    Fit the model *without* those tasks' gold (`true_labels=` clamps them to 1): calibration on
+    clamped tasks means nothing.
+
+    Returns:
+        (bins, summary): per equal-width bin of the top posterior: `bin_low, bin_high, n,
+        mean_confidence, accuracy`; summary: `n`, `accuracy`, `ece` (expected calibration error,
+        sum over bins of n_b/n |accuracy_b - confidence_b|), `brier` (mean over tasks of
+        sum_k (p_k - 1[k = truth])^2), `log_loss` (mean -log p_truth, p clipped at 1e-15).
+    """
+    gold = pd.Series(true_labels)
+    common = probas.index.intersection(gold.index)
+    if not len(common):
+        raise ValueError("no task of true_labels has a posterior in probas")
+    p = probas.loc[common].to_numpy(float)
+    truth = probas.columns.get_indexer(gold.loc[common].to_numpy())
+    if (truth < 0).any():
+        bad = gold.loc[common].to_numpy()[truth < 0][0]
+        raise ValueError(f"true label {bad!r} is not a column of probas {list(probas.columns)}")
+    conf, pred = p.max(1), p.argmax(1)
+    hit = (pred == truth).astype(float)
+    edges = np.linspace(0, 1, n_bins + 1)
+    b = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+    n_b = np.bincount(b, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(b, weights=conf, minlength=n_bins) / n_b
+        acc = np.bincount(b, weights=hit, minlength=n_bins) / n_b
+    bins = pd.DataFrame({"bin_low": edges[:-1], "bin_high": edges[1:], "n": n_b, "mean_confidence": mean_conf,
+                         "accuracy": acc})
+    onehot = np.eye(p.shape[1])[truth]
+    summary = {"n": int(len(common)), "accuracy": float(hit.mean()),
+               "ece": float(np.nansum(n_b / len(common) * np.abs(acc - mean_conf))),
+               "brier": float(((p - onehot) ** 2).sum(1).mean()),
+               "log_loss": float(-np.log(np.clip(p[np.arange(len(p)), truth], 1e-15, 1)).mean())}
+    return bins, summary

@@ -742,3 +742,178 @@ def agreement_table(frame: pd.DataFrame, *, n_boot: int = 1000, seed=0,
             "n_judgments", "note"]
     out = pd.DataFrame(rows, columns=cols)
     return out
+
+
+# ----------------------------------------------------------------------------- per item, worker, category
+
+def item_agreement(frame: pd.DataFrame, *, dropna: bool = False, duplicates: str = "error") -> pd.DataFrame:
+    """Agreement on each unit (`task`[, `item`]) of a frame (human workers only: filter
+    `model:<name>` out first, `frames.humans_only`).
+
+    Returns:
+        DataFrame per unit: `n_ratings`, `modal_label`, `modal_share` (share of ratings equal
+        to the most frequent label; ties go to the label that sorts first),
+        `pairwise_agreement` (share of agreeing rater pairs; NaN with one rating).
+    """
+    frame = prepare_judgments(frame, dropna=dropna, duplicates=duplicates)
+    ucols = unit_columns(frame)
+    coded = _encode_frame(frame, "nominal", None, None)
+    c = coded.counts
+    m = c.sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pairs = np.where(m >= 2, (c * (c - 1)).sum(1) / (m * (m - 1)), np.nan)
+    units = frame[ucols].drop_duplicates().astype(str).sort_values(ucols).reset_index(drop=True)
+    return units.assign(n_ratings=m.astype(int), modal_label=np.asarray(coded.domain, dtype=object)[c.argmax(1)],
+                        modal_share=c.max(1) / m, pairwise_agreement=pairs)
+
+
+def worker_agreement(frame: pd.DataFrame, *, dropna: bool = False, duplicates: str = "error") -> pd.DataFrame:
+    """How far each worker agrees with the others, on the units they share.
+
+    Per worker: `n_units` (units with at least one other rating), `agreement` = mean over those
+    units of the share of the *other* raters giving the worker's label, `chance` = the same
+    share expected from the label frequencies alone (sum_k p_w(k) p_others(k), with the
+    worker's and everybody else's label shares), and `kappa` = (agreement - chance) /
+    (1 - chance). NaN where undefined (no shared unit, or chance = 1).
+    """
+    frame = prepare_judgments(frame, dropna=dropna, duplicates=duplicates)
+    coded = _encode_frame(frame, "nominal", None, None)
+    c = coded.counts
+    m = c.sum(1)
+    u, r, v = coded.unit, coded.rater, coded.value
+    others = m[u] - 1
+    ok = others > 0
+    share = np.where(ok, (c[u, v] - 1) / np.maximum(others, 1), 0.0)
+    W, K = coded.n_raters, c.shape[1]
+    n_units = np.bincount(r[ok], minlength=W)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        agreement = np.bincount(r[ok], weights=share[ok], minlength=W) / n_units
+        own = np.bincount(r * K + v, minlength=W * K).reshape(W, K).astype(float)
+        rest = own.sum(0)[None, :] - own
+        chance = ((own / own.sum(1, keepdims=True)) * (rest / rest.sum(1, keepdims=True))).sum(1)
+        kappa = np.where(chance < 1, (agreement - chance) / (1 - chance), np.nan)
+    workers = np.asarray(sorted(frame["worker"].unique()), dtype=object)
+    return pd.DataFrame({"worker": workers, "n_units": n_units, "agreement": agreement, "chance": chance,
+                         "kappa": kappa})
+
+
+def fleiss_kappa_per_category(data, *, dropna: bool = False, duplicates: str = "error") -> pd.DataFrame:
+    """Fleiss' (1971) kappa for each category j, over units with >= 2 ratings:
+    kappa_j = 1 - sum_u x_uj (m_u - x_uj) / (p_j (1 - p_j) sum_u m_u (m_u - 1)), with p_j
+    the pooled share of category j (equal counts m give Fleiss' formula). Fleiss' kappa is
+    their average weighted by p_j (1 - p_j).
+
+    Returns:
+        DataFrame: `label`, `share` (p_j), `kappa` (NaN for a category with p_j in {0, 1}).
+    """
+    if isinstance(data, pd.DataFrame):
+        data = prepare_judgments(data, dropna=dropna, duplicates=duplicates)
+    coded = _encode(data, "nominal", cluster=None)
+    c = coded.counts
+    m = c.sum(1)
+    keep = m >= 2
+    ck, mk = c[keep], m[keep]
+    p = ck.sum(0) / mk.sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kappa = 1 - (ck * (mk[:, None] - ck)).sum(0) / (p * (1 - p) * (mk * (mk - 1)).sum())
+    return pd.DataFrame({"label": list(coded.domain), "share": p, "kappa": kappa})
+
+
+ICC_FORMS = ("ICC1", "ICC2", "ICC3", "ICC1k", "ICC2k", "ICC3k")
+
+
+def icc(frame: pd.DataFrame, form: str = "ICC1", *, confidence: float = 0.95, dropna: bool = False,
+        duplicates: str = "error") -> Estimate:
+    """Intraclass correlation of numeric ratings (e.g. the 1..5 `match`/`coherence` items),
+    Shrout & Fleiss (1979) / McGraw & Wong (1996) from a two-way ANOVA, with their F-based
+    confidence intervals (as `pingouin.intraclass_corr`).
+
+    Forms: ICC1 / ICC1k (one-way random: each unit may be rated by different people, so rater
+    identity is ignored: the ratings of a unit fill slots 1..k), ICC2 / ICC2k (two-way random,
+    absolute agreement) and ICC3 / ICC3k (two-way mixed, consistency), which need the same k
+    workers on every unit. `k` suffix: reliability of the mean of k ratings. Units without
+    exactly k ratings (k = the most common count; for ICC2/3, the workers who rated the most
+    units) are left out, and `extra["units_left_out"]` says how many.
+
+    Returns:
+        Estimate (`ci_low`, `ci_high` from the F distribution; `n_boot` 0); NaN with the reason
+        when fewer than two units or no variance remain.
+    """
+    from scipy.stats import f as fdist
+
+    if form not in ICC_FORMS:
+        raise ValueError(f"form must be one of {ICC_FORMS}, got {form!r}")
+    frame = prepare_judgments(frame, dropna=dropna, duplicates=duplicates)
+    try:
+        y = pd.to_numeric(frame["label"], errors="raise").astype(float)
+    except (TypeError, ValueError):
+        raise ValueError("icc needs numeric ratings (e.g. 1..5); the label column is not numeric") from None
+    ucols = unit_columns(frame)
+    unit = frame[ucols].astype(str).agg("\x1f".join, axis=1) if len(ucols) > 1 else frame["task"].astype(str)
+    data = pd.DataFrame({"unit": unit.to_numpy(), "worker": frame["worker"].to_numpy(), "y": y.to_numpy()})
+    n_all = data["unit"].nunique()
+    if form.startswith("ICC1"):
+        counts = data.groupby("unit").size()
+        k = int(counts.mode().iloc[0])
+        data = data[data["unit"].isin(counts.index[counts == k])]
+        data = data.assign(worker=data.groupby("unit").cumcount())
+    else:
+        wide = data.pivot(index="unit", columns="worker", values="y")
+        top = wide.notna().sum().sort_values(ascending=False)
+        # workers by coverage; keep the prefix that maximises the complete (units x workers) block
+        best, best_cols = 0, []
+        for j in range(2, len(top) + 1):
+            cols = list(top.index[:j])
+            n_ok = int(wide[cols].notna().all(axis=1).sum())
+            if n_ok >= 2 and n_ok * j >= best:
+                best, best_cols = n_ok * j, cols
+        if not best_cols:
+            return Estimate(statistic=form.lower(), value=float("nan"), n_judgments=len(frame), confidence=confidence,
+                            reason="no two units were rated by the same two or more workers", level="interval")
+        sub = wide[best_cols].dropna()
+        data = sub.stack().rename("y").reset_index()
+        k = len(best_cols)
+    x = data.pivot(index="unit", columns="worker", values="y").to_numpy(float)
+    n = x.shape[0]
+    extra = {"k": k, "units_left_out": n_all - n}
+    if n < 2 or k < 2:
+        return Estimate(statistic=form.lower(), value=float("nan"), n_units=n, n_judgments=len(frame),
+                        confidence=confidence, level="interval", extra=extra,
+                        reason=f"needs >= 2 units with k >= 2 ratings each; have {n} units, k = {k}")
+    grand = x.mean()
+    ss_rows = k * ((x.mean(1) - grand) ** 2).sum()
+    ss_cols = n * ((x.mean(0) - grand) ** 2).sum()
+    ss_tot = ((x - grand) ** 2).sum()
+    ss_err = ss_tot - ss_rows - ss_cols
+    msb, msj = ss_rows / (n - 1), ss_cols / (k - 1)
+    mse = ss_err / ((n - 1) * (k - 1))
+    msw = (ss_cols + ss_err) / (n * (k - 1))
+    if msb == 0 and (msw == 0 or mse == 0):
+        return Estimate(statistic=form.lower(), value=float("nan"), n_units=n, n_judgments=int(x.size),
+                        confidence=confidence, level="interval", extra=extra,
+                        reason="every rating is the same: no variance, the ICC is 0/0")
+    a = 1 - confidence
+    df1, df1kd, df2kd = n - 1, n * (k - 1), (n - 1) * (k - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        icc2 = (msb - mse) / (msb + (k - 1) * mse + k * (msj - mse) / n)
+        f1k, f3k = msb / msw, msb / mse
+        f1l, f1u = f1k / fdist.ppf(1 - a / 2, df1, df1kd), f1k * fdist.ppf(1 - a / 2, df1kd, df1)
+        f3l, f3u = f3k / fdist.ppf(1 - a / 2, df1, df2kd), f3k * fdist.ppf(1 - a / 2, df2kd, df1)
+        fj = msj / mse
+        vn = df2kd * (k * icc2 * fj + n * (1 + (k - 1) * icc2) - k * icc2) ** 2
+        vd = df1 * k ** 2 * icc2 ** 2 * fj ** 2 + (n * (1 + (k - 1) * icc2) - k * icc2) ** 2
+        v = vn / vd
+        f2u, f2l = fdist.ppf(1 - a / 2, n - 1, v), fdist.ppf(1 - a / 2, v, n - 1)
+        l2 = n * (msb - f2u * mse) / (f2u * (k * msj + (k * n - k - n) * mse) + n * msb)
+        u2 = n * (f2l * msb - mse) / (k * msj + (k * n - k - n) * mse + n * f2l * msb)
+        table = {
+            "ICC1": ((msb - msw) / (msb + (k - 1) * msw), (f1l - 1) / (f1l + k - 1), (f1u - 1) / (f1u + k - 1)),
+            "ICC2": (icc2, l2, u2),
+            "ICC3": ((msb - mse) / (msb + (k - 1) * mse), (f3l - 1) / (f3l + k - 1), (f3u - 1) / (f3u + k - 1)),
+            "ICC1k": ((msb - msw) / msb, 1 - 1 / f1l, 1 - 1 / f1u),
+            "ICC2k": ((msb - mse) / (msb + (msj - mse) / n), l2 * k / (1 + l2 * (k - 1)), u2 * k / (1 + u2 * (k - 1))),
+            "ICC3k": ((msb - mse) / msb, 1 - 1 / f3l, 1 - 1 / f3u),
+        }
+    value, lo, hi = (float(t) for t in table[form])
+    return Estimate(statistic=form.lower(), value=value, ci_low=lo, ci_high=hi, n_units=n, n_raters=k,
+                    n_judgments=int(x.size), confidence=confidence, level="interval", extra=extra)
