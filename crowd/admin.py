@@ -14,9 +14,8 @@ from flask import (Blueprint, Response, abort, current_app, flash, redirect, ren
 from werkzeug.security import check_password_hash
 
 from crowd import service as S
-from crowd.api import export_salt
 from crowd.db import get_database
-from crowd.export import stream_csv, stream_parquet
+from crowd.export import export_salt, stream_csv, stream_parquet
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -98,24 +97,18 @@ def index():
 @bp.get("/batches/<int:batch_id>")
 @login_required
 def batch(batch_id: int):
-    try:
-        with get_database().reading() as s:
-            status = S.batch_status(s, batch_id)
-            stats = S.worker_stats(s, batch_id)
-            invariants = S.check_invariants(s, batch_id)
-    except S.NotFound:
-        abort(404)
+    with get_database().reading() as s:
+        status = S.batch_status(s, batch_id)
+        stats = S.worker_stats(s, batch_id)
+        invariants = S.check_invariants(s, batch_id)
     return render_template("admin/batch.html", b=status, workers=stats, invariants=invariants)
 
 
 @bp.post("/batches/<int:batch_id>/status")
 @login_required
 def batch_set_status(batch_id: int):
-    try:
-        with get_database().transaction() as s:
-            S.set_batch_status(s, batch_id, request.form.get("status", ""))
-    except S.ServiceError as exc:
-        abort(exc.status, description=exc.message)
+    with get_database().transaction() as s:
+        S.set_batch_status(s, batch_id, request.form.get("status", ""))
     flash(f"Batch {batch_id} is now {request.form.get('status')}.")
     return redirect(url_for(".batch", batch_id=batch_id))
 
@@ -125,12 +118,9 @@ def batch_set_status(batch_id: int):
 def worker_action(worker_id: int):
     action = request.form.get("action", "")
     batch_id = request.form.get("batch", type=int)
-    try:
-        with get_database().transaction() as s:
-            w = S.review_worker(s, worker_id, action, reason=request.form.get("reason", "")[:1000], batch_id=batch_id)
-            label = w.label
-    except S.ServiceError as exc:
-        abort(exc.status, description=exc.message)
+    with get_database().transaction() as s:
+        w = S.review_worker(s, worker_id, action, reason=request.form.get("reason", "")[:1000], batch_id=batch_id)
+        label = w.label
     flash(f"{action}: {label}")
     return redirect(url_for(".batch", batch_id=batch_id) if batch_id else url_for(".index"))
 
@@ -140,7 +130,7 @@ def worker_action(worker_id: int):
 def export(batch_id: int, fmt: str):
     if fmt not in ("csv", "parquet"):
         abort(404)
-    salt = export_salt() if request.args.get("hash_workers") == "1" else None
+    salt = export_salt(current_app.config) if request.args.get("hash_workers") == "1" else None
     db = get_database()
 
     def rows():

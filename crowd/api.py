@@ -7,7 +7,6 @@ log. The OpenAPI document is `/api/openapi.json` (crowd/openapi.py).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
@@ -15,11 +14,11 @@ from sqlalchemy import select
 
 from crowd import service as S
 from crowd.db import get_database
-from crowd.export import stream_csv, stream_parquet
+from crowd.export import export_salt, stream_csv, stream_parquet
 from crowd.models import Event, Visit, VisitStatus
 from crowd.openapi import openapi_document
 from crowd.sheets import SheetError
-from crowd.worker import json_error
+from crowd.web import json_body
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 PUBLIC = {"api.openapi"}
@@ -38,13 +37,6 @@ def _require_token():
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), str(expected).encode()):
         return jsonify(error="Unauthorized", status=401, message="missing or wrong bearer token"), 401
     return None
-
-
-def _body() -> dict:
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise S.ServiceError("request body must be a JSON object", "body")
-    return data
 
 
 def _int(body: dict, key: str, default):
@@ -70,13 +62,6 @@ def _str_list(body: dict, key: str) -> list[str] | None:
     return value
 
 
-def export_salt() -> str:
-    salt = current_app.config.get("EXPORT_SALT")
-    if salt:
-        return str(salt)
-    return hmac.new(str(current_app.config["SECRET_KEY"]).encode(), b"argus-export-salt", hashlib.sha256).hexdigest()
-
-
 @bp.get("/openapi.json")
 def openapi():
     return jsonify(openapi_document())
@@ -92,7 +77,7 @@ def batches():
 def create_batch():
     """Create a batch: from `sheets_dir` (+ `kind`/`kinds`) or from `images` + `classes` (label)."""
     try:
-        body = _body()
+        body = json_body()
         kinds = body.get("kinds") or body.get("kind")
         kinds = [kinds] if isinstance(kinds, str) else kinds
         params = dict(
@@ -140,30 +125,22 @@ def create_batch():
     except SheetError as exc:
         message = str(exc)
         field = message.split(":")[0].split("[")[0] if message.startswith(("images", "classes")) else "sheets_dir"
-        return json_error(S.ServiceError(message, field))
-    except S.ServiceError as exc:
-        return json_error(exc)
+        raise S.ServiceError(message, field) from None
     return jsonify(out), 201
 
 
 @bp.get("/batches/<int:batch_id>")
 def batch_status(batch_id: int):
-    try:
-        with get_database().reading() as session:
-            return jsonify(S.batch_status(session, batch_id))
-    except S.ServiceError as exc:
-        return json_error(exc)
+    with get_database().reading() as session:
+        return jsonify(S.batch_status(session, batch_id))
 
 
 @bp.patch("/batches/<int:batch_id>")
 def update_batch(batch_id: int):
-    try:
-        body = _body()
-        with get_database().transaction() as session:
-            S.set_batch_status(session, batch_id, body.get("status"))
-            out = S.batch_status(session, batch_id)
-    except S.ServiceError as exc:
-        return json_error(exc)
+    body = json_body()
+    with get_database().transaction() as session:
+        S.set_batch_status(session, batch_id, body.get("status"))
+        out = S.batch_status(session, batch_id)
     return jsonify(out)
 
 
@@ -172,14 +149,12 @@ def judgments(batch_id: int):
     """Streamed export, one row per answer. `?format=csv|parquet|json`, `?hash_workers=1`."""
     fmt = request.args.get("format", "csv")
     if fmt not in ("csv", "parquet", "json"):
-        return json_error(S.ServiceError("format must be csv, parquet or json", "format"))
-    salt = export_salt() if request.args.get("hash_workers", "").lower() in ("1", "true", "yes") else None
+        raise S.ServiceError("format must be csv, parquet or json", "format")
+    hashed = request.args.get("hash_workers", "").lower() in ("1", "true", "yes")
+    salt = export_salt(current_app.config) if hashed else None
     db = get_database()
     with db.reading() as session:
-        try:
-            S.get_batch(session, batch_id)
-        except S.ServiceError as exc:
-            return json_error(exc)
+        S.get_batch(session, batch_id)
 
     def rows():
         with db.reading() as session:
@@ -197,48 +172,36 @@ def judgments(batch_id: int):
 
 @bp.get("/batches/<int:batch_id>/workers")
 def batch_workers(batch_id: int):
-    try:
-        with get_database().reading() as session:
-            S.get_batch(session, batch_id)
-            return jsonify(workers=S.worker_stats(session, batch_id))
-    except S.ServiceError as exc:
-        return json_error(exc)
+    with get_database().reading() as session:
+        S.get_batch(session, batch_id)
+        return jsonify(workers=S.worker_stats(session, batch_id))
 
 
 @bp.get("/batches/<int:batch_id>/invariants")
 def batch_invariants(batch_id: int):
-    try:
-        with get_database().reading() as session:
-            return jsonify(S.check_invariants(session, batch_id))
-    except S.ServiceError as exc:
-        return json_error(exc)
+    with get_database().reading() as session:
+        return jsonify(S.check_invariants(session, batch_id))
 
 
 @bp.get("/workers")
 def workers():
-    try:
-        batch = request.args.get("batch", type=int)
-        with get_database().reading() as session:
-            return jsonify(workers=S.list_workers(session, batch, request.args.get("status")))
-    except S.ServiceError as exc:
-        return json_error(exc)
+    batch = request.args.get("batch", type=int)
+    with get_database().reading() as session:
+        return jsonify(workers=S.list_workers(session, batch, request.args.get("status")))
 
 
 @bp.post("/workers/<int:worker_id>/<action>")
 def worker_action(worker_id: int, action: str):
     """approve | reject | flag | unflag | block | unblock, body `{"reason", "batch"}` (optional)."""
-    try:
-        body = request.get_json(silent=True) or {}
-        if not isinstance(body, dict):
-            raise S.ServiceError("request body must be a JSON object", "body")
-        batch = body.get("batch")
-        if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool)):
-            raise S.ServiceError("batch must be an integer id", "batch")
-        with get_database().transaction() as session:
-            w = S.review_worker(session, worker_id, action, reason=body.get("reason", ""), batch_id=batch)
-            out = S.worker_dict(w)
-    except S.ServiceError as exc:
-        return json_error(exc)
+    body = request.get_json(silent=True) or {}
+    if not isinstance(body, dict):
+        raise S.ServiceError("request body must be a JSON object", "body")
+    batch = body.get("batch")
+    if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool)):
+        raise S.ServiceError("batch must be an integer id", "batch")
+    with get_database().transaction() as session:
+        w = S.review_worker(session, worker_id, action, reason=body.get("reason", ""), batch_id=batch)
+        out = S.worker_dict(w)
     return jsonify(out)
 
 
@@ -259,22 +222,19 @@ def visits():
         try:
             q = q.where(Visit.status == VisitStatus(status))
         except ValueError:
-            return json_error(S.ServiceError("unknown visit status", "status"))
+            raise S.ServiceError("unknown visit status", "status") from None
     with get_database().reading() as session:
         return jsonify(visits=[visit_dict(v) for v in session.scalars(q)])
 
 
 @bp.post("/visits/<int:visit_id>/<action>")
 def visit_action(visit_id: int, action: str):
-    try:
-        body = request.get_json(silent=True) or {}
-        note = body.get("note", "") if isinstance(body, dict) else ""
-        if not isinstance(note, str):
-            raise S.ServiceError("note must be a string", "note")
-        with get_database().transaction() as session:
-            out = visit_dict(S.review_visit(session, visit_id, action, note))
-    except S.ServiceError as exc:
-        return json_error(exc)
+    body = request.get_json(silent=True) or {}
+    note = body.get("note", "") if isinstance(body, dict) else ""
+    if not isinstance(note, str):
+        raise S.ServiceError("note must be a string", "note")
+    with get_database().transaction() as session:
+        out = visit_dict(S.review_visit(session, visit_id, action, note))
     return jsonify(out)
 
 

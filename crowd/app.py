@@ -13,22 +13,23 @@ import logging
 import os
 from pathlib import Path
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 import templates as _templates_pkg
 from crowd import db
 from crowd.config import load_config
+from crowd.service import ServiceError
+from crowd.web import service_error_response, wants_json
 
 TEMPLATES_DIR = str(Path(_templates_pkg.__file__).resolve().parent)
 STATIC_DIR = str(Path(__file__).resolve().parent / "static")
-JSON_PREFIXES = ("/api", "/w/api")
 
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: config layers, database (schema created/upgraded when `AUTO_INIT_DB`),
-    blueprints and JSON error handlers."""
+    blueprints and error handlers (JSON under the API prefixes)."""
     app = Flask("crowd", instance_path=os.environ.get("ARGUS_INSTANCE_PATH") or None,
                 instance_relative_config=True, template_folder=TEMPLATES_DIR,
                 static_folder=STATIC_DIR, static_url_path="/static")
@@ -42,9 +43,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
 
+    app.register_error_handler(ServiceError, service_error_response)
+
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
-        if request.path.startswith(JSON_PREFIXES):
+        if wants_json():
             return jsonify(error=exc.name, message=exc.description, status=exc.code), exc.code
         return exc
 
@@ -55,7 +58,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         # input, not a server fault: 400 instead of 500 (found by the reliability fuzzer).
         app.logger.info("refused a value the database cannot store: %s", type(exc).__name__)
         message = "a value is out of range or contains characters that cannot be stored"
-        if request.path.startswith(JSON_PREFIXES):
+        if wants_json():
             return jsonify(error="Bad Request", message=message, field=None, status=400), 400
         return message, 400, {"Content-Type": "text/plain; charset=utf-8"}
 

@@ -603,16 +603,32 @@ def review_worker(session: Session, worker_id: int, action: str, *, reason: str 
     return worker
 
 
+VISIT_OUTCOMES = {"approve": VisitStatus.approved, "reject": VisitStatus.rejected}
+
+
 def review_visit(session: Session, visit_id: int, action: str, note: str = "") -> Visit:
     """Approve or reject one completed visit (one MTurk assignment)."""
     visit = get_visit(session, visit_id)
-    if action not in ("approve", "reject"):
+    if action not in VISIT_OUTCOMES:
         raise ServiceError("action must be approve or reject", "action")
     if visit.status not in (VisitStatus.completed, VisitStatus.approved, VisitStatus.rejected):
         raise Conflict(f"visit {visit_id} is {visit.status.value}, not completed", "visit")
-    visit.status = VisitStatus.approved if action == "approve" else VisitStatus.rejected
+    visit.status = VISIT_OUTCOMES[action]
     visit.review_note = note or None
     log_event(session, f"visit_{action}", batch_id=visit.batch_id, worker_id=visit.worker_id, visit=visit_id, note=note)
+    return visit
+
+
+def record_provider_review(session: Session, visit_id: int, action: str, note: str | None = None) -> Visit:
+    """Record the outcome the provider settled for a visit's assignment (MTurk approved or
+    rejected it, auto-approval included). The provider pays, so its outcome holds whatever
+    the visit's local state; `note=None` keeps the review note. Its caller logs the event."""
+    visit = get_visit(session, visit_id)
+    if action not in VISIT_OUTCOMES:
+        raise ServiceError("action must be approve or reject", "action")
+    visit.status = VISIT_OUTCOMES[action]
+    if note is not None:
+        visit.review_note = note
     return visit
 
 

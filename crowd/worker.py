@@ -20,13 +20,10 @@ from crowd.db import get_database
 from crowd.kinds import KINDS
 from crowd.models import Batch, Provider, Task, Visit, VisitStatus
 from crowd.tokens import BadToken, make_assignment_token, make_visit_token, read_assignment_token, read_visit_token
+from crowd.web import json_body
 
 bp = Blueprint("worker", __name__)
 PREVIEW_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
-
-
-def json_error(exc: S.ServiceError):
-    return jsonify(error=type(exc).__name__, message=exc.message, field=exc.field, status=exc.status), exc.status
 
 
 def _identity(args) -> S.Identity | None:
@@ -57,6 +54,13 @@ def _visit_from(token) -> tuple[int, int]:
         raise S.Forbidden(str(exc), "visit_token") from None
 
 
+def _assignment_from(token) -> tuple[int, int]:
+    try:
+        return read_assignment_token(token)
+    except BadToken as exc:
+        raise S.Forbidden(str(exc), "assignment_token") from None
+
+
 def _task_view(task: Task) -> dict:
     return {"id": task.id, "kind": task.kind, "sheet": task.sheet, "payload": task.payload}
 
@@ -80,34 +84,23 @@ def entry(batch_id: int):
             task = session.scalar(select(Task).where(Task.batch_id == batch_id, Task.is_gold.is_(False),
                                                      Task.kind.in_(KINDS)).order_by(Task.id).limit(1))
             return render_template("worker/preview.html", batch=batch, task=task and _task_view(task))
-    try:
-        ident = _identity(request.args)
-    except S.ServiceError as exc:
-        return render_template("worker/message.html", title="Invalid link", message=exc.message), 400
+    ident = _identity(request.args)
     if ident is None:
         with db.reading() as session:
             if session.get(Batch, batch_id) is None:
                 abort(404)
         return render_template("worker/identify.html", batch_id=batch_id)
-    try:
-        with db.transaction() as session:
-            visit = S.start_visit(session, batch_id, ident)
-            consented = S.has_consented(session, visit)
-            token = make_visit_token(visit.id, visit.worker_id)
-    except S.NotFound:
-        abort(404)
-    except S.ServiceError as exc:
-        return render_template("worker/message.html", title="Not available", message=exc.message), exc.status
+    with db.transaction() as session:
+        visit = S.start_visit(session, batch_id, ident)
+        consented = S.has_consented(session, visit)
+        token = make_visit_token(visit.id, visit.worker_id)
     return redirect(url_for(".instructions" if consented else ".consent", token=token))
 
 
 @bp.route("/w/v/<token>/consent", methods=["GET", "POST"])
 def consent(token: str):
     db = get_database()
-    try:
-        visit_id, _ = _visit_from(token)
-    except S.ServiceError as exc:
-        return render_template("worker/message.html", title="Link expired", message=exc.message), 403
+    visit_id, _ = _visit_from(token)
     cfg = current_app.config
     if request.method == "POST":
         if request.form.get("agree") != "yes":
@@ -122,10 +115,7 @@ def consent(token: str):
 @bp.get("/w/v/<token>/instructions")
 def instructions(token: str):
     db = get_database()
-    try:
-        visit_id, _ = _visit_from(token)
-    except S.ServiceError as exc:
-        return render_template("worker/message.html", title="Link expired", message=exc.message), 403
+    visit_id, _ = _visit_from(token)
     with db.reading() as session:
         visit = S.get_visit(session, visit_id)
         if not S.has_consented(session, visit):
@@ -140,25 +130,19 @@ def instructions(token: str):
 @bp.get("/w/v/<token>/task")
 def task_page(token: str):
     db = get_database()
-    try:
-        visit_id, worker_id = _visit_from(token)
-    except S.ServiceError as exc:
-        return render_template("worker/message.html", title="Link expired", message=exc.message), 403
-    try:
-        with db.transaction() as session:
-            visit = S.get_visit(session, visit_id)
-            if not S.has_consented(session, visit):
-                return redirect(url_for(".consent", token=token))
-            assignment = S.lease_next(session, visit)
-            if assignment is None:
-                return redirect(url_for(".finish", token=token))
-            task = session.get(Task, assignment.task_id)
-            batch = session.get(Batch, visit.batch_id)
-            view = _task_view(task)
-            position, total = visit.n_submitted + 1, batch.tasks_per_visit
-            atoken = make_assignment_token(assignment.id, worker_id)
-    except S.ServiceError as exc:
-        return render_template("worker/message.html", title="Not available", message=exc.message), exc.status
+    visit_id, worker_id = _visit_from(token)
+    with db.transaction() as session:
+        visit = S.get_visit(session, visit_id)
+        if not S.has_consented(session, visit):
+            return redirect(url_for(".consent", token=token))
+        assignment = S.lease_next(session, visit)
+        if assignment is None:
+            return redirect(url_for(".finish", token=token))
+        task = session.get(Task, assignment.task_id)
+        batch = session.get(Batch, visit.batch_id)
+        view = _task_view(task)
+        position, total = visit.n_submitted + 1, batch.tasks_per_visit
+        atoken = make_assignment_token(assignment.id, worker_id)
     return render_template("worker/task.html", token=token, batch=batch, task=view, assignment_token=atoken,
                            client_token=secrets.token_urlsafe(18), position=position, total=total)
 
@@ -166,16 +150,9 @@ def task_page(token: str):
 @bp.post("/w/v/<token>/task")
 def task_form_submit(token: str):
     """Form fallback for browsers without JavaScript (rate_arguments, name_feature, label)."""
-    try:
-        _visit_from(token)
-        answer = _answer_from_form(request.form)
-        S.submit(get_database(), *read_assignment_token(request.form.get("assignment_token")), answer,
-                 request.form.get("client_token"), None, **_config_kw())
-    except BadToken as exc:
-        return render_template("worker/message.html", title="Link expired", message=str(exc)), 403
-    except S.ServiceError as exc:
-        return render_template("worker/message.html", title="Please check your answer",
-                               message=f"{exc.field}: {exc.message}" if exc.field else exc.message), exc.status
+    _visit_from(token)
+    S.submit(get_database(), *_assignment_from(request.form.get("assignment_token")), _answer_from_form(request.form),
+             request.form.get("client_token"), None, **_config_kw())
     return redirect(url_for(".task_page", token=token))
 
 
@@ -191,10 +168,7 @@ def _answer_from_form(form) -> dict:
 @bp.get("/w/v/<token>/finish")
 def finish(token: str):
     db = get_database()
-    try:
-        visit_id, _ = _visit_from(token)
-    except S.ServiceError as exc:
-        return render_template("worker/message.html", title="Link expired", message=exc.message), 403
+    visit_id, _ = _visit_from(token)
     with db.transaction() as session:
         visit = S.get_visit(session, visit_id)
         if visit.n_submitted == 0 and visit.status in (VisitStatus.started, VisitStatus.consented):
@@ -232,71 +206,55 @@ def media(batch_id: int, relpath: str):
 
 # ------------------------------------------------------------------------------ JSON endpoints
 
-def _body() -> dict:
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise S.ServiceError("request body must be a JSON object", "body")
-    return data
-
-
 @bp.post("/w/api/start")
 def api_start():
     """Open a visit: `{"batch": id, "worker": id}` or MTurk / Prolific parameters."""
-    try:
-        body = _body()
-        batch_id = body.get("batch")
-        if not isinstance(batch_id, int) or isinstance(batch_id, bool):
-            raise S.ServiceError("batch must be an integer id", "batch")
-        ident = _identity({k: v for k, v in body.items() if isinstance(v, str)})
-        if ident is None:
-            raise S.ServiceError("give worker, workerId or PROLIFIC_PID", "worker")
-        if ident.assignment_id == PREVIEW_ID:
-            raise S.ServiceError("preview assignments cannot start a visit", "assignmentId")
-        with get_database().transaction() as session:
-            visit = S.start_visit(session, batch_id, ident)
-            consented = S.has_consented(session, visit)
-            out = {"visit": visit.id, "worker_id": visit.worker_id, "visit_token": make_visit_token(visit.id, visit.worker_id),
-                   "consented": consented, "consent": {"version": str(current_app.config["CONSENT_VERSION"]),
-                                                       "text": current_app.config["CONSENT_TEXT"]}}
-    except S.ServiceError as exc:
-        return json_error(exc)
+    body = json_body()
+    batch_id = body.get("batch")
+    if not isinstance(batch_id, int) or isinstance(batch_id, bool):
+        raise S.ServiceError("batch must be an integer id", "batch")
+    ident = _identity({k: v for k, v in body.items() if isinstance(v, str)})
+    if ident is None:
+        raise S.ServiceError("give worker, workerId or PROLIFIC_PID", "worker")
+    if ident.assignment_id == PREVIEW_ID:
+        raise S.ServiceError("preview assignments cannot start a visit", "assignmentId")
+    with get_database().transaction() as session:
+        visit = S.start_visit(session, batch_id, ident)
+        consented = S.has_consented(session, visit)
+        out = {"visit": visit.id, "worker_id": visit.worker_id, "visit_token": make_visit_token(visit.id, visit.worker_id),
+               "consented": consented, "consent": {"version": str(current_app.config["CONSENT_VERSION"]),
+                                                   "text": current_app.config["CONSENT_TEXT"]}}
     return jsonify(out)
 
 
 @bp.post("/w/api/consent")
 def api_consent():
-    try:
-        body = _body()
-        visit_id, _ = _visit_from(body.get("visit_token"))
-        version = body.get("version", str(current_app.config["CONSENT_VERSION"]))
-        with get_database().transaction() as session:
-            c = S.record_consent(session, S.get_visit(session, visit_id), version)
-            out = {"version": c.version, "consented_at": c.consented_at.isoformat()}
-    except S.ServiceError as exc:
-        return json_error(exc)
+    body = json_body()
+    visit_id, _ = _visit_from(body.get("visit_token"))
+    version = body.get("version", str(current_app.config["CONSENT_VERSION"]))
+    with get_database().transaction() as session:
+        c = S.record_consent(session, S.get_visit(session, visit_id), version)
+        out = {"version": c.version, "consented_at": c.consented_at.isoformat()}
     return jsonify(out)
 
 
 @bp.post("/w/api/next")
 def api_next():
     """Lease the next task: `{"done": false, "task": {...}, "assignment_token": ...}` or `{"done": true}`."""
-    try:
-        visit_id, worker_id = _visit_from(_body().get("visit_token"))
-        with get_database().transaction() as session:
-            visit = S.get_visit(session, visit_id)
-            if not S.has_consented(session, visit):
-                raise S.Forbidden("record consent first", "visit_token")
-            a = S.lease_next(session, visit)
-            if a is None:
-                return jsonify(done=True, submitted=visit.n_submitted)
-            task = session.get(Task, a.task_id)
-            batch = session.get(Batch, visit.batch_id)
-            out = {"done": False, "assignment": a.id, "assignment_token": make_assignment_token(a.id, worker_id),
-                   "expires_at": a.expires_at.isoformat(), "task": _task_view(task),
-                   "position": visit.n_submitted + 1, "of": batch.tasks_per_visit,
-                   "media_base": url_for(".media", batch_id=batch.id, relpath="x")[:-1]}
-    except S.ServiceError as exc:
-        return json_error(exc)
+    visit_id, worker_id = _visit_from(json_body().get("visit_token"))
+    with get_database().transaction() as session:
+        visit = S.get_visit(session, visit_id)
+        if not S.has_consented(session, visit):
+            raise S.Forbidden("record consent first", "visit_token")
+        a = S.lease_next(session, visit)
+        if a is None:
+            return jsonify(done=True, submitted=visit.n_submitted)
+        task = session.get(Task, a.task_id)
+        batch = session.get(Batch, visit.batch_id)
+        out = {"done": False, "assignment": a.id, "assignment_token": make_assignment_token(a.id, worker_id),
+               "expires_at": a.expires_at.isoformat(), "task": _task_view(task),
+               "position": visit.n_submitted + 1, "of": batch.tasks_per_visit,
+               "media_base": url_for(".media", batch_id=batch.id, relpath="x")[:-1]}
     return jsonify(out)
 
 
@@ -304,38 +262,29 @@ def api_next():
 def api_submit():
     """Store an answer: `{"assignment_token", "client_token", "answer", "duration_s"}`.
     A retry with the same client token returns the first result (`duplicate: true`)."""
-    try:
-        body = _body()
-        try:
-            assignment_id, worker_id = read_assignment_token(body.get("assignment_token"))
-        except BadToken as exc:
-            raise S.Forbidden(str(exc), "assignment_token") from None
-        if "answer" not in body:
-            raise S.ServiceError("answer is required", "answer")
-        result = S.submit(get_database(), assignment_id, worker_id, body["answer"], body.get("client_token"),
-                          body.get("duration_s"), **_config_kw())
-    except S.ServiceError as exc:
-        return json_error(exc)
+    body = json_body()
+    assignment_id, worker_id = _assignment_from(body.get("assignment_token"))
+    if "answer" not in body:
+        raise S.ServiceError("answer is required", "answer")
+    result = S.submit(get_database(), assignment_id, worker_id, body["answer"], body.get("client_token"),
+                      body.get("duration_s"), **_config_kw())
     return jsonify(result), 200 if result["duplicate"] else 201
 
 
 @bp.post("/w/api/finish")
 def api_finish():
     """Close the visit; returns the completion code and where to send the worker."""
-    try:
-        visit_id, _ = _visit_from(_body().get("visit_token"))
-        with get_database().transaction() as session:
-            visit = S.finish_visit(session, S.get_visit(session, visit_id))
-            out = {"visit": visit.id, "status": visit.status.value, "submitted": visit.n_submitted,
-                   "completion_code": visit.completion_code, "provider": visit.provider.value}
-            if visit.provider == Provider.mturk and visit.turk_submit_to:
-                out["external_submit"] = {"url": visit.turk_submit_to.rstrip("/") + "/mturk/externalSubmit",
-                                          "fields": {"assignmentId": visit.external_assignment_id or "",
-                                                     "completion_code": visit.completion_code}}
-            elif visit.provider == Provider.prolific:
-                out["redirect"] = current_app.config["PROLIFIC_COMPLETE_URL"].format(code=visit.completion_code)
-    except S.ServiceError as exc:
-        return json_error(exc)
+    visit_id, _ = _visit_from(json_body().get("visit_token"))
+    with get_database().transaction() as session:
+        visit = S.finish_visit(session, S.get_visit(session, visit_id))
+        out = {"visit": visit.id, "status": visit.status.value, "submitted": visit.n_submitted,
+               "completion_code": visit.completion_code, "provider": visit.provider.value}
+        if visit.provider == Provider.mturk and visit.turk_submit_to:
+            out["external_submit"] = {"url": visit.turk_submit_to.rstrip("/") + "/mturk/externalSubmit",
+                                      "fields": {"assignmentId": visit.external_assignment_id or "",
+                                                 "completion_code": visit.completion_code}}
+        elif visit.provider == Provider.prolific:
+            out["redirect"] = current_app.config["PROLIFIC_COMPLETE_URL"].format(code=visit.completion_code)
     return jsonify(out)
 
 

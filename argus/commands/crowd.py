@@ -177,22 +177,19 @@ def export(batch_id, out, fmt, hash_workers, database_url):
 
     from crowd import service as S
     from crowd.db import get_database
-    from crowd.export import write_judgments
+    from crowd.export import export_salt, write_judgments
 
     app = _app(database_url)
-    with app.test_request_context():
-        from crowd.api import export_salt
-
-        salt = export_salt() if hash_workers else None
-        with get_database(app).reading() as session:
-            if batch_id is not None:
-                try:
-                    S.get_batch(session, batch_id)
-                except S.ServiceError as exc:
-                    raise click.ClickException(exc.message) from None
-            rows = tqdm(S.iter_judgment_rows(session, batch_id, hash_salt=salt), desc="export", unit="row",
-                        disable=not sys.stderr.isatty())
-            n = write_judgments(out, rows, fmt)
+    salt = export_salt(app.config) if hash_workers else None
+    with app.app_context(), get_database(app).reading() as session:
+        if batch_id is not None:
+            try:
+                S.get_batch(session, batch_id)
+            except S.ServiceError as exc:
+                raise click.ClickException(exc.message) from None
+        rows = tqdm(S.iter_judgment_rows(session, batch_id, hash_salt=salt), desc="export", unit="row",
+                    disable=not sys.stderr.isatty())
+        n = write_judgments(out, rows, fmt)
     click.echo(f"wrote {n} rows to {out}")
 
 

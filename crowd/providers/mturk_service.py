@@ -19,7 +19,9 @@ safe to re-run after any failure:
   are matched against ``ListBonusPayments`` (the reason carries a ``[ref ...]`` tag) before any
   new attempt, so a payment is never sent twice.
 
-Functions take an :class:`crowd.db.Database` and an :class:`MTurkClient`.
+Functions take an :class:`crowd.db.Database` and an :class:`MTurkClient`. Worker and visit
+statuses change only through the crowd service's review functions (``review_worker``,
+``record_provider_review``), so the server's rules and event log see every change.
 """
 
 from __future__ import annotations
@@ -34,9 +36,8 @@ from sqlalchemy import func, select
 from tqdm.auto import tqdm
 
 from crowd.db import Database
-from crowd.models import (
-    Assignment, Batch, Judgment, Provider, Task, Visit, VisitStatus, Worker, WorkerStatus, utcnow,
-)
+from crowd.models import Assignment, Batch, Judgment, Provider, Task, Visit, Worker, WorkerStatus, utcnow
+from crowd.service import ServiceError, log_event, record_provider_review, review_worker
 from crowd.providers.mturk_client import (
     CostEstimate, MTurkClient, MTurkError, bonus_fee, chunked, estimate_hits, external_question_xml, money,
     qualification_requirements, split_assignments, unique_request_token,
@@ -49,7 +50,7 @@ from crowd.providers.mturk_models import (
 PARTICIPATED_PREFIX = "Argus participated: "
 
 
-class MTurkServiceError(RuntimeError):
+class MTurkServiceError(ServiceError):
     """A request the adapter refuses (bad input, budget, missing confirmation)."""
 
 
@@ -65,10 +66,8 @@ def _usd(cents: int) -> Decimal:
     return (Decimal(cents) / 100).quantize(Decimal("0.01"))
 
 
-def _log_event(session, type_: str, **kw) -> None:
-    from crowd.service import log_event  # the crowd server's append-only event log
-
-    log_event(session, type_, **kw)
+# MTurk's settled outcome of an assignment -> the visit review action it means
+PROVIDER_REVIEW = {MTurkAssignmentStatus.Approved: "approve", MTurkAssignmentStatus.Rejected: "reject"}
 
 
 @dataclasses.dataclass
@@ -260,7 +259,7 @@ class MTurkService:
                 r = s.get(MTurkHit, row.id)
                 r.hit_id, r.state, r.mturk_status = hit["HITId"], HitState.live, hit.get("HITStatus")
                 r.expiration = hit.get("Expiration")
-                _log_event(s, "mturk_hit_created", batch_id=batch_id, hit=hit["HITId"], env=self.env.value,
+                log_event(s, "mturk_hit_created", batch_id=batch_id, hit=hit["HITId"], env=self.env.value,
                            chunk=row.chunk_index, assignments=row.max_assignments)
             result.hits.append(dict(chunk=row.chunk_index, hit_id=hit["HITId"], max_assignments=row.max_assignments,
                                     new=not hit.get("Recovered")))
@@ -343,10 +342,8 @@ class MTurkService:
             acc, n = self._gold(s, visit)
             row.gold_accuracy, row.gold_n = acc, n
             # MTurk is the source of truth for the review outcome (auto-approval, manual decisions)
-            target = {MTurkAssignmentStatus.Approved: VisitStatus.approved,
-                      MTurkAssignmentStatus.Rejected: VisitStatus.rejected}.get(status)
-            if target and visit.status != target:
-                visit.status = target
+            if status in PROVIDER_REVIEW:
+                record_provider_review(s, visit.id, PROVIDER_REVIEW[status])
         if status == MTurkAssignmentStatus.Approved and row.decision in (Decision.pending, Decision.reject):
             row.decision = Decision.approve
         elif status == MTurkAssignmentStatus.Rejected and row.decision != Decision.reject:
@@ -429,9 +426,9 @@ class MTurkService:
 
     def _flag_worker(self, s, row: MTurkAssignment, reason: str) -> None:
         worker = s.scalar(select(Worker).where(Worker.provider == Provider.mturk, Worker.external_id == row.worker_id))
-        if worker is not None and worker.status not in (WorkerStatus.blocked,):
-            worker.status = WorkerStatus.flagged
-        _log_event(s, "mturk_flag", batch_id=row.batch_id, worker_id=worker.id if worker else None,
+        if worker is not None and worker.status != WorkerStatus.blocked:
+            review_worker(s, worker.id, "flag", reason=reason, batch_id=row.batch_id)
+        log_event(s, "mturk_flag", batch_id=row.batch_id, worker_id=worker.id if worker else None,
                    assignment=row.assignment_id, reason=reason)
 
     def _settle(self, assignment_id: str) -> MTurkAssignmentStatus:
@@ -442,10 +439,8 @@ class MTurkService:
             row = s.scalar(select(MTurkAssignment).where(MTurkAssignment.assignment_id == assignment_id))
             row.status = status
             row.approval_time, row.rejection_time = a.get("ApprovalTime"), a.get("RejectionTime")
-            if row.visit_id:
-                visit = s.get(Visit, row.visit_id)
-                visit.status = {MTurkAssignmentStatus.Approved: VisitStatus.approved,
-                                MTurkAssignmentStatus.Rejected: VisitStatus.rejected}.get(status, visit.status)
+            if row.visit_id and status in PROVIDER_REVIEW:
+                record_provider_review(s, row.visit_id, PROVIDER_REVIEW[status])
         return status
 
     def _row(self, assignment_id: str) -> MTurkAssignment:
@@ -479,8 +474,8 @@ class MTurkService:
             if feedback:
                 r.feedback = feedback
             if r.visit_id:
-                s.get(Visit, r.visit_id).status = VisitStatus.approved
-            _log_event(s, "mturk_approve", batch_id=r.batch_id, assignment=assignment_id, override=override)
+                record_provider_review(s, r.visit_id, "approve")
+            log_event(s, "mturk_approve", batch_id=r.batch_id, assignment=assignment_id, override=override)
         return "approved"
 
     def approve(self, assignment_ids: Iterable[str], feedback: str | None = None,
@@ -518,9 +513,8 @@ class MTurkService:
                 r = s.get(MTurkAssignment, row.id)
                 r.status, r.feedback, r.rejection_time = MTurkAssignmentStatus.Rejected, feedback, utcnow()
                 if r.visit_id:
-                    visit = s.get(Visit, r.visit_id)
-                    visit.status, visit.review_note = VisitStatus.rejected, feedback
-                _log_event(s, "mturk_reject", batch_id=r.batch_id, assignment=aid, feedback=feedback)
+                    record_provider_review(s, r.visit_id, "reject", note=feedback)
+                log_event(s, "mturk_reject", batch_id=r.batch_id, assignment=aid, feedback=feedback)
             out[aid] = "rejected"
         return out
 
@@ -601,7 +595,7 @@ class MTurkService:
             with self.db.transaction() as s:
                 r = s.get(MTurkBonus, row.id)
                 r.status, r.paid_at = BonusStatus.paid, utcnow()
-                _log_event(s, "mturk_bonus", batch_id=batch_id, assignment=r.assignment_id,
+                log_event(s, "mturk_bonus", batch_id=batch_id, assignment=r.assignment_id,
                            amount_cents=r.amount_cents, sent_now=sent)
             summary["paid_now" if sent else "already_paid"] += 1
         return summary
@@ -651,8 +645,8 @@ class MTurkService:
                 row.status, row.updated_at = BlockStatus.blocked, utcnow()
                 local = s.scalar(select(Worker).where(Worker.provider == Provider.mturk, Worker.external_id == worker))
                 if local is not None:
-                    local.blocked, local.status, local.note = True, WorkerStatus.blocked, reason
-                _log_event(s, "mturk_block", worker_id=local.id if local else None, mturk_worker=worker, reason=reason)
+                    review_worker(s, local.id, "block", reason=reason[:1000])
+                log_event(s, "mturk_block", worker_id=local.id if local else None, mturk_worker=worker, reason=reason)
             out[worker] = "blocked"
         return out
 
@@ -666,8 +660,8 @@ class MTurkService:
                     row.status, row.updated_at = BlockStatus.unblocked, utcnow()
                 local = s.scalar(select(Worker).where(Worker.provider == Provider.mturk, Worker.external_id == worker))
                 if local is not None:
-                    local.blocked, local.status = False, WorkerStatus.active
-                _log_event(s, "mturk_unblock", mturk_worker=worker, reason=reason)
+                    review_worker(s, local.id, "unblock", reason=reason[:1000])
+                log_event(s, "mturk_unblock", mturk_worker=worker, reason=reason)
             out[worker] = "unblocked"
         return out
 
@@ -711,7 +705,7 @@ class MTurkService:
             with self.db.transaction() as s:
                 r = s.get(MTurkHit, row_id)
                 r.state, r.expiration = HitState.expired, utcnow()
-                _log_event(s, "mturk_hit_expired", batch_id=batch_id, hit=hit_id)
+                log_event(s, "mturk_hit_expired", batch_id=batch_id, hit=hit_id)
         return len(rows)
 
     def delete(self, batch_id: int) -> dict:
@@ -741,7 +735,7 @@ class MTurkService:
             with self.db.transaction() as s:
                 r = s.get(MTurkHit, row_id)
                 r.state, r.mturk_status = HitState.deleted, "Disposed"
-                _log_event(s, "mturk_hit_deleted", batch_id=batch_id, hit=hit_id)
+                log_event(s, "mturk_hit_deleted", batch_id=batch_id, hit=hit_id)
             out["deleted"] += 1
         return out
 

@@ -5,6 +5,7 @@ between tests), a JSON helper for the worker endpoints, and a live HTTP server i
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import threading
 import uuid
@@ -153,10 +154,21 @@ def live_server(app):
     thread.join(timeout=5)
 
 
+def csrf_in(html: str) -> str:
+    """The CSRF token of the first dashboard form in `html`."""
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def admin_login(client, password="admin-pw"):
+    page = client.get("/admin/login").get_data(as_text=True)
+    return client.post("/admin/login", data={"username": "admin", "password": password, "csrf_token": csrf_in(page)})
+
+
 @pytest.fixture
 def h():
     """Helpers for test modules (importlib import mode: tests cannot import conftest)."""
     from types import SimpleNamespace
 
     return SimpleNamespace(AUTH=AUTH, API_TOKEN=API_TOKEN, SHEETS=SHEETS, create_batch=create_batch,
-                           WorkerClient=WorkerClient, answer_for=answer_for)
+                           WorkerClient=WorkerClient, answer_for=answer_for, csrf_in=csrf_in,
+                           admin_login=admin_login)

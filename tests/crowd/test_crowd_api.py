@@ -125,10 +125,9 @@ def test_worker_flow_and_exports(client, h, sheets_dir):
 
 
 def app_salt(client):
-    with client.application.test_request_context():
-        from crowd.api import export_salt
+    from crowd.export import export_salt
 
-        return export_salt()
+    return export_salt(client.application.config)
 
 
 def test_review_actions(client, h, sheets_dir):

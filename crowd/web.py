@@ -1,0 +1,54 @@
+"""What the three blueprints share: reading a JSON body, and the one answer to a request the
+service layer refuses (`ServiceError`): JSON under the API prefixes, the worker's message page on
+worker pages, the plain HTTP error page on the dashboard. `create_app` registers the handler, so
+views raise and never catch `ServiceError` themselves.
+"""
+
+from __future__ import annotations
+
+from flask import jsonify, render_template, request
+from werkzeug.exceptions import BadRequest, default_exceptions
+
+from crowd.service import ServiceError
+
+JSON_PREFIXES = ("/api", "/w/api")
+TOKEN_FIELDS = ("visit_token", "assignment_token")
+
+
+def wants_json() -> bool:
+    """Whether the request is one of the JSON endpoints (errors answer in JSON there)."""
+    return request.path.startswith(JSON_PREFIXES)
+
+
+def json_body() -> dict:
+    """The request's JSON object; a missing, malformed or non-object body is a 400 on `body`."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ServiceError("request body must be a JSON object", "body")
+    return data
+
+
+def service_error_response(exc: ServiceError):
+    """The response for a refused request, with the exception's status."""
+    if wants_json():
+        return jsonify(error=type(exc).__name__, message=exc.message, field=exc.field, status=exc.status), exc.status
+    if request.blueprint == "worker":
+        return _worker_message_page(exc), exc.status
+    # the dashboard: the same page `abort(status, description=...)` gives
+    return default_exceptions.get(exc.status, BadRequest)(description=exc.message)
+
+
+def _worker_message_page(exc: ServiceError) -> str:
+    """The title says what went wrong from the worker's side: an old or edited link, an answer
+    the form must fix (the field is named), bad link parameters, or a task they cannot have."""
+    message = exc.message
+    if exc.field in TOKEN_FIELDS:
+        title = "Link expired"
+    elif request.method == "POST":
+        title = "Please check your answer"
+        message = f"{exc.field}: {exc.message}" if exc.field else exc.message
+    elif exc.status == 400:
+        title = "Invalid link"
+    else:
+        title = "Not available"
+    return render_template("worker/message.html", title=title, message=message)
