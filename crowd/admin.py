@@ -15,7 +15,7 @@ from werkzeug.security import check_password_hash
 
 from crowd import service as S
 from crowd.db import get_database
-from crowd.export import export_salt, stream_csv, stream_parquet
+from crowd.export import stream_csv, stream_parquet
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -130,7 +130,7 @@ def worker_action(worker_id: int):
 def export(batch_id: int, fmt: str):
     if fmt not in ("csv", "parquet"):
         abort(404)
-    salt = export_salt(current_app.config) if request.args.get("hash_workers") == "1" else None
+    salt = S.export_salt(current_app.config) if request.args.get("hash_workers") == "1" else None
     db = get_database()
 
     def rows():

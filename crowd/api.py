@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from crowd import service as S
 from crowd.db import get_database
-from crowd.export import export_salt, stream_csv, stream_parquet
+from crowd.export import stream_csv, stream_parquet
 from crowd.models import Event, Visit, VisitStatus
 from crowd.openapi import openapi_document
 from crowd.sheets import SheetError
@@ -151,7 +151,7 @@ def judgments(batch_id: int):
     if fmt not in ("csv", "parquet", "json"):
         raise S.ServiceError("format must be csv, parquet or json", "format")
     hashed = request.args.get("hash_workers", "").lower() in ("1", "true", "yes")
-    salt = export_salt(current_app.config) if hashed else None
+    salt = S.export_salt(current_app.config) if hashed else None
     db = get_database()
     with db.reading() as session:
         S.get_batch(session, batch_id)

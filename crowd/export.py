@@ -8,10 +8,8 @@ the whole export in memory.
 from __future__ import annotations
 
 import csv
-import hashlib
-import hmac
 import io
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -26,15 +24,6 @@ PARQUET_SCHEMA = pa.schema([
     ("gold_label", pa.string()),
 ])
 assert PARQUET_SCHEMA.names == JUDGMENT_COLUMNS
-
-
-def export_salt(config: Mapping) -> str:
-    """The salt of hashed worker ids (`--hash-workers`, `?hash_workers=1`): `EXPORT_SALT`, else
-    derived from `SECRET_KEY` so exports of one server hash alike. `config` is the app's config."""
-    salt = config.get("EXPORT_SALT")
-    if salt:
-        return str(salt)
-    return hmac.new(str(config["SECRET_KEY"]).encode(), b"argus-export-salt", hashlib.sha256).hexdigest()
 
 
 def _chunks(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:

@@ -20,11 +20,12 @@ Rules enforced here (DESIGN.md, issue #4):
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 import secrets
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -633,6 +634,15 @@ def record_provider_review(session: Session, visit_id: int, action: str, note: s
 
 
 # ---------------------------------------------------------------------------- export, stats
+
+def export_salt(config: Mapping) -> str:
+    """The salt of hashed worker ids (`--hash-workers`, `?hash_workers=1`): `EXPORT_SALT`, else
+    derived from `SECRET_KEY` so exports of one server hash alike. `config`: the app's config."""
+    salt = config.get("EXPORT_SALT")
+    if salt:
+        return str(salt)
+    return hmac.new(str(config["SECRET_KEY"]).encode(), b"argus-export-salt", hashlib.sha256).hexdigest()
+
 
 def hash_worker(label: str, salt: str) -> str:
     """Salted SHA-256 of a worker id, first 16 hex digits, prefixed `h:`."""

@@ -177,10 +177,10 @@ def export(batch_id, out, fmt, hash_workers, database_url):
 
     from crowd import service as S
     from crowd.db import get_database
-    from crowd.export import export_salt, write_judgments
+    from crowd.export import write_judgments
 
     app = _app(database_url)
-    salt = export_salt(app.config) if hash_workers else None
+    salt = S.export_salt(app.config) if hash_workers else None
     with app.app_context(), get_database(app).reading() as session:
         if batch_id is not None:
             try:

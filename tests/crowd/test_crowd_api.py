@@ -125,7 +125,7 @@ def test_worker_flow_and_exports(client, h, sheets_dir):
 
 
 def app_salt(client):
-    from crowd.export import export_salt
+    from crowd.service import export_salt
 
     return export_salt(client.application.config)
 
