@@ -1,6 +1,7 @@
 """Analysis of crowd judgments: agreement, aggregation, model-vs-human metrics, reports.
 
-Reads judgment frames (`task, worker, label`, docs/contracts.md) and sheet JSON; never the server.
+Reads judgment frames (`task, worker, label`; the contract is `crowd.judgments`, which imports
+nothing else of `crowd`) and sheet JSON; never the server.
 
     from analysis import read_judgments, krippendorff_alpha, DawidSkene
     frame = read_judgments("judgments.csv")
@@ -8,13 +9,14 @@ Reads judgment frames (`task, worker, label`, docs/contracts.md) and sheet JSON;
     DawidSkene().fit(frame[frame.item == "label"]).labels_
 """
 
+from crowd.judgments import KIND_LEVELS, JudgmentFrameError, read_judgments, validate_judgments
+
 from .aggregate import (GLAD, DawidSkene, MajorityVote, OneCoinDawidSkene, Wawa, item_uncertainty,
                         spammer_scores, worker_table)
-from .agreement import (KIND_LEVELS, agreement_by, agreement_table, cohen_kappa, fleiss_kappa, gwet_ac1, gwet_ac2,
+from .agreement import (agreement_by, agreement_table, cohen_kappa, fleiss_kappa, gwet_ac1, gwet_ac2,
                         infer_level, krippendorff_alpha, percent_agreement)
 from ._bootstrap import Estimate
-from .frames import (JudgmentFrameError, attach_sheet_info, from_matrix, load_sheets, read_judgments, to_long,
-                     to_wide, validate_judgments)
+from .frames import attach_sheet_info, from_matrix, load_sheets, to_long, to_wide
 from .model_human import (argument_validity, improvement_clues, localisation_by, localisation_scores,
                           localisation_table, model_answers_from_sheets, model_vs_human, naming_agreement,
                           normalise_name, rank_agreement)

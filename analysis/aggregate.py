@@ -21,7 +21,8 @@ from scipy import sparse
 from scipy.optimize import minimize
 from scipy.special import expit, logsumexp
 
-from .frames import JudgmentFrameError
+from crowd.judgments import JudgmentFrameError
+
 from .validation import prepare_judgments
 
 _EPS = 1e-10  # crowd-kit's clipping constant

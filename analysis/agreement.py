@@ -23,27 +23,11 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from crowd.judgments import KIND_LEVELS, LEVELS, JudgmentFrameError, item_group
+
 from ._bootstrap import UNRELIABLE_SHARE, Estimate, bootstrap
-from .frames import JudgmentFrameError, unit_columns
+from .frames import unit_columns
 from .validation import prepare_judgments
-
-LEVELS = ("nominal", "ordinal", "interval", "ratio")
-
-# (task kind, item group) -> level of measurement of its labels (docs/contracts.md).
-KIND_LEVELS = {
-    ("rate_arguments", "arg"): "nominal",      # yes | no | cant_tell
-    ("rate_arguments", "match"): "ordinal",    # Likert 1..5
-    ("name_feature", "name"): "nominal",
-    ("name_feature", "coherence"): "ordinal",  # Likert 1..5
-    ("mark_rationale", "rationale"): "ratio",  # number of marks
-    ("label", "label"): "nominal",             # class name
-}
-
-
-def item_group(item: str) -> str:
-    """`"arg:3"` -> `"arg"`; other items unchanged."""
-    item = "" if item is None else str(item)
-    return item.split(":", 1)[0]
 
 
 def infer_level(frame: pd.DataFrame) -> str:

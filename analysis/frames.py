@@ -1,170 +1,26 @@
-"""Judgment frames and argument sheets: reading, validation, long <-> wide reshaping.
+"""Judgment frames and argument sheets in analysis: long <-> wide reshaping, sheet tables.
 
-A judgment frame is one long table, one row per answer (docs/contracts.md, "Judgments frame"):
-required columns `task, worker, label`; the crowd export adds `item, kind, assignment, batch,
-duration_s, submitted_at, sheet, channel, rank, text, points, boxes, is_gold, gold_label`.
-Everything in `analysis` takes such a frame (a `pandas.DataFrame`) and never talks to the server.
+A judgment frame is one long table, one row per answer; `crowd.judgments` owns its columns,
+reading and validation. Everything in `analysis` takes such a frame (a `pandas.DataFrame`) and
+never talks to the server.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
-REQUIRED_COLUMNS = ("task", "worker", "label")
-MODEL_PREFIX = "model:"
-
-# Column -> kind of coercion applied by `validate_judgments`.
-_INT_COLUMNS = ("rank", "channel")
-_FLOAT_COLUMNS = ("duration_s",)
-_STR_COLUMNS = ("task", "worker", "item", "kind", "assignment", "batch", "sheet", "text", "gold_label")
-_TRUE = {"true", "1", "yes", "t", "y"}
-_FALSE = {"false", "0", "no", "f", "n", ""}
-
-
-class JudgmentFrameError(ValueError):
-    """A judgment frame (or sheet) does not follow docs/contracts.md; the message names the
-    file, column, row and value at fault."""
-
-
-def read_judgments(source, *, validate: bool = True) -> pd.DataFrame:
-    """Read a judgment frame from a CSV/Parquet export (path) or take an existing DataFrame.
-
-    Args:
-        source: path to `.csv`, `.csv.gz` or `.parquet`, or a `pandas.DataFrame` with at least
-            `task, worker, label`.
-        validate: run `validate_judgments` (recommended; it coerces types).
-
-    Returns:
-        DataFrame, one row per answer (a copy; the input is never modified).
-    """
-    if isinstance(source, pd.DataFrame):
-        frame, where = source.copy(), "frame"
-    else:
-        path = Path(source)
-        where = str(path)
-        if not path.exists():
-            raise JudgmentFrameError(f"{path}: judgments file not found")
-        name = path.name.lower()
-        if name.endswith(".parquet") or name.endswith(".pq"):
-            frame = pd.read_parquet(path)
-        elif name.endswith(".csv") or name.endswith(".csv.gz") or name.endswith(".tsv"):
-            # Read every field as text: labels such as "1" or "yes" stay labels, empty
-            # optional cells stay empty (not NaN) until `validate_judgments` types them.
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False,
-                                sep="\t" if name.endswith(".tsv") else ",")
-        else:
-            raise JudgmentFrameError(f"{path}: unknown judgments format (use .csv or .parquet)")
-    return validate_judgments(frame, source=where) if validate else frame
-
-
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA or value == ""
-
-
-def validate_judgments(frame: pd.DataFrame, *, source: str = "frame") -> pd.DataFrame:
-    """Check a judgment frame and coerce its column types.
-
-    Required: `task, worker, label`, none empty. Optional columns are typed: `rank`/`channel`
-    -> nullable Int64, `duration_s` -> float, `is_gold` -> bool, id/text columns -> str,
-    `submitted_at` -> datetime (UTC). Unknown extra columns are kept untouched.
-
-    Raises:
-        JudgmentFrameError naming the source, column, first bad row and value.
-    """
-    if not isinstance(frame, pd.DataFrame):
-        raise JudgmentFrameError(f"{source}: expected a pandas DataFrame, got {type(frame).__name__}")
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise JudgmentFrameError(
-            f"{source}: missing required column(s) {missing}; found {list(frame.columns)}")
-    frame = frame.reset_index(drop=True).copy()
-    for col in REQUIRED_COLUMNS:
-        bad = frame[col].map(_missing)
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise JudgmentFrameError(f"{source}: column '{col}' is empty at row {row} "
-                                     f"({int(bad.sum())} empty value(s) in all)")
-    for col in ("task", "worker"):
-        frame[col] = frame[col].astype(str)
-    for col in _STR_COLUMNS:
-        if col in frame.columns and col not in ("task", "worker"):
-            frame[col] = frame[col].map(lambda v: "" if _missing(v) else str(v))
-    for col in _INT_COLUMNS:
-        if col in frame.columns:
-            frame[col] = _to_int(frame[col], col, source)
-    for col in _FLOAT_COLUMNS:
-        if col in frame.columns:
-            values = pd.to_numeric(frame[col].replace("", np.nan), errors="coerce")
-            bad = values.isna() & ~frame[col].map(_missing)
-            if bad.any():
-                row = int(np.flatnonzero(bad.to_numpy())[0])
-                raise JudgmentFrameError(f"{source}: column '{col}' row {row}: "
-                                         f"{frame[col].iloc[row]!r} is not a number")
-            frame[col] = values.astype(float)
-    if "is_gold" in frame.columns:
-        frame["is_gold"] = _to_bool(frame["is_gold"], source)
-    if "submitted_at" in frame.columns:
-        frame["submitted_at"] = pd.to_datetime(frame["submitted_at"].replace("", None), utc=True,
-                                               errors="coerce")
-    return frame
-
-
-def _to_int(series: pd.Series, col: str, source: str) -> pd.Series:
-    raw = series.map(lambda v: np.nan if _missing(v) else v)
-    values = pd.to_numeric(raw, errors="coerce")
-    bad = (values.isna() & raw.notna()) | (values.notna() & (values % 1 != 0))
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise JudgmentFrameError(f"{source}: column '{col}' row {row}: {series.iloc[row]!r} is not an integer")
-    return values.astype("Int64")
-
-
-def _to_bool(series: pd.Series, source: str) -> pd.Series:
-    def conv(v):
-        if isinstance(v, (bool, np.bool_)):
-            return bool(v)
-        if _missing(v):
-            return False
-        s = str(v).strip().lower()
-        if s in _TRUE:
-            return True
-        if s in _FALSE:
-            return False
-        raise JudgmentFrameError(f"{source}: column 'is_gold' has {v!r}; expected true/false")
-    return series.map(conv).astype(bool)
-
-
-def parse_geometry(value) -> list[list[float]]:
-    """Parse a `points`/`boxes` cell: JSON list of coordinate lists in normalised [0,1] image
-    coords (`[[x,y],...]` or `[[x0,y0,x1,y1],...]`). Empty -> []."""
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [list(map(float, v)) for v in value]
-    if _missing(value):
-        return []
-    try:
-        parsed = json.loads(value)
-    except (TypeError, json.JSONDecodeError) as exc:
-        raise JudgmentFrameError(f"geometry cell {value!r} is not JSON: {exc}") from None
-    if not isinstance(parsed, list):
-        raise JudgmentFrameError(f"geometry cell {value!r} is not a list")
-    return [list(map(float, v)) for v in parsed]
+from crowd.judgments import JudgmentFrameError, is_model_worker
 
 
 def unit_columns(frame: pd.DataFrame) -> list[str]:
     """Columns that identify the thing being judged: `task` plus `item` where present (each
     argument of a `rate_arguments` task is its own unit)."""
     return ["task", "item"] if "item" in frame.columns else ["task"]
-
-
-def is_model_worker(workers) -> np.ndarray:
-    """Boolean mask of workers named `model:<name>`."""
-    return pd.Series(workers, dtype=str).str.startswith(MODEL_PREFIX).to_numpy()
 
 
 def humans_only(frame: pd.DataFrame) -> pd.DataFrame:

@@ -24,12 +24,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from crowd.judgments import MODEL_PREFIX, RATINGS, is_model_worker, parse_geometry
+
 from ._bootstrap import Estimate, bootstrap
 from .agreement import krippendorff_alpha, percent_agreement
+from .frames import attach_sheet_info, humans_only
 from .validation import prepare_judgments
-from .frames import MODEL_PREFIX, attach_sheet_info, humans_only, is_model_worker, parse_geometry
 
-YES, NO, CANT_TELL = "yes", "no", "cant_tell"
+YES, NO, CANT_TELL = RATINGS
 
 
 def _ratio_ci(num: np.ndarray, den: np.ndarray, *, n_boot, seed, confidence):

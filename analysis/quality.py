@@ -31,8 +31,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from crowd.judgments import parse_geometry
+
 from .aggregate import DawidSkene
-from .frames import humans_only, parse_geometry
+from .frames import humans_only
 
 # The columns of `worker_quality` (one row per worker and task kind); `argus mturk review` and the
 # dashboard read these names.

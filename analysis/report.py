@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from crowd.judgments import is_model_worker, read_judgments
+
 from . import agreement as agr
 from .aggregate import DawidSkene, MajorityVote, item_uncertainty, worker_table
-from .frames import humans_only, is_model_worker, load_sheets, read_judgments
+from .frames import humans_only, load_sheets
 from .model_human import (argument_rows, argument_validity, improvement_clues, localisation_by,
                           localisation_table, model_answers_from_sheets, model_vs_human, naming_agreement, normalise_name,
                           rank_agreement, reference_names, synonyms_from_parts)

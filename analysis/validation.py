@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .frames import JudgmentFrameError
+from crowd.judgments import JudgmentFrameError
 
 DUPLICATES = ("error", "first", "last")
 _NUMBER_KINDS = {"integer", "floating", "mixed-integer-float", "decimal"}

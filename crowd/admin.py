@@ -15,7 +15,7 @@ from werkzeug.security import check_password_hash
 
 from crowd import service as S
 from crowd.db import get_database
-from crowd.export import stream_csv, stream_parquet
+from crowd.judgments import stream_csv, stream_parquet
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from crowd import service as S
 from crowd.db import get_database
-from crowd.export import stream_csv, stream_parquet
+from crowd.judgments import stream_csv, stream_parquet
 from crowd.models import Event, Visit, VisitStatus
 from crowd.openapi import openapi_document
 from crowd.sheets import SheetError

@@ -21,8 +21,7 @@ import math
 import re
 import unicodedata
 
-KINDS = ("rate_arguments", "name_feature", "mark_rationale", "label")
-RATINGS = ("yes", "no", "cant_tell")
+from crowd.judgments import KINDS, LIKERT, RATINGS
 MAX_COMMENT = 2000
 MAX_NAME = 80
 DEFAULT_MAX_MARKS = 5
@@ -53,14 +52,15 @@ def normalise_name(raw: str) -> str:
 
 
 def _likert(value, field: str) -> int:
+    scale = f"{LIKERT[0]}..{LIKERT[-1]}"
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise AnswerError(field, "must be an integer 1..5")
+        raise AnswerError(field, f"must be an integer {scale}")
     try:
         number = int(value)
     except ValueError:
-        raise AnswerError(field, "must be an integer 1..5") from None
-    if not 1 <= number <= 5:
-        raise AnswerError(field, f"must be 1..5, got {number}")
+        raise AnswerError(field, f"must be an integer {scale}") from None
+    if number not in LIKERT:
+        raise AnswerError(field, f"must be {scale}, got {number}")
     return number
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from crowd.kinds import KINDS
+from crowd.judgments import KINDS, LIKERT, RATINGS
 
 _ERR = {"$ref": "#/components/responses/Error"}
 
@@ -66,10 +66,10 @@ def openapi_document() -> dict:
         "duration_s": {"type": "number", "minimum": 0},
         "answer": {"oneOf": [
             {"title": "rate_arguments", "type": "object", "required": ["arguments", "match"], "properties": {
-                "arguments": {"type": "object", "additionalProperties": {"type": "string", "enum": ["yes", "no", "cant_tell"]}},
-                "match": {"type": "integer", "minimum": 1, "maximum": 5}, "comment": {"type": "string", "maxLength": 2000}}},
+                "arguments": {"type": "object", "additionalProperties": {"type": "string", "enum": list(RATINGS)}},
+                "match": {"type": "integer", "minimum": LIKERT[0], "maximum": LIKERT[-1]}, "comment": {"type": "string", "maxLength": 2000}}},
             {"title": "name_feature", "type": "object", "required": ["name", "coherence"], "properties": {
-                "name": {"type": "string", "maxLength": 80}, "coherence": {"type": "integer", "minimum": 1, "maximum": 5}}},
+                "name": {"type": "string", "maxLength": 80}, "coherence": {"type": "integer", "minimum": LIKERT[0], "maximum": LIKERT[-1]}}},
             {"title": "mark_rationale", "type": "object", "properties": {
                 "points": {"type": "array", "items": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}},
                 "boxes": {"type": "array", "items": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4}}}},

@@ -35,6 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from crowd import judgments
 from crowd import kinds as K
 from crowd.db import Database, is_postgres
 from crowd.models import (
@@ -55,9 +56,6 @@ from crowd.models import (
     utcnow,
 )
 from crowd.sheets import TaskSpec, tasks_from_images, tasks_from_sheets
-
-JUDGMENT_COLUMNS = ["task", "worker", "label", "item", "kind", "assignment", "batch", "duration_s",
-                    "submitted_at", "sheet", "channel", "rank", "text", "points", "boxes", "is_gold", "gold_label"]
 
 
 class ServiceError(Exception):
@@ -166,8 +164,8 @@ def create_batch_from_sheets(session: Session, sheets_dir: str, *, kinds: list[s
     if not kinds:
         raise ServiceError("kinds: need at least one task kind", "kinds")
     for kind in kinds:
-        if kind not in K.KINDS:
-            raise ServiceError(f"unknown task kind {kind!r}; expected one of {', '.join(K.KINDS)}", "kind")
+        if kind not in judgments.KINDS:
+            raise ServiceError(f"unknown task kind {kind!r}; expected one of {', '.join(judgments.KINDS)}", "kind")
     specs, classes = tasks_from_sheets(sheets_dir, kinds, max_arguments=max_arguments, max_marks=max_marks,
                                        classes=classes, limit=limit)
     options = dict(params.pop("options", None) or {})
@@ -366,7 +364,7 @@ def _pick_task(session: Session, batch: Batch, worker_id: int, gold: bool) -> Ta
     taken = exists().where(Assignment.task_id == Task.id, Assignment.worker_id == worker_id)
     # Only kinds this server can render and validate (a task row of an unknown kind, e.g. written
     # by a newer Argus, is never handed out).
-    q = select(Task).where(Task.batch_id == batch.id, Task.is_gold.is_(gold), Task.kind.in_(K.KINDS), ~taken)
+    q = select(Task).where(Task.batch_id == batch.id, Task.is_gold.is_(gold), Task.kind.in_(judgments.KINDS), ~taken)
     if not gold:
         q = q.where(Task.n_done + Task.n_active < batch.redundancy)
     q = q.order_by(Task.n_done + Task.n_active, Task.id).limit(1)
@@ -667,7 +665,7 @@ def iter_judgment_rows(session: Session, batch_id: int | None = None, *, hash_sa
                   "sheet": sheet or "", "is_gold": bool(is_gold)}
         for row in K.export_rows(kind, payload, j.answer):
             out = {**common, **row, "gold_label": K.gold_label_for(kind, gold, row["item"]) if is_gold else ""}
-            yield {c: out[c] for c in JUDGMENT_COLUMNS}
+            yield {c: out[c] for c in judgments.COLUMNS}
 
 
 def worker_stats(session: Session, batch_id: int) -> list[dict]:

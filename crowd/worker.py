@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from crowd import service as S
 from crowd.db import get_database
-from crowd.kinds import KINDS
+from crowd.judgments import KINDS
 from crowd.models import Batch, Provider, Task, Visit, VisitStatus
 from crowd.tokens import BadToken, make_assignment_token, make_visit_token, read_assignment_token, read_visit_token
 from crowd.web import json_body

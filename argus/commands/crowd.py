@@ -177,7 +177,7 @@ def export(batch_id, out, fmt, hash_workers, database_url):
 
     from crowd import service as S
     from crowd.db import get_database
-    from crowd.export import write_judgments
+    from crowd.judgments import write_judgments
 
     app = _app(database_url)
     salt = S.export_salt(app.config) if hash_workers else None

@@ -20,7 +20,7 @@ import click
 @click.option("--title", default="Argus report", show_default=True)
 def report(judgments, sheets, out, data, n_boot, seed, confidence, title):
     """Agreement, aggregation and model-vs-human analysis -> OUT/report.html + tables/*.csv."""
-    from analysis.frames import JudgmentFrameError
+    from crowd.judgments import JudgmentFrameError
     from analysis.report import build_report
 
     try:

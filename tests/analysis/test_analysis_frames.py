@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from analysis.frames import (JudgmentFrameError, from_matrix, load_sheets, parse_geometry, read_judgments,
-                             to_long, to_wide)
+from analysis.frames import from_matrix, load_sheets, to_long, to_wide
+from crowd.judgments import JudgmentFrameError, parse_geometry, read_judgments
 
 
 def test_read_csv_export_types(fixtures_dir):

@@ -12,7 +12,7 @@ import pytest
 
 from analysis import aggregate as agg
 from analysis import agreement as agr
-from analysis.frames import JudgmentFrameError
+from crowd.judgments import JudgmentFrameError
 from analysis.model_human import model_vs_human
 from analysis.validation import prepare_judgments
 

@@ -8,7 +8,8 @@ import io
 import pyarrow.parquet as pq
 import pytest
 
-from crowd.service import JUDGMENT_COLUMNS, hash_worker
+from crowd.judgments import COLUMNS as JUDGMENT_COLUMNS
+from crowd.service import hash_worker
 
 KINDS4 = ["rate_arguments", "name_feature", "mark_rationale", "label"]
 
