@@ -35,7 +35,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from active.strategies import PoolOutputs, Strategy, resolve_device
+from active.strategies import PoolOutputs, Strategy
+from training.evaluate import resolve_device
 
 MAX_CACHE_BYTES = 8 << 30
 DEFAULT_MEAN = (0.5, 0.5, 0.5)

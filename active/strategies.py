@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from training.evaluate import resolve_device
+
 REGISTRY: dict[str, type["Strategy"]] = {}
 
 
@@ -54,13 +56,6 @@ def get_strategy(name: str, **kwargs) -> "Strategy":
     if key not in REGISTRY:
         raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(available_strategies())}")
     return REGISTRY[key](**kwargs)
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """`"auto"` -> cuda when available, else cpu."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 @dataclass

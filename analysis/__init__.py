@@ -10,13 +10,14 @@ nothing else of `crowd`) and sheet JSON; never the server.
 """
 
 from crowd.judgments import KIND_LEVELS, JudgmentFrameError, read_judgments, validate_judgments
+from explain.sheet_files import load_sheets
 
 from .aggregate import (GLAD, DawidSkene, MajorityVote, OneCoinDawidSkene, Wawa, item_uncertainty,
                         spammer_scores, worker_table)
 from .agreement import (agreement_by, agreement_table, cohen_kappa, fleiss_kappa, gwet_ac1, gwet_ac2,
                         infer_level, krippendorff_alpha, percent_agreement)
 from ._bootstrap import Estimate
-from .frames import attach_sheet_info, from_matrix, load_sheets, to_long, to_wide
+from .frames import attach_sheet_info, from_matrix, to_long, to_wide
 from .model_human import (argument_validity, improvement_clues, localisation_by, localisation_scores,
                           localisation_table, model_answers_from_sheets, model_vs_human, naming_agreement,
                           normalise_name, rank_agreement)

@@ -1,5 +1,7 @@
 """Judgment frames and argument sheets in analysis: long <-> wide reshaping, sheet tables.
 
+Sheets are read by `explain.sheet_files.load_sheets` (`{sample_id: sheet}`).
+
 A judgment frame is one long table, one row per answer; `crowd.judgments` owns its columns,
 reading and validation. Everything in `analysis` takes such a frame (a `pandas.DataFrame`) and
 never talks to the server.
@@ -7,8 +9,6 @@ never talks to the server.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Iterable
 
 import numpy as np
@@ -66,33 +66,6 @@ def from_matrix(matrix, workers=None, tasks=None) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- sheets
 
-def load_sheets(sheets_dir) -> dict[str, dict]:
-    """Read every `SHEETS/sheets/<sample_id>.json` (or `*.json` directly in `sheets_dir`).
-
-    Returns:
-        {sample_id: sheet dict}; each sheet gets `_dir` (the SHEETS root, for relative paths).
-    """
-    root = Path(sheets_dir)
-    if not root.exists():
-        raise JudgmentFrameError(f"{root}: sheets folder not found")
-    folder = root / "sheets" if (root / "sheets").is_dir() else root
-    sheets: dict[str, dict] = {}
-    for path in sorted(folder.glob("*.json")):
-        try:
-            sheet = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise JudgmentFrameError(f"{path}: not valid JSON ({exc})") from None
-        if not isinstance(sheet, dict) or "sample_id" not in sheet or "arguments" not in sheet:
-            continue  # index.json / summary.json and other non-sheet files
-        for i, arg in enumerate(sheet["arguments"]):
-            for field in ("rank", "channel", "contribution"):
-                if field not in arg:
-                    raise JudgmentFrameError(f"{path}: arguments[{i}] lacks '{field}'")
-        sheet["_dir"] = str(folder.parent if folder.name == "sheets" else folder)
-        sheets[str(sheet["sample_id"])] = sheet
-    return sheets
-
-
 def sheets_table(sheets: dict[str, dict]) -> pd.DataFrame:
     """One row per sheet: `sheet, true_class, class (predicted), domain, correct, probability,
     background` (background only where the sheet carries it)."""
@@ -104,22 +77,6 @@ def sheets_table(sheets: dict[str, dict]) -> pd.DataFrame:
                      "correct": s.get("correct"), "background": s.get("background") or ""})
     return pd.DataFrame(rows, columns=["sheet", "true_class", "class", "probability", "domain",
                                        "correct", "background"])
-
-
-def arguments_table(sheets: dict[str, dict]) -> pd.DataFrame:
-    """One row per (sheet, argument): `sheet, rank, channel, contribution, share_of_margin,
-    name, name_source, class, domain`."""
-    rows = []
-    for sid, s in sheets.items():
-        pred = (s.get("prediction") or {}).get("class")
-        for a in s["arguments"]:
-            rows.append({"sheet": sid, "rank": int(a["rank"]), "channel": int(a["channel"]),
-                         "contribution": float(a["contribution"]),
-                         "share_of_margin": a.get("share_of_margin"), "name": a.get("name") or "",
-                         "name_source": a.get("name_source") or "", "class": pred,
-                         "domain": s.get("domain") or ""})
-    return pd.DataFrame(rows, columns=["sheet", "rank", "channel", "contribution", "share_of_margin",
-                                       "name", "name_source", "class", "domain"])
 
 
 def attach_sheet_info(frame: pd.DataFrame, sheets: dict[str, dict] | None,

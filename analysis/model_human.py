@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -177,25 +176,7 @@ def localisation_scores(heatmap: np.ndarray, target: np.ndarray) -> dict:
             "relevance_rank": inter / k, "iou": inter / (2 * k - inter)}
 
 
-def _dataset_parts(data_dir):
-    if data_dir is None:
-        return None
-    path = Path(data_dir) / "parts.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _load_mask(data_dir, sample_id):
-    if data_dir is None:
-        return None
-    path = Path(data_dir) / "masks" / f"{sample_id}.png"
-    if not path.exists():
-        return None
-    from PIL import Image
-    return np.asarray(Image.open(path))
-
-
-def _image_size(sheet: dict, default: int) -> tuple[int, int]:
-    root = sheet.get("_dir")
+def _image_size(root, sheet: dict, default: int) -> tuple[int, int]:
     if root and sheet.get("image"):
         path = Path(root) / sheet["image"]
         if path.exists():
@@ -209,7 +190,8 @@ def localisation_table(sheets: dict, frame: pd.DataFrame | None = None, data_dir
                        point_radius: float = 0.06, image_size: int = 64) -> pd.DataFrame:
     """Localisation of every argument of every sheet against each available target.
 
-    Targets: `human` (union of the human workers' `mark_rationale` points/boxes for the sheet),
+    `sheets` is `{sample_id: sheet}` as `explain.sheet_files.load_sheets` returns it (its `root`
+    locates the images, for their size, when a sheet has no mask). Targets: `human` (union of the human workers' `mark_rationale` points/boxes for the sheet),
     `object` (mask > 0 from `DATA/masks/<sample_id>.png`) and `parts` (the true class's
     discriminative parts from `DATA/parts.json`).
 
@@ -223,14 +205,18 @@ def localisation_table(sheets: dict, frame: pd.DataFrame | None = None, data_dir
         for _, r in rat.iterrows():
             sid = str(r.get("sheet") or r["task"])
             marks.setdefault(sid, []).append((parse_geometry(r.get("points")), parse_geometry(r.get("boxes"))))
-    parts = _dataset_parts(data_dir)
+    parts = None
+    if data_dir is not None:
+        from training.datasets import read_part_mask, read_parts  # loads torch: only with a dataset folder
+
+        parts = read_parts(data_dir, missing_ok=True)
     disc_by_class = {}
     if parts:
         disc_by_class = {c["name"]: c.get("discriminative_parts", []) for c in parts.get("classes", [])}
     rows = []
     for sid, sheet in sheets.items():
-        mask = _load_mask(data_dir, sid)
-        size = mask.shape if mask is not None else _image_size(sheet, image_size)
+        mask = None if data_dir is None else read_part_mask(data_dir, sid, missing_ok=True)
+        size = mask.shape if mask is not None else _image_size(getattr(sheets, "root", None), sheet, image_size)
         targets = {}
         if sid in marks:
             m = np.zeros(size, dtype=bool)

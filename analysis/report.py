@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 from pathlib import Path
 
@@ -13,24 +12,16 @@ import numpy as np
 import pandas as pd
 
 from crowd.judgments import is_model_worker, read_judgments
+from explain.sheet_files import load_sheets, read_summary
 
 from . import agreement as agr
 from .aggregate import DawidSkene, MajorityVote, item_uncertainty, worker_table
-from .frames import humans_only, load_sheets
+from .frames import humans_only
 from .model_human import (argument_rows, argument_validity, improvement_clues, localisation_by,
                           localisation_table, model_answers_from_sheets, model_vs_human, naming_agreement, normalise_name,
                           rank_agreement, reference_names, synonyms_from_parts)
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "report"
-
-
-def _samples(data_dir):
-    if data_dir is None:
-        return None
-    path = Path(data_dir) / "samples.csv"
-    if not path.exists():
-        return None
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
 def _find_data_dir(sheets_dir, data_dir):
@@ -39,14 +30,9 @@ def _find_data_dir(sheets_dir, data_dir):
         if not Path(data_dir).is_dir():
             raise FileNotFoundError(f"--data {data_dir}: dataset folder not found")
         return Path(data_dir)
-    summary = Path(sheets_dir) / "summary.json"
-    if summary.exists():
-        try:
-            ds = json.loads(summary.read_text()).get("dataset")
-        except (json.JSONDecodeError, AttributeError):
-            ds = None
-        if ds and Path(ds).is_dir():
-            return Path(ds)
+    ds = read_summary(sheets_dir).get("dataset")
+    if isinstance(ds, str) and ds and Path(ds).is_dir():
+        return Path(ds)
     return None
 
 
@@ -109,10 +95,12 @@ def build_report(judgments, sheets_dir, out_dir, *, data_dir=None, n_boot: int =
     frame = read_judgments(judgments)
     sheets = load_sheets(sheets_dir)
     data_dir = _find_data_dir(sheets_dir, data_dir)
-    samples = _samples(data_dir)
-    parts = None
-    if data_dir is not None and (Path(data_dir) / "parts.json").exists():
-        parts = json.loads((Path(data_dir) / "parts.json").read_text())
+    samples = parts = None
+    if data_dir is not None:
+        from training.datasets import read_parts, read_samples_table  # loads torch: only with a dataset folder
+
+        samples = read_samples_table(data_dir, missing_ok=True)
+        parts = read_parts(data_dir, missing_ok=True)
     figs = _Figures(out)
     tables: dict[str, pd.DataFrame] = {}
     sections: dict[str, dict] = {}

@@ -30,7 +30,8 @@ def main():
     from torch.utils.data import TensorDataset
 
     from active.pool import DatasetPool, ModelPredictor, make_loader, score_pool
-    from active.strategies import get_strategy, resolve_device
+    from active.strategies import get_strategy
+    from training.evaluate import resolve_device
     from training.models import SmallCNN
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

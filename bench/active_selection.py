@@ -58,7 +58,8 @@ def case(name: str, n: int, budget: int, device: str, work: Path) -> dict:
     import numpy as np
     import torch
 
-    from active.strategies import PoolOutputs, get_strategy, resolve_device, top_b
+    from active.strategies import PoolOutputs, get_strategy, top_b
+    from training.evaluate import resolve_device
 
     dev = resolve_device(device)
     rss0 = peak_rss_gb()

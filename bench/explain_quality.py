@@ -30,16 +30,16 @@ def chance_pointing(sheets_dir: Path, data_dir: Path, tolerance: int, domain: st
     """Hit rate of a uniformly random point (= the area of the dilated part masks)."""
     from scipy.ndimage import binary_dilation
 
-    from training.toyworld import load_part_mask, load_parts
+    from explain.sheet_files import load_sheets
+    from training.datasets import read_part_mask, read_parts
 
-    parts = load_parts(data_dir)
+    parts = read_parts(data_dir)
     disc = {c["name"]: c["discriminative_parts"] for c in parts["classes"]}
     strict, tol = [], []
-    for path in sorted((sheets_dir / "sheets").glob("*.json")):
-        s = json.loads(path.read_text())
+    for s in load_sheets(sheets_dir).values():
         if domain is not None and s["domain"] != domain:
             continue
-        gt = np.isin(load_part_mask(data_dir, s["sample_id"]), disc[s["prediction"]["class"]])
+        gt = np.isin(read_part_mask(data_dir, s["sample_id"]), disc[s["prediction"]["class"]])
         strict.append(gt.mean())
         tol.append(binary_dilation(gt, np.ones((2 * tolerance + 1,) * 2, bool)).mean() if tolerance else gt.mean())
     return {"strict": float(np.mean(strict)), "tolerance": float(np.mean(tol)), "n": len(strict)}

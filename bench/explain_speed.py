@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from explain.contributions import LayerContributions  # noqa: E402
-from explain.exemplars import resolve_device, stream_top_activations  # noqa: E402
+from explain.exemplars import stream_top_activations  # noqa: E402
+from training.evaluate import resolve_device  # noqa: E402
 from training.models import build_model  # noqa: E402
 
 FIGURES: list[dict] = []

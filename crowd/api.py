@@ -17,8 +17,8 @@ from crowd.db import get_database
 from crowd.judgments import stream_csv, stream_parquet
 from crowd.models import Event, Visit, VisitStatus
 from crowd.openapi import openapi_document
-from crowd.sheets import SheetError
 from crowd.web import json_body
+from explain.sheet_files import SheetError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 PUBLIC = {"api.openapi"}

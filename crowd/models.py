@@ -95,7 +95,9 @@ class Provider(str, enum.Enum):
     lab = "lab"
 
 
-def _enum(cls):
+def enum_type(cls):
+    """Column type of a `str` Enum: stored by value as VARCHAR(16), checked on write (no native
+    database enum, so adding a member needs no migration)."""
     return Enum(cls, name=cls.__name__.lower(), native_enum=False, length=16, validate_strings=True)
 
 
@@ -114,7 +116,7 @@ class Batch(Base):
     classes: Mapped[list] = mapped_column(JSON, default=list)
     exclude_batches: Mapped[list] = mapped_column(JSON, default=list)  # retake blocking
     options: Mapped[dict] = mapped_column(JSON, default=dict)
-    status: Mapped[BatchStatus] = mapped_column(_enum(BatchStatus), default=BatchStatus.active)
+    status: Mapped[BatchStatus] = mapped_column(enum_type(BatchStatus), default=BatchStatus.active)
     created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
 
     tasks: Mapped[list["Task"]] = relationship(back_populates="batch", lazy="raise_on_sql")
@@ -150,9 +152,9 @@ class Worker(Base):
     __table_args__ = (UniqueConstraint("provider", "external_id", name="uq_worker_external"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    provider: Mapped[Provider] = mapped_column(_enum(Provider))
+    provider: Mapped[Provider] = mapped_column(enum_type(Provider))
     external_id: Mapped[str] = mapped_column(String(200))
-    status: Mapped[WorkerStatus] = mapped_column(_enum(WorkerStatus), default=WorkerStatus.active)
+    status: Mapped[WorkerStatus] = mapped_column(enum_type(WorkerStatus), default=WorkerStatus.active)
     blocked: Mapped[bool] = mapped_column(Boolean, default=False)
     gold_correct: Mapped[float] = mapped_column(Float, default=0.0)
     gold_total: Mapped[int] = mapped_column(Integer, default=0)
@@ -184,11 +186,11 @@ class Visit(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id", ondelete="CASCADE"))
     worker_id: Mapped[int] = mapped_column(ForeignKey("worker.id", ondelete="CASCADE"))
-    provider: Mapped[Provider] = mapped_column(_enum(Provider))
+    provider: Mapped[Provider] = mapped_column(enum_type(Provider))
     external_assignment_id: Mapped[str | None] = mapped_column(String(200))
     hit_id: Mapped[str | None] = mapped_column(String(200))
     turk_submit_to: Mapped[str | None] = mapped_column(String(500))
-    status: Mapped[VisitStatus] = mapped_column(_enum(VisitStatus), default=VisitStatus.started)
+    status: Mapped[VisitStatus] = mapped_column(enum_type(VisitStatus), default=VisitStatus.started)
     n_submitted: Mapped[int] = mapped_column(Integer, default=0)
     completion_code: Mapped[str | None] = mapped_column(String(64))
     review_note: Mapped[str | None] = mapped_column(Text)
@@ -210,7 +212,7 @@ class Assignment(Base):
     worker_id: Mapped[int] = mapped_column(ForeignKey("worker.id", ondelete="CASCADE"))
     batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id", ondelete="CASCADE"))
     visit_id: Mapped[int | None] = mapped_column(ForeignKey("visit.id", ondelete="SET NULL"))
-    status: Mapped[AssignmentStatus] = mapped_column(_enum(AssignmentStatus), default=AssignmentStatus.leased)
+    status: Mapped[AssignmentStatus] = mapped_column(enum_type(AssignmentStatus), default=AssignmentStatus.leased)
     leased_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(TZDateTime)
     submitted_at: Mapped[datetime | None] = mapped_column(TZDateTime)

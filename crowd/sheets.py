@@ -1,5 +1,5 @@
-"""Read an argument-sheets folder (docs/contracts.md "Sheets folder") or a list of image files
-and turn them into task payloads for each task kind.
+"""Turn an argument-sheets folder (read by `explain.sheet_files`) or a list of image files into
+task payloads for each task kind.
 
 Payload media paths stay relative to the batch's `media_root` (the sheets folder, or the common
 folder of the image files); the worker pages serve them through `/media/<batch>/<path>`.
@@ -7,16 +7,12 @@ folder of the image files); the worker pages serve them through `/media/<batch>/
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from crowd.kinds import DEFAULT_MAX_MARKS, HARD_MAX_MARKS, check_kind
-
-
-class SheetError(ValueError):
-    """A sheet file or image list is unusable; the message names the file and field."""
+from explain.sheet_files import SheetError, load_sheets, read_summary
 
 
 @dataclass
@@ -41,42 +37,13 @@ def _rel(root: Path, ref, where: str) -> str:
     return target.relative_to(root.resolve()).as_posix()
 
 
-def load_sheets(sheets_dir: str | os.PathLike) -> list[dict]:
-    """All sheet JSON objects of `SHEETS/sheets/*.json`, sorted by sample_id."""
-    root = Path(sheets_dir)
-    folder = root / "sheets"
-    if not folder.is_dir():
-        raise SheetError(f"{root}: no 'sheets/' folder (expected SHEETS/sheets/<sample_id>.json)")
-    sheets = []
-    for path in sorted(folder.glob("*.json")):
-        try:
-            sheet = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise SheetError(f"{path}: not valid JSON ({exc})") from None
-        for key in ("sample_id", "image", "prediction", "arguments"):
-            if key not in sheet:
-                raise SheetError(f"{path}: missing field '{key}'")
-        if not isinstance(sheet["arguments"], list):
-            raise SheetError(f"{path}: field 'arguments' must be a list")
-        sheet["_file"] = str(path)
-        sheets.append(sheet)
-    if not sheets:
-        raise SheetError(f"{folder}: no sheet JSON files")
-    return sorted(sheets, key=lambda s: str(s["sample_id"]))
-
-
-def sheet_classes(sheets_dir: str | os.PathLike, sheets: list[dict]) -> list[str]:
+def sheet_classes(sheets_dir: str | os.PathLike, sheets: dict[str, dict]) -> list[str]:
     """Class names: `summary.json["classes"]` when present, else every class the sheets mention."""
-    summary = Path(sheets_dir) / "summary.json"
-    if summary.is_file():
-        try:
-            classes = json.loads(summary.read_text(encoding="utf-8")).get("classes")
-        except json.JSONDecodeError:
-            classes = None
-        if isinstance(classes, list) and classes:
-            return [c["name"] if isinstance(c, dict) else str(c) for c in classes]
+    classes = read_summary(sheets_dir).get("classes")
+    if isinstance(classes, list) and classes:
+        return [c["name"] if isinstance(c, dict) else str(c) for c in classes]
     found = set()
-    for s in sheets:
+    for s in sheets.values():
         found.add(s["prediction"]["class"])
         if s.get("contrast"):
             found.add(s["contrast"]["class"])
@@ -94,23 +61,20 @@ def tasks_from_sheets(sheets_dir: str | os.PathLike, kinds: list[str], *, max_ar
     `max_marks` caps rationale marks (at most 50).
     """
     root = Path(sheets_dir).resolve()
-    sheets = load_sheets(root)[:limit] if limit else load_sheets(root)
+    folder = load_sheets(root)
+    sheets = dict(list(folder.items())[:limit]) if limit else folder
     classes = list(classes) if classes else sheet_classes(root, sheets)
     max_marks = max(1, min(int(max_marks), HARD_MAX_MARKS))
     specs: list[TaskSpec] = []
     channels: dict[int, dict] = {}
     for kind in kinds:
         check_kind(kind)
-    for s in sheets:
-        where = s["_file"]
-        sid = str(s["sample_id"])
+    for sid, s in sheets.items():
+        where = str(folder.files[sid])
         image = _rel(root, s["image"], f"{where} field 'image'")
         target = s.get("label") or s["prediction"]["class"]
-        args = sorted(s["arguments"], key=lambda a: a.get("rank", 0))[:max_arguments]
+        args = sorted(s["arguments"], key=lambda a: a["rank"])[:max_arguments]
         for i, a in enumerate(args):
-            for key in ("rank", "channel"):
-                if key not in a:
-                    raise SheetError(f"{where}: arguments[{i}] missing field '{key}'")
             strip = a.get("exemplar_strip") or f"exemplars/channel_{int(a['channel'])}.png"
             channels.setdefault(int(a["channel"]), {
                 "channel": int(a["channel"]),

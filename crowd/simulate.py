@@ -173,26 +173,6 @@ def make_crowd(n_workers: int = 20, mix: dict | None = None, *, seed: int = 0, p
 
 # ------------------------------------------------------------------------------ ground truth
 
-def _upsample(grid, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear upsampling of a `[h][w]` channel map to `shape` pixels (align_corners=False)."""
-    g = np.asarray(grid, dtype=np.float64)
-    H, W = shape
-    h, w = g.shape
-
-    def coords(n_out, n_in):
-        x = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
-        x = np.clip(x, 0, n_in - 1)
-        lo = np.floor(x).astype(int)
-        hi = np.minimum(lo + 1, n_in - 1)
-        return lo, hi, x - lo
-
-    y0, y1, fy = coords(H, h)
-    x0, x1, fx = coords(W, w)
-    top = g[y0][:, x0] * (1 - fx) + g[y0][:, x1] * fx
-    bot = g[y1][:, x0] * (1 - fx) + g[y1][:, x1] * fx
-    return top * (1 - fy)[:, None] + bot * fy[:, None]
-
-
 def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
     if r <= 0:
         return mask
@@ -214,37 +194,22 @@ class GroundTruth:
     """
 
     def __init__(self, sheets_dir, data_dir, *, overlap_threshold: float = 0.3, tolerance_px: int = 2):
-        import pandas as pd
-        from PIL import Image
+        from analysis.model_human import upsample
+        from explain.sheet_files import load_sheets
+        from training.datasets import read_part_mask, read_parts, read_samples_table
 
         self.sheets_dir, self.data_dir = Path(sheets_dir), Path(data_dir)
-        parts_path = self.data_dir / "parts.json"
-        if not parts_path.is_file():
-            raise FileNotFoundError(f"{parts_path}: the simulated crowd needs the toy world's parts.json and masks/")
-        self.parts_doc = json.loads(parts_path.read_text())
+        self.parts_doc = read_parts(self.data_dir)
         self.parts = {int(p["id"]): p for p in self.parts_doc["parts"]}
         self.classes = [c["name"] for c in self.parts_doc["classes"]]
         self.disc = {c["name"]: [int(i) for i in c["discriminative_parts"]] for c in self.parts_doc["classes"]}
         self.overlap_threshold, self.tolerance_px = float(overlap_threshold), int(tolerance_px)
-        samples = pd.read_csv(self.data_dir / "samples.csv", dtype=str, keep_default_na=False)
-        self.background = dict(zip(samples["sample_id"], samples.get("background", pd.Series([""] * len(samples)))))
-        folder = self.sheets_dir / "sheets"
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder}: no sheets folder")
-        self.sheets: dict[str, dict] = {}
-        for path in sorted(folder.glob("*.json")):
-            s = json.loads(path.read_text())
-            self.sheets[str(s["sample_id"])] = s
-        if not self.sheets:
-            raise FileNotFoundError(f"{folder}: no sheet JSON files")
+        samples = read_samples_table(self.data_dir)
+        backgrounds = samples["background"] if "background" in samples else [""] * len(samples)
+        self.background = dict(zip(samples["sample_id"], backgrounds))
+        self.sheets: dict[str, dict] = load_sheets(self.sheets_dir)
         self.by_image = {s["image"]: sid for sid, s in self.sheets.items()}
-        self.masks: dict[str, np.ndarray] = {}
-        for sid in self.sheets:
-            mpath = self.data_dir / "masks" / f"{sid}.png"
-            if not mpath.is_file():
-                raise FileNotFoundError(f"{mpath}: no part mask for sheet {sid!r} (is {data_dir} the sheets' dataset?)")
-            with Image.open(mpath) as im:
-                self.masks[sid] = np.array(im.convert("L"), dtype=np.uint8)
+        self.masks: dict[str, np.ndarray] = {sid: read_part_mask(self.data_dir, sid) for sid in self.sheets}
         self.overlap: dict[tuple[str, int], float] = {}
         self.strip_channel: dict[str, int] = {}
         part_mass: dict[int, Counter] = defaultdict(Counter)
@@ -257,7 +222,7 @@ class GroundTruth:
                 if a.get("exemplar_strip"):
                     self.strip_channel[a["exemplar_strip"]] = c
                 self.strip_channel.setdefault(f"exemplars/channel_{c}.png", c)
-                heat = _upsample(a["heatmap_grid"], mask.shape) if a.get("heatmap_grid") else np.zeros(mask.shape)
+                heat = upsample(a["heatmap_grid"], mask.shape) if a.get("heatmap_grid") else np.zeros(mask.shape)
                 hot = np.where(heat >= 0.5 * heat.max(), heat, 0.0) if heat.max() > 0 else heat
                 total = hot.sum()
                 self.overlap[(sid, int(a["rank"]))] = float(hot[target].sum() / total) if total > 0 else 0.0

@@ -7,18 +7,32 @@ Public API (see docs/explain.md):
 - `receptive_field(model, layer)`, `ReceptiveField`
 - `ConceptNames` (names.json), `reference_names` (NetDissect-style IoU names)
 - `run_explain(model_dir, data_dir, out, ...)` / `explain_dataset(model, meta, data_dir, out, ...)`
-- `validate_sheet(sheet)`, `sheet_schema()`
+- `load_sheets(sheets_dir)`, `read_sheet(path)`, `validate_sheet(sheet)`, `sheet_schema()`, `SheetError`
+
+Names are imported on first use, so `explain.sheet_files` (read by the crowd server and analysis)
+loads without torch.
 """
 
-from explain.contributions import Explanation, LayerContributions, LayerNotFoundError
-from explain.exemplars import ExemplarIndex, mine_exemplars
-from explain.names import ConceptNames, reference_names
-from explain.pipeline import explain_dataset, run_explain
-from explain.receptive_field import ReceptiveField, receptive_field
-from explain.sheets import sheet_schema, validate_sheet
+from importlib import import_module
 
-__all__ = [
-    "ConceptNames", "ExemplarIndex", "Explanation", "LayerContributions", "LayerNotFoundError", "ReceptiveField",
-    "explain_dataset", "mine_exemplars", "receptive_field", "reference_names", "run_explain", "sheet_schema",
-    "validate_sheet",
-]
+_HOMES = {
+    "Explanation": "contributions", "LayerContributions": "contributions", "LayerNotFoundError": "contributions",
+    "ExemplarIndex": "exemplars", "mine_exemplars": "exemplars",
+    "ConceptNames": "names", "reference_names": "names",
+    "explain_dataset": "pipeline", "run_explain": "pipeline",
+    "ReceptiveField": "receptive_fields", "receptive_field": "receptive_fields",
+    "SheetError": "sheet_files", "load_sheets": "sheet_files", "read_sheet": "sheet_files",
+    "sheet_schema": "sheet_files", "validate_sheet": "sheet_files",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'explain' has no attribute {name!r}")
+    return getattr(import_module(f"explain.{_HOMES[name]}"), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_HOMES))

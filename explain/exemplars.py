@@ -23,18 +23,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from explain.contributions import LayerContributions
-from explain.receptive_field import ReceptiveField, receptive_field
+from explain.receptive_fields import ReceptiveField, receptive_field
+from training.evaluate import resolve_device
 
 INDEX_SCHEMA_VERSION = "1"
 TILE_PX = 64  # exemplar crops are resized to this side in strips
 GAP_PX = 2
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> cuda when available, else cpu; anything else is passed to `torch.device`."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:

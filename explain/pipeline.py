@@ -21,10 +21,12 @@ import torch
 from tqdm.auto import tqdm
 
 from explain.contributions import LayerContributions
-from explain.exemplars import file_hash, mine_exemplars, resolve_device
+from explain.exemplars import file_hash, mine_exemplars
 from explain.names import ConceptNames, reference_names
 from explain.render import render_sheets, write_index
-from explain.sheets import analyse_batch, build_sheet, ground_truth, validate_sheet
+from explain.sheet_files import validate_sheet
+from explain.sheets import analyse_batch, build_sheet, ground_truth
+from training.evaluate import resolve_device
 
 HEATMAP_QUANTILE = 99.5  # percentile of the run's argument activations drawn at full colour
 
@@ -130,7 +132,7 @@ def explain_dataset(model, meta: dict, data_dir, out, *, name: str = "model", ch
                     layer: str | None = None, progress: bool = True) -> dict:
     """`run_explain` for a model already in memory; `meta` holds the checkpoint's model.json fields
     (``classes, input_size, normalization, explained_layer, arch``)."""
-    from training.datasets import load_dataset
+    from training.datasets import has_part_masks, load_dataset, read_part_mask, read_parts
 
     t_start = time.perf_counter()
     data_dir, out = Path(data_dir), Path(out)
@@ -149,12 +151,8 @@ def explain_dataset(model, meta: dict, data_dir, out, *, name: str = "model", ch
         pointing_tolerance = pointing_tolerance_px(size)
     ckpt_hash = checkpoint_hash or state_hash(model)
     out.mkdir(parents=True, exist_ok=True)
-    has_parts = (data_dir / "parts.json").exists() and (data_dir / "masks").is_dir()
-    parts_doc = None
-    if has_parts:
-        from training.toyworld import load_part_mask, load_parts
-
-        parts_doc = load_parts(data_dir)
+    has_parts = has_part_masks(data_dir)
+    parts_doc = read_parts(data_dir) if has_parts else None
 
     # 1. Exemplars (once per checkpoint) and names.
     t0 = time.perf_counter()
@@ -179,7 +177,7 @@ def explain_dataset(model, meta: dict, data_dir, out, *, name: str = "model", ch
         names.channels = crowd
     if has_parts and exemplars is not None and (not exemplars.reused or names.checkpoint_hash != ckpt_hash):
         ids = ex_table["sample_id"].astype(str).tolist()
-        refs = reference_names(model, layer, ex_data, exemplars, lambda i: load_part_mask(data_dir, ids[i]),
+        refs = reference_names(model, layer, ex_data, exemplars, lambda i: read_part_mask(data_dir, ids[i]),
                                parts_doc["parts"], device=dev, progress=progress)
         for c, ref in refs.items():
             names.set(c, ref["name"], "reference", confidence=ref["confidence"], iou=ref["iou"], part_key=ref["part_key"])
@@ -223,7 +221,7 @@ def explain_dataset(model, meta: dict, data_dir, out, *, name: str = "model", ch
         pred = classes[r["target"]]
         gt = gt_parts = None
         if has_parts and pred in disc:
-            part_map = load_part_mask(data_dir, sid)
+            part_map = read_part_mask(data_dir, sid)
             gt = ground_truth(r, part_map, disc[pred], tolerance_px=pointing_tolerance)
             strict_hits[sid] = ground_truth(r, part_map, disc[pred], tolerance_px=0)["pointing_hit"]
             gt_parts = [part_names[i] for i in disc[pred]]

@@ -9,7 +9,6 @@ magnitude faster than a matplotlib figure per sheet); matplotlib only supplies t
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import textwrap
@@ -18,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
+
+from explain.sheet_files import write_sheet
 
 COLORMAP = "inferno"
 HEAT_PX = 128  # side of a heatmap in the composite PNG (small keeps PNG encoding cheap)
@@ -143,7 +144,7 @@ def render_one(job: tuple[dict, np.ndarray, np.ndarray]) -> str:
         overlay = heatmap_overlay(image, grid, scale, lut)
         Image.fromarray(overlay).save(root / arg["heatmap"], compress_level=1)
         overlays.append(overlay)
-    (root / "sheets" / f"{sid}.json").write_text(json.dumps(sheet, separators=(",", ":")))
+    write_sheet(root, sheet)
     html = _STATE["env"].get_template("sheet.html").render(s=sheet, gradient=_STATE["gradient"])
     (root / "sheets" / f"{sid}.html").write_text(html)
     strips = [_strip(a["exemplar_strip"]) for a in sheet["arguments"]]

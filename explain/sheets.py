@@ -2,37 +2,19 @@
 
 Computation only (no files): `analyse_batch` turns an `Explanation` into per-image records,
 `build_sheet` turns one record into the sheet document of docs/contracts.md
-(schema ``explain/sheet.schema.json``). Rendering lives in `explain.render`.
+(schema, reading and writing: `explain.sheet_files`). Rendering lives in `explain.render`.
 """
 
 from __future__ import annotations
-
-import json
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from explain.contributions import Explanation, LayerContributions
+from explain.sheet_files import SCHEMA_VERSION
 
-SCHEMA_VERSION = "1"
-SCHEMA_PATH = Path(__file__).with_name("sheet.schema.json")
 DELETION_POINTS = 64  # deletion curve sampled at most at this many channel counts (+ the ends)
-
-
-@lru_cache(maxsize=1)
-def sheet_schema() -> dict:
-    """The JSON Schema of a sheet document."""
-    return json.loads(SCHEMA_PATH.read_text())
-
-
-def validate_sheet(sheet: dict) -> None:
-    """Raise `jsonschema.ValidationError` when `sheet` breaks the sheet contract."""
-    import jsonschema
-
-    jsonschema.validate(sheet, sheet_schema())
 
 
 def region_name(x: float, y: float) -> str:

@@ -71,6 +71,14 @@ class DatasetInfo:
             return [UNKNOWN_DOMAIN] * int((self.table["split"] == split).sum())
         return [d if isinstance(d, str) and d.strip() else UNKNOWN_DOMAIN for d in col.fillna("")]
 
+    @property
+    def native_image_size(self) -> int:
+        """The size the images were made at: `parts.json["image_size"]` for a toy world, else 64."""
+        try:
+            return int(read_parts(self.root)["image_size"])
+        except (FileNotFoundError, KeyError, TypeError, ValueError):
+            return 64
+
     def fingerprint(self, split: str) -> str:
         """Hash of a split's paths and labels (not domains): keys the decoded-image cache."""
         t = self.split_table(split)
@@ -124,15 +132,15 @@ def _declared_classes(root: Path) -> list[str] | None:
         return [line.strip() for line in (root / "classes.txt").read_text().splitlines() if line.strip()]
     if (root / "parts.json").exists():
         try:
-            return [c["name"] for c in json.loads((root / "parts.json").read_text())["classes"]]
-        except (KeyError, TypeError, json.JSONDecodeError):
+            return [c["name"] for c in read_parts(root)["classes"]]
+        except (KeyError, TypeError, DatasetError):
             return None
     return None
 
 
 def _load_argus(root: Path) -> DatasetInfo:
     source = root / "samples.csv"
-    table = _read_csv(source)
+    table = read_samples_table(root)
     _validate_table(table, source)
     if "domain" not in table.columns:
         table["domain"] = ""
@@ -257,6 +265,50 @@ def load_dataset(root, seed: int = 0, val_fraction: float = 0.1, test_fraction: 
     if (root / "samples.csv").exists():
         return _load_argus(root)
     return _load_imagefolder(root, seed, val_fraction, test_fraction)
+
+
+# ----------------------------------------------------------------------------- toy-world extras
+
+def read_samples_table(root, missing_ok: bool = False) -> pd.DataFrame | None:
+    """`samples.csv` as text columns (empty cells stay ""), not validated (`load_dataset` does
+    that); None when it is missing and `missing_ok`."""
+    path = Path(root) / "samples.csv"
+    if not path.exists():
+        if missing_ok:
+            return None
+        raise FileNotFoundError(f"{path}: no samples.csv (is {root} a dataset folder?)")
+    return _read_csv(path)
+
+
+def read_parts(root, missing_ok: bool = False) -> dict | None:
+    """`parts.json` of a toy-world folder (docs/contracts.md); None when it is missing and `missing_ok`."""
+    path = Path(root) / "parts.json"
+    if not path.exists():
+        if missing_ok:
+            return None
+        raise FileNotFoundError(f"{path}: no parts.json (is {root} a toy-world folder?)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
+
+
+def read_part_mask(root, sample_id: str, missing_ok: bool = False) -> np.ndarray | None:
+    """The part label map `np.uint8 [H, W]` of one sample (0 = background, v = part id v, from
+    `masks/<sample_id>.png`); None when it is missing and `missing_ok`."""
+    path = Path(root) / "masks" / f"{sample_id}.png"
+    if not path.exists():
+        if missing_ok:
+            return None
+        raise FileNotFoundError(f"{path}: no mask for sample {sample_id!r}")
+    with Image.open(path) as im:
+        return np.array(im.convert("L"), dtype=np.uint8)
+
+
+def has_part_masks(root) -> bool:
+    """True when the folder has the toy world's `parts.json` and `masks/`."""
+    return (Path(root) / "parts.json").is_file() and (Path(root) / "masks").is_dir()
+
 
 
 # ----------------------------------------------------------------------------- images

@@ -20,11 +20,11 @@ from tqdm.auto import tqdm
 from training.datasets import UNKNOWN_DOMAIN, DatasetInfo, load_dataset, load_split_uint8, normalize_uint8
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """`auto` -> cuda when available, else cpu; `cuda` without a GPU is an error."""
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """`auto` (or None) -> cuda when available, else cpu; `cuda` without a GPU is an error."""
     if isinstance(device, torch.device):
         return device
-    if device == "auto":
+    if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available (use --device cpu or auto)")

@@ -520,19 +520,3 @@ def generate_toyworld(out, n_train: int = 6000, n_val: int = 1200, n_test: int =
     (out / "toyworld.json").write_text(json.dumps(options, indent=2) + "\n")
     return out
 
-
-def load_parts(root) -> dict:
-    """Read `parts.json` from a toy-world folder (see docs/contracts.md)."""
-    path = Path(root) / "parts.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no parts.json (is {root} a toy-world folder?)")
-    return json.loads(path.read_text())
-
-
-def load_part_mask(root, sample_id: str) -> np.ndarray:
-    """The part label map `np.uint8 [H, W]` of one sample (0 = background, v = part id v)."""
-    path = Path(root) / "masks" / f"{sample_id}.png"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no mask for sample {sample_id!r}")
-    with Image.open(path) as im:
-        return np.array(im.convert("L"), dtype=np.uint8)

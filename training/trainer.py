@@ -190,7 +190,7 @@ class Trainer:
         if isinstance(data, InMemoryData):
             self.image_size = int(self.config.image_size or data.train_images.shape[-1])
         else:
-            self.image_size = int(self.config.image_size or self._native_size())
+            self.image_size = int(self.config.image_size or self.info.native_image_size)
 
         show = progress and self.is_main
         cfg = self.config
@@ -245,14 +245,6 @@ class Trainer:
         as "mirror only when the data allows it" are decided here)."""
         cfg = self.config
         return Augment(cfg.shift, cfg.mirror) if cfg.augment else Augment()
-
-    def _native_size(self) -> int:
-        try:
-            from training.toyworld import load_parts
-
-            return int(load_parts(self.info.root)["image_size"])
-        except (FileNotFoundError, KeyError, ValueError):
-            return 64
 
     def new_model(self, seed: int | None = None) -> nn.Module:
         """A freshly initialised model (seeded) on the trainer's device."""

@@ -123,7 +123,7 @@ def batch_create(sheets, images, classes, kinds, redundancy, gold_rate, gold_fil
                  lease_seconds, exclude, name, max_arguments, max_marks, limit, database_url):
     """Create a batch from a SHEETS folder (or from --images + --classes)."""
     from crowd.service import ServiceError
-    from crowd.sheets import SheetError
+    from explain.sheet_files import SheetError
 
     if not sheets and not images:
         raise click.UsageError("give a SHEETS folder or --images FILE")

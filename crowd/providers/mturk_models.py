@@ -17,7 +17,7 @@ from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueCon
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crowd.models import Base, TZDateTime, utcnow
+from crowd.models import Base, TZDateTime, enum_type, utcnow
 
 
 class MTurkEnv(str, enum.Enum):
@@ -65,18 +65,12 @@ class NoticeStatus(str, enum.Enum):
     sent = "sent"
 
 
-def _enum(cls):
-    from sqlalchemy import Enum
-
-    return Enum(cls, name=cls.__name__.lower(), native_enum=False, length=16, validate_strings=True)
-
-
 class MTurkHitType(Base):
     __tablename__ = "mturk_hit_type"
     __table_args__ = (UniqueConstraint("environment", "hit_type_id", "batch_id", name="uq_mturk_hit_type"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    environment: Mapped[MTurkEnv] = mapped_column(_enum(MTurkEnv))
+    environment: Mapped[MTurkEnv] = mapped_column(enum_type(MTurkEnv))
     hit_type_id: Mapped[str] = mapped_column(String(64))
     batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id", ondelete="CASCADE"))
     title: Mapped[str] = mapped_column(String(200))
@@ -94,7 +88,7 @@ class MTurkHit(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    environment: Mapped[MTurkEnv] = mapped_column(_enum(MTurkEnv))
+    environment: Mapped[MTurkEnv] = mapped_column(enum_type(MTurkEnv))
     batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id", ondelete="CASCADE"))
     round: Mapped[int] = mapped_column(Integer, default=1)
     chunk_index: Mapped[int] = mapped_column(Integer)
@@ -105,7 +99,7 @@ class MTurkHit(Base):
     reward_cents: Mapped[int] = mapped_column(Integer)
     lifetime_s: Mapped[int] = mapped_column(Integer)
     entry_url: Mapped[str] = mapped_column(Text)
-    state: Mapped[HitState] = mapped_column(_enum(HitState), default=HitState.pending)
+    state: Mapped[HitState] = mapped_column(enum_type(HitState), default=HitState.pending)
     mturk_status: Mapped[str | None] = mapped_column(String(32))  # HITStatus last seen
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     expiration: Mapped[datetime | None] = mapped_column(TZDateTime)
@@ -118,15 +112,15 @@ class MTurkAssignment(Base):
     __table_args__ = (Index("ix_mturk_assignment_batch", "batch_id", "status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    environment: Mapped[MTurkEnv] = mapped_column(_enum(MTurkEnv))
+    environment: Mapped[MTurkEnv] = mapped_column(enum_type(MTurkEnv))
     assignment_id: Mapped[str] = mapped_column(String(64), unique=True)
     hit_id: Mapped[str] = mapped_column(String(64))
     batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id", ondelete="CASCADE"))
     worker_id: Mapped[str] = mapped_column(String(64))  # MTurk WorkerId
-    status: Mapped[MTurkAssignmentStatus] = mapped_column(_enum(MTurkAssignmentStatus))
+    status: Mapped[MTurkAssignmentStatus] = mapped_column(enum_type(MTurkAssignmentStatus))
     visit_id: Mapped[int | None] = mapped_column(ForeignKey("visit.id", ondelete="SET NULL"))
     has_local_work: Mapped[bool] = mapped_column(default=False)
-    decision: Mapped[Decision] = mapped_column(_enum(Decision), default=Decision.pending)
+    decision: Mapped[Decision] = mapped_column(enum_type(Decision), default=Decision.pending)
     gold_accuracy: Mapped[float | None] = mapped_column()
     gold_n: Mapped[int] = mapped_column(Integer, default=0)
     feedback: Mapped[str | None] = mapped_column(Text)
@@ -146,7 +140,7 @@ class MTurkBonus(Base):
     __table_args__ = (Index("ix_mturk_bonus_batch", "batch_id", "status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    environment: Mapped[MTurkEnv] = mapped_column(_enum(MTurkEnv))
+    environment: Mapped[MTurkEnv] = mapped_column(enum_type(MTurkEnv))
     unique_request_token: Mapped[str] = mapped_column(String(64), unique=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(64))  # what the bonus is for ("performance", "round2", ...)
@@ -155,7 +149,7 @@ class MTurkBonus(Base):
     hit_id: Mapped[str] = mapped_column(String(64))
     amount_cents: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)  # as sent, ends with "[ref <token tail>]"
-    status: Mapped[BonusStatus] = mapped_column(_enum(BonusStatus), default=BonusStatus.planned)
+    status: Mapped[BonusStatus] = mapped_column(enum_type(BonusStatus), default=BonusStatus.planned)
     created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
     paid_at: Mapped[datetime | None] = mapped_column(TZDateTime)
 
@@ -165,10 +159,10 @@ class MTurkBlock(Base):
     __table_args__ = (UniqueConstraint("environment", "worker_id", name="uq_mturk_block"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    environment: Mapped[MTurkEnv] = mapped_column(_enum(MTurkEnv))
+    environment: Mapped[MTurkEnv] = mapped_column(enum_type(MTurkEnv))
     worker_id: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text)
-    status: Mapped[BlockStatus] = mapped_column(_enum(BlockStatus), default=BlockStatus.pending)
+    status: Mapped[BlockStatus] = mapped_column(enum_type(BlockStatus), default=BlockStatus.pending)
     created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
     updated_at: Mapped[datetime | None] = mapped_column(TZDateTime)
 
@@ -180,7 +174,7 @@ class MTurkQualificationGrant(Base):
     __table_args__ = (UniqueConstraint("environment", "qualification_type_id", "worker_id", name="uq_mturk_grant"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    environment: Mapped[MTurkEnv] = mapped_column(_enum(MTurkEnv))
+    environment: Mapped[MTurkEnv] = mapped_column(enum_type(MTurkEnv))
     qualification_type_id: Mapped[str] = mapped_column(String(64))
     worker_id: Mapped[str] = mapped_column(String(64))
     granted_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
@@ -192,14 +186,14 @@ class MTurkNotification(Base):
     __tablename__ = "mturk_notification"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    environment: Mapped[MTurkEnv] = mapped_column(_enum(MTurkEnv))
+    environment: Mapped[MTurkEnv] = mapped_column(enum_type(MTurkEnv))
     token: Mapped[str] = mapped_column(String(64), unique=True)
     batch_id: Mapped[int | None] = mapped_column(Integer)
     subject: Mapped[str] = mapped_column(String(200))
     message: Mapped[str] = mapped_column(Text)
     worker_ids: Mapped[list] = mapped_column(JSON)
     failures: Mapped[list] = mapped_column(JSON, default=list)
-    status: Mapped[NoticeStatus] = mapped_column(_enum(NoticeStatus), default=NoticeStatus.pending)
+    status: Mapped[NoticeStatus] = mapped_column(enum_type(NoticeStatus), default=NoticeStatus.pending)
     created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(TZDateTime)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
-from analysis.frames import from_matrix, load_sheets, to_long, to_wide
+from analysis.frames import from_matrix, to_long, to_wide
 from crowd.judgments import JudgmentFrameError, parse_geometry, read_judgments
+from explain.sheet_files import SheetError, load_sheets
 
 
 def test_read_csv_export_types(fixtures_dir):
@@ -69,6 +72,8 @@ def test_geometry_and_sheets(fixtures_dir, tmp_path):
     sheets = load_sheets(fixtures_dir / "sheets")
     assert len(sheets) == 12 and sheets["s08"]["domain"] == "night"
     (tmp_path / "sheets").mkdir()
-    (tmp_path / "sheets" / "x.json").write_text('{"sample_id": "x", "arguments": [{"rank": 1}]}')
-    with pytest.raises(JudgmentFrameError, match=r"arguments\[0\] lacks 'channel'"):
+    sheet = json.loads((fixtures_dir / "sheets" / "sheets" / "s00.json").read_text())
+    del sheet["arguments"][0]["channel"]
+    (tmp_path / "sheets" / "x.json").write_text(json.dumps(sheet))
+    with pytest.raises(SheetError, match=r"x\.json: missing field 'arguments\[0\]\.channel'$"):
         load_sheets(tmp_path)

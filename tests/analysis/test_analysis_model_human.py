@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.frames import attach_sheet_info, load_sheets
+from analysis.frames import attach_sheet_info
 from analysis.model_human import (argument_validity, improvement_clues, localisation_by, localisation_scores,
                                   localisation_table, model_answers_from_sheets, model_vs_human, naming_agreement,
                                   normalise_name, rank_agreement, rationale_mask, synonyms_from_parts, upsample)
 from crowd.judgments import read_judgments
+from explain.sheet_files import load_sheets
 
 
 def test_localisation_scores_by_hand():

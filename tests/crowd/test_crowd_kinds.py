@@ -6,7 +6,8 @@ import json
 import pytest
 
 from crowd import kinds as K
-from crowd.sheets import SheetError, load_sheets, tasks_from_images, tasks_from_sheets
+from crowd.sheets import tasks_from_images, tasks_from_sheets
+from explain.sheet_files import SheetError, load_sheets
 
 RATE = {"arguments": [{"rank": 1, "channel": 3}, {"rank": 2, "channel": 7}]}
 LABEL = {"classes": ["apple", "banana"]}
@@ -105,10 +106,10 @@ def test_bad_sheets_name_file_and_field(tmp_path, sheets_dir):
         load_sheets(tmp_path)
     (tmp_path / "sheets").mkdir()
     (tmp_path / "sheets" / "x.json").write_text(json.dumps({"sample_id": "x", "image": "images/x.png", "arguments": []}))
-    with pytest.raises(SheetError, match=r"x\.json: missing field 'prediction'"):
+    with pytest.raises(SheetError, match=r"x\.json: missing fields 'schema_version', 'label', .*'prediction'"):
         load_sheets(tmp_path)
     sheet = json.loads((sheets_dir / "sheets" / "s1.json").read_text())
-    sheet["image"] = "../../etc/passwd"
+    sheet["image"] = "../../etc/passwd.png"
     (tmp_path / "sheets" / "x.json").write_text(json.dumps(sheet))
     with pytest.raises(SheetError, match="leaves the sheets folder"):
         tasks_from_sheets(tmp_path, ["label"])

@@ -10,7 +10,7 @@ from PIL import Image
 from torch import nn
 
 from explain.exemplars import mine_exemplars, stream_top_activations
-from explain.receptive_field import ReceptiveField, receptive_field
+from explain.receptive_fields import ReceptiveField, receptive_field
 
 from .conftest import TinyGapNet, hand_set
 

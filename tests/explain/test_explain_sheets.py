@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
+import re
 
-import jsonschema
 import numpy as np
 import pytest
 import torch
@@ -12,8 +12,8 @@ import torch
 from explain.contributions import LayerContributions
 from explain.names import ConceptNames
 from explain.render import colormap_lut, heatmap_overlay
-from explain.sheets import (analyse_batch, build_sheet, faithfulness, ground_truth, make_sentence, region_name,
-                            validate_sheet)
+from explain.sheet_files import SheetError, validate_sheet
+from explain.sheets import analyse_batch, build_sheet, faithfulness, ground_truth, make_sentence, region_name
 
 from .conftest import MaxHeadNet, hand_set
 
@@ -134,21 +134,21 @@ def test_sheet_is_valid_and_consistent(tiny_net, images):
     assert sheet["sentence"].startswith(f"Predicted '{sheet['prediction']['class']}'")
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda s: s.pop("margin"),
-    lambda s: s["arguments"][0].update(name_source="model"),
-    lambda s: s["arguments"][0].update(peak={"x": 1.5, "y": 0.1}),
-    lambda s: s["faithfulness"].update(prediction_flips="no"),
-    lambda s: s.update(schema_version="2"),
-    lambda s: s["arguments"][0].update(heatmap="/abs/path.png"),
-    lambda s: s.update(extra_field=1),
+@pytest.mark.parametrize("mutate,message", [
+    (lambda s: s.pop("margin"), "s0.json: missing field 'margin'"),
+    (lambda s: s["arguments"][0].update(name_source="model"), "s0.json: field 'arguments[0].name_source': 'model' is not one of"),
+    (lambda s: s["arguments"][0].update(peak={"x": 1.5, "y": 0.1}), "s0.json: field 'arguments[0].peak.x': 1.5 is greater than"),
+    (lambda s: s["faithfulness"].update(prediction_flips="no"), "s0.json: field 'faithfulness.prediction_flips': 'no' is not of type 'boolean'"),
+    (lambda s: s.update(schema_version="2"), "s0.json: field 'schema_version': '1' was expected"),
+    (lambda s: s["arguments"][0].update(heatmap="/abs/path.png"), "s0.json: field 'arguments[0].heatmap': '/abs/path.png' does not match"),
+    (lambda s: s.update(extra_field=1), "s0.json: Additional properties are not allowed ('extra_field' was unexpected)"),
 ], ids=["missing-margin", "bad-name-source", "peak-out-of-range", "flips-not-bool", "version", "absolute-path", "unknown-field"])
-def test_schema_rejects_broken_sheets(tiny_net, images, mutate):
+def test_schema_rejects_broken_sheets_naming_the_field(tiny_net, images, mutate, message):
     _, sheet = make_sheet(tiny_net, images)
     broken = copy.deepcopy(sheet)
     mutate(broken)
-    with pytest.raises(jsonschema.ValidationError):
-        validate_sheet(broken)
+    with pytest.raises(SheetError, match=re.escape(message)):
+        validate_sheet(broken, "s0.json")
 
 
 def test_peak_locations_hand_checked():

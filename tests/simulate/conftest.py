@@ -62,14 +62,21 @@ def world(tmp_path_factory):
         args = []
         for rank, (channel, cell) in enumerate(((3, (0, 0)), (5, (3, 3))), start=1):
             Image.new("RGB", (SIZE, SIZE)).save(sheets / "heatmaps" / f"{sid}_{rank}.png")
+            peak = {"x": (cell[1] + 0.5) / 4, "y": (cell[0] + 0.5) / 4}
             args.append({"rank": rank, "channel": channel, "contribution": 2.0 / rank, "share_of_margin": 0.5,
-                         "heatmap": f"heatmaps/{sid}_{rank}.png", "heatmap_grid": _grid(cell),
+                         "heatmap": f"heatmaps/{sid}_{rank}.png", "heatmap_grid": _grid(cell), "peak": peak,
+                         "region": "upper left" if rank == 1 else "lower right", "exemplars": [],
                          "exemplar_strip": f"exemplars/channel_{channel}.png", "name": f"feature {channel}",
-                         "region": "upper left" if rank == 1 else "lower right"})
+                         "name_source": "fallback", "name_iou": None})
         sheet = {"schema_version": "1", "sample_id": sid, "image": f"images/{sid}.png", "label": label, "domain": "day",
-                 "split": "test", "prediction": {"class": label, "index": 0 if label == "dragon" else 1, "probability": 0.9},
+                 "split": "test", "model": {"name": "fixture", "arch": "small-cnn", "layer": "features",
+                                            "decomposition": "exact"},
+                 "prediction": {"class": label, "index": 0 if label == "dragon" else 1, "probability": 0.9},
                  "contrast": {"class": "rhino" if label == "dragon" else "dragon", "index": 1, "probability": 0.1},
-                 "margin": 3.0, "correct": True, "arguments": args, "sentence": ""}
+                 "margin": 3.0, "correct": True, "arguments": args, "sentence": f"Predicted '{label}'.",
+                 "faithfulness": {"top_m": 2, "margin_after_removal": 0.5, "prediction_flips": False,
+                                  "deletion_auc": 0.3},
+                 "ground_truth": None}
         (sheets / "sheets" / f"{sid}.json").write_text(json.dumps(sheet))
     (data / "samples.csv").write_text("\n".join(rows) + "\n")
     (sheets / "summary.json").write_text(json.dumps({"classes": ["dragon", "rhino"], "dataset": str(data)}))

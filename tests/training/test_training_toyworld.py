@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from training import toyworld as tw
+from training.datasets import read_part_mask, read_parts
 
 
 def _digest(root: Path) -> dict[str, str]:
@@ -74,7 +75,7 @@ def test_saved_masks_equal_rendered_masks(tiny_world):
         split_offset = {"train": 0, "val": tw.VAL_OFFSET, "test": tw.TEST_OFFSET}[row.split]
         index = split_offset + int(row.sample_id.split("-")[1])
         image, label, domain, mask, meta = tw.render_sample(index, seed=0, label=row.label, domain=row.domain, image_size=32)
-        assert np.array_equal(tw.load_part_mask(tiny_world, row.sample_id), mask)
+        assert np.array_equal(read_part_mask(tiny_world, row.sample_id), mask)
         with Image.open(tiny_world / row.path) as saved:
             assert np.array_equal(np.asarray(saved), np.asarray(image))
         assert meta["background"] == row.background
@@ -119,7 +120,7 @@ def test_spurious_probability_is_respected():
 
 
 def test_parts_json_defines_classes_by_combinations_of_shared_parts(tiny_world):
-    doc = tw.load_parts(tiny_world)
+    doc = read_parts(tiny_world)
     assert doc["image_size"] == 32
     ids = {p["id"] for p in doc["parts"]}
     assert ids == set(range(1, len(tw.PARTS) + 1))
