@@ -179,18 +179,6 @@ def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0,
     raise ValueError(f"focal_loss: reduction={reduction!r} must be mean|sum|none")
 
 
-class FocalLoss(nn.Module):
-    """Module wrapper of :func:`focal_loss`."""
-
-    def __init__(self, gamma: float = 2.0, alpha: torch.Tensor | None = None):
-        super().__init__()
-        self.gamma = gamma
-        self.register_buffer("alpha", None if alpha is None else torch.as_tensor(alpha, dtype=torch.float32))
-
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return focal_loss(logits, labels, self.gamma, self.alpha)
-
-
 class GroupDROLoss(nn.Module):
     """Online GroupDRO (Sagawa et al., ICLR 2020, Algorithm 1). **Oracle: reads group labels.**
 

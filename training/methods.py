@@ -13,8 +13,7 @@ name                   what it changes                                          
 `groupdro-oracle`      GroupDRO over domains: an ORACLE, it reads domain labels    **read**
 =====================  ==========================================================  ============
 
-Options are keyword arguments of each class (`argus train --method-opt KEY=VALUE` where the CLI
-offers it). Only `groupdro-oracle` sets `reads_domains = True`; the trainer passes domains to no
+Options are keyword arguments of each class (`argus train --method-option KEY=VALUE`). Only `groupdro-oracle` sets `reads_domains = True`; the trainer passes domains to no
 other method, and `tests/blind/test_blind_no_domain_read.py` checks that poisoning the domain
 column changes nothing for every other method.
 """

@@ -4,15 +4,13 @@ between tests), a JSON helper for the worker endpoints, and a live HTTP server i
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import threading
-import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from werkzeug.serving import make_server
 
 from crowd.app import create_app
@@ -20,25 +18,11 @@ from crowd.db import Base, get_database
 
 SHEETS = Path(__file__).parent / "fixtures" / "sheets"
 API_TOKEN = "test-api-token-123"
-PG_URL = os.environ.get("ARGUS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(scope="session")
 def sheets_dir() -> Path:
     return SHEETS
-
-
-@pytest.fixture(scope="session")
-def pg_schema():
-    """A fresh schema for this test session on the PostgreSQL server; dropped afterwards."""
-    name = f"argus_test_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(PG_URL)
-    with engine.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{name}"'))
-    yield name
-    with engine.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
-    engine.dispose()
 
 
 def _config(backend: str, tmp_path: Path, request) -> dict:
@@ -47,8 +31,8 @@ def _config(backend: str, tmp_path: Path, request) -> dict:
     if backend == "sqlite":
         cfg["DATABASE_URL"] = f"sqlite:///{tmp_path / 'argus.db'}"
     else:
-        cfg["DATABASE_URL"] = PG_URL
-        cfg["DATABASE_SCHEMA"] = request.getfixturevalue("pg_schema")
+        cfg["DATABASE_URL"] = request.getfixturevalue("pg_url")
+        cfg["DATABASE_SCHEMA"] = request.getfixturevalue("pg_session_schema")
     return cfg
 
 
@@ -58,11 +42,6 @@ def _truncate(app):
         names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables if t.name != "argus_schema")
         with engine.begin() as conn:
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backend(request):
-    return request.param
 
 
 @pytest.fixture

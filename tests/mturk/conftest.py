@@ -46,35 +46,22 @@ def fake_client(fake):
 # ------------------------------------------------------------------ the Argus side
 
 
-PG_URL = os.environ.get("ARGUS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
 @pytest.fixture
 def crowd_app(request, tmp_path):
     """The real crowd server app on a fresh SQLite database, or (indirect parameter
     ``"postgres"``) in a fresh schema on the PostgreSQL server, dropped afterwards."""
-    from sqlalchemy import create_engine, text
-
     from crowd.app import create_app
 
     cfg = {"TESTING": True, "SECRET_KEY": "mturk-test-secret", "GOLD_MIN_ANSWERS": 1,
            "DATABASE_URL": f"sqlite:///{tmp_path / 'argus.db'}"}
     backend = getattr(request, "param", "sqlite")
     if backend == "postgres":
-        schema = f"mturk_{os.getpid()}_{abs(hash(request.node.nodeid)) % 10**8}"
-        admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        cfg.update(DATABASE_URL=PG_URL, DATABASE_SCHEMA=schema)
+        cfg.update(DATABASE_URL=request.getfixturevalue("pg_url"), DATABASE_SCHEMA=request.getfixturevalue("pg_schema"))
         app = create_app(cfg)
         yield app
         from crowd.db import get_database
 
         get_database(app).engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
     else:
         yield create_app(cfg)
 

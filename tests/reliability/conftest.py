@@ -4,20 +4,16 @@ password, tiny label batches, and the fixture sheets of the crowd tests (read on
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
-import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from crowd.app import create_app
 from crowd.db import get_database
 from crowd.loadtest import make_images
 
-PG_URL = os.environ.get("ARGUS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 CROWD_SHEETS = Path(__file__).resolve().parent.parent / "crowd" / "fixtures" / "sheets"
 API_TOKEN = "rel-api-token-" + "x" * 16
 SECRET_KEY = "rel-secret-key-never-shown-0123456789"
@@ -26,29 +22,11 @@ AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
 @pytest.fixture
-def pg_schema():
-    """A fresh schema on the PostgreSQL server, dropped after the test."""
-    name = f"rel_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{name}"'))
-    yield name
-    with engine.connect() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
-    engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backend(request):
-    return request.param
-
-
-@pytest.fixture
 def db_target(backend, tmp_path, request):
     """(database URL, schema or None) for the parametrised backend."""
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'argus.db'}", None
-    return PG_URL, request.getfixturevalue("pg_schema")
+    return request.getfixturevalue("pg_url"), request.getfixturevalue("pg_schema")
 
 
 def app_config(url: str, schema: str | None, **extra) -> dict:

@@ -70,11 +70,7 @@ def test_sqlite_online_backup_of_a_live_database_restores_everything(sqlite_app,
 
 
 @pytest.mark.postgres
-def test_pg_dump_and_restore_of_a_schema(h, tmp_path, pg_schema):
-    pg_url = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-    import os
-
-    pg_url = os.environ.get("ARGUS_TEST_POSTGRES_URL", pg_url)
+def test_pg_dump_and_restore_of_a_schema(h, tmp_path, pg_url, pg_schema):
     app = create_app({"TESTING": True, "SECRET_KEY": "k", "API_TOKEN": h.API_TOKEN, "DATABASE_URL": pg_url,
                       "DATABASE_SCHEMA": pg_schema})
     batch = _fill(app, h, tmp_path)

@@ -12,7 +12,6 @@ in-process without another CLI, and lets us seed real tokens into the strategies
 from __future__ import annotations
 
 import json
-import os
 import re
 import string
 from urllib.parse import quote, urlencode
@@ -203,19 +202,10 @@ def test_fuzz_api_operation(fuzz_world, path, method, op):
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_fuzz_every_operation_on_postgresql(tmp_path):
+def test_fuzz_every_operation_on_postgresql(tmp_path, pg_url, pg_schema):
     """A shorter run of the same fuzzer on PostgreSQL, where types, integer ranges and text
     rules are stricter than SQLite's (NUL bytes, 32-bit integer columns)."""
-    import uuid
-
-    from sqlalchemy import create_engine, text
-
-    pg_url = os.environ.get("ARGUS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    schema = f"rel_fuzz_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    app, client, auth, batches, visits, atokens = _mk_world(tmp_path, pg_url, schema)
+    app, client, auth, batches, visits, atokens = _mk_world(tmp_path, pg_url, pg_schema)
     world = {"app": app, "client": client, "auth": auth, "batches": batches, "visits": visits, "atokens": atokens}
     try:
         sent = sum(_fuzz_operation(world, path, method, op, PG_EXAMPLES) for path, method, op in OPS)
@@ -224,9 +214,6 @@ def test_fuzz_every_operation_on_postgresql(tmp_path):
                 assert set(S.check_invariants(s, b).values()) == {0}
     finally:
         get_database(app).engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
     assert sent >= len(OPS) * PG_EXAMPLES * 0.9
 
 
