@@ -5,22 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crowd.simulate import (BACKGROUND_SYNONYMS, GroundTruth, SimulatedWorker, WorkerProfile, _typo, _upsample,
-                            answer_task, make_crowd)
+from crowd.simulate import (BACKGROUND_SYNONYMS, GroundTruth, SimulatedWorker, WorkerProfile, _typo, answer_task,
+                            make_crowd)
 
 
 @pytest.fixture(scope="module")
 def truth(world):
     return GroundTruth(world["sheets"], world["data"], overlap_threshold=0.3, tolerance_px=0)
-
-
-def test_upsample_matches_torch_bilinear():
-    import torch
-    import torch.nn.functional as F
-
-    g = np.random.default_rng(0).random((4, 5))
-    ref = F.interpolate(torch.tensor(g)[None, None], size=(16, 20), mode="bilinear", align_corners=False)[0, 0].numpy()
-    assert np.allclose(_upsample(g, (16, 20)), ref, atol=1e-12)
 
 
 def test_argument_relevance_by_overlap_with_discriminative_parts(truth):
