@@ -1,6 +1,6 @@
 """What the MTurk adapter's money safety costs: the reconciling service layer vs bare boto3 calls.
 
-Both sides talk to the same in-process fake MTurk endpoint (tests/mturk/fake_mturk.py) through
+Both sides talk to the same in-process fake MTurk endpoint (tests/crowd/mturk/fake_mturk.py) through
 the real boto3 client, so the ratio isolates Argus's own work per call: the write-ahead rows,
 the tokens, the reconciliation and the database commits. The floor is a bare loop of the same
 boto3 calls, with no database. Nothing reaches the network.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "mturk"))  # the fake endpoint
+sys.path.insert(0, str(ROOT / "tests" / "crowd" / "mturk"))  # the fake endpoint
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIAARGUSBENCHDUMMY")  # dummies: only the fake is called
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "argus-bench-dummy")

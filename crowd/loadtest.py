@@ -2,7 +2,7 @@
 workers over real HTTP, a chaos thread that SIGKILLs gunicorn workers and the master, and the
 invariant check that proves nothing was lost.
 
-Used by `tests/reliability/` (short runs) and `bench/reliability.py` (long runs).
+Used by `tests/crowd/reliability/` (short runs) and `bench/reliability.py` (long runs).
 
     server = GunicornServer(db_url, schema=None, workdir=tmp, workers=3)
     server.start()

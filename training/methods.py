@@ -14,7 +14,7 @@ name                   what it changes                                          
 =====================  ==========================================================  ============
 
 Options are keyword arguments of each class (`argus train --method-option KEY=VALUE`). Only `groupdro-oracle` sets `reads_domains = True`; the trainer passes domains to no
-other method, and `tests/blind/test_blind_no_domain_read.py` checks that poisoning the domain
+other method, and `tests/training/blind/test_blind_no_domain_read.py` checks that poisoning the domain
 column changes nothing for every other method.
 """
 

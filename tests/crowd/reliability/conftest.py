@@ -14,7 +14,7 @@ from crowd.app import create_app
 from crowd.db import get_database
 from crowd.loadtest import make_images
 
-CROWD_SHEETS = Path(__file__).resolve().parent.parent / "crowd" / "fixtures" / "sheets"
+CROWD_SHEETS = Path(__file__).resolve().parents[1] / "fixtures" / "sheets"
 API_TOKEN = "rel-api-token-" + "x" * 16
 SECRET_KEY = "rel-secret-key-never-shown-0123456789"
 ADMIN_PASSWORD = "rel-admin-pw-never-shown"

@@ -47,7 +47,7 @@ def _mk_world(tmp: Path, url: str | None = None, schema: str | None = None):
     images = make_images(tmp / "img", 6)
     b1 = client.post("/api/batches", json={"images": images, "classes": ["cat", "dog"], "redundancy": 2,
                                            "tasks_per_visit": 3}, headers=auth).get_json()
-    sheets = Path(__file__).resolve().parent.parent / "crowd" / "fixtures" / "sheets"
+    sheets = Path(__file__).resolve().parents[1] / "fixtures" / "sheets"
     b2 = client.post("/api/batches", json={"sheets_dir": str(sheets), "kinds": ["mark_rationale", "rate_arguments"],
                                            "redundancy": 3}, headers=auth).get_json()
     visits, atokens = [], []
@@ -116,7 +116,7 @@ def _value_for(name: str, schema: dict, world) -> st.SearchStrategy:
     elif name in ("images",):
         plausible = st.lists(st.one_of(TEXT, st.fixed_dictionaries({"image": TEXT, "id": TEXT})), max_size=3)
     elif name == "sheets_dir":
-        plausible = st.sampled_from([str(Path(__file__).resolve().parent.parent / "crowd" / "fixtures" / "sheets"),
+        plausible = st.sampled_from([str(Path(__file__).resolve().parents[1] / "fixtures" / "sheets"),
                                      "/", "/etc", "/nonexistent", "../.."])
     elif "enum" in schema:
         plausible = st.sampled_from(schema["enum"])

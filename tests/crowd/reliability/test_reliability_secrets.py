@@ -133,7 +133,7 @@ def test_no_secret_in_logs_error_pages_or_exports(tmp_path, capture_all_logs, mo
 
 
 def test_mturk_credentials_never_in_logs_or_errors(tmp_path, capture_all_logs, monkeypatch):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "mturk"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mturk"))
     from fake_mturk import FakeMTurk
     from mturk_sim import label_batch
 

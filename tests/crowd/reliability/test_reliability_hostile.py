@@ -326,7 +326,7 @@ def test_xss_in_judgments_is_escaped_in_the_analysis_report(tmp_path):
 
     from analysis.report import build_report
 
-    fixtures = __import__("pathlib").Path(__file__).resolve().parent.parent / "analysis" / "fixtures"
+    fixtures = __import__("pathlib").Path(__file__).resolve().parents[2] / "analysis" / "fixtures"
     frame = pd.read_csv(fixtures / "judgments.csv", dtype=str, keep_default_na=False)
     workers = sorted(frame["worker"].unique())
     frame["worker"] = frame["worker"].replace({workers[0]: XSS[0], workers[1]: XSS[1]})

@@ -1,5 +1,5 @@
 """Money safety with the MTurk adapter on the MTurk team's fake endpoint (imported from
-tests/mturk, not copied): for every MTurk call that launch, review and bonus make, and for every
+tests/crowd/mturk, not copied): for every MTurk call that launch, review and bonus make, and for every
 failure mode the fake can inject at that call (response dropped after applying, answer too late,
 service fault, throttling), re-running the command converges to the state of a clean run: never a
 duplicate HIT, a second approval or a second bonus, and the account balance is exact.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-MTURK_TESTS = Path(__file__).resolve().parent.parent / "mturk"
+MTURK_TESTS = Path(__file__).resolve().parents[1] / "mturk"
 sys.path.insert(0, str(MTURK_TESTS))  # the fake lives beside the MTurk adapter's tests
 
 from fake_mturk import FakeMTurk  # noqa: E402
