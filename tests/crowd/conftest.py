@@ -4,6 +4,7 @@ between tests), a JSON helper for the worker endpoints, and a live HTTP server i
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import threading
@@ -23,6 +24,24 @@ API_TOKEN = "test-api-token-123"
 @pytest.fixture(scope="session")
 def sheets_dir() -> Path:
     return SHEETS
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch, tmp_path):
+    """`aws_credentials(key_id, secret)` sets these AWS credentials for the test and nothing else
+    of AWS: every other `AWS_*` variable is removed, no shared profile or config file is read, no
+    instance metadata is asked, so nothing can reach AWS."""
+    def use(key_id: str = "AKIAARGUSTESTDUMMYKEY", secret: str = "argus-test-dummy-secret-never-real"):
+        for key in list(os.environ):
+            if key.startswith("AWS_"):
+                monkeypatch.delenv(key)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+    return use
 
 
 def _config(backend: str, tmp_path: Path, request) -> dict:

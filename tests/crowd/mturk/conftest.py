@@ -14,16 +14,9 @@ from fake_mturk import CLIENT_READ_TIMEOUT, FakeMTurk  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def aws_env(monkeypatch, tmp_path):
-    """Dummy credentials only: no shared profile or config is read, nothing can reach AWS."""
-    for key in list(os.environ):
-        if key.startswith("AWS_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAARGUSTESTDUMMYKEY")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "argus-test-dummy-secret-never-real")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+def aws_env(aws_credentials):
+    """Dummy credentials only: nothing can reach AWS."""
+    aws_credentials()
 
 
 @pytest.fixture

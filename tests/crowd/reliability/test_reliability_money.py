@@ -43,18 +43,9 @@ MUTATING = ("CreateQualificationType", "CreateHITWithHITType", "ApproveAssignmen
 
 
 @pytest.fixture(autouse=True)
-def dummy_aws(monkeypatch, tmp_path):
+def dummy_aws(aws_credentials):
     """Dummy credentials only; nothing can reach AWS."""
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("AWS_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIARELIABILITYDUMMY")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "reliability-dummy-secret-never-real")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    aws_credentials("AKIARELIABILITYDUMMY", "reliability-dummy-secret-never-real")
 
 
 class World:

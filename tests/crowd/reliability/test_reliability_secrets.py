@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import re
 import sys
 from pathlib import Path
@@ -132,7 +131,7 @@ def test_no_secret_in_logs_error_pages_or_exports(tmp_path, capture_all_logs, mo
     get_database(app).engine.dispose()
 
 
-def test_mturk_credentials_never_in_logs_or_errors(tmp_path, capture_all_logs, monkeypatch):
+def test_mturk_credentials_never_in_logs_or_errors(tmp_path, capture_all_logs, aws_credentials):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mturk"))
     from fake_mturk import FakeMTurk
     from mturk_sim import label_batch
@@ -140,14 +139,7 @@ def test_mturk_credentials_never_in_logs_or_errors(tmp_path, capture_all_logs, m
     from crowd.providers.mturk_client import MTurkClient, MTurkError
     from crowd.providers.mturk_service import LaunchSettings, MTurkService
 
-    for key in list(os.environ):
-        if key.startswith("AWS_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", AWS_KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    aws_credentials(AWS_KEY_ID, AWS_SECRET)
     logging.getLogger("argus").setLevel(logging.DEBUG)
     app = create_app({"SECRET_KEY": SECRET_KEY, "DATABASE_URL": f"sqlite:///{tmp_path / 'argus.db'}"})
     db = get_database(app)
