@@ -5,7 +5,7 @@ memory-mapped `[N, 128]` float32 file (512 MB at N = 10^6), as the pool scorer w
 
     python bench/active_selection.py [--quick] [--device auto|cpu|cuda]
 
-Targets (issue 9): top-B from 10,000,000 scores < 1 s on GPU; k-center and Cluster-Margin over
+Targets: top-B from 10,000,000 scores < 1 s on GPU; k-center and Cluster-Margin over
 1,000,000 items within 16 GB of host memory.
 """
 

@@ -8,7 +8,7 @@ Runs `argus experiment blind-domains` in `--shards` processes (one thread each o
 shared CPU, two single-thread processes are many times faster than one two-thread process), then
 writes `bench/results/blind_domains.{json,md,csv,png}` and prints one JSON line per figure.
 
-Targets (issue 8): center-distance raises the minority-domain mean by >= 3 points over ERM while
+Targets: center-distance raises the minority-domain mean by >= 3 points over ERM while
 majority-domain accuracy drops by <= 0.5 points (5 seeds); it beats JTT on worst-domain accuracy
 at equal or better majority retention. The JSON gives an honest verdict for each.
 """

@@ -1,6 +1,6 @@
 """SQLAlchemy 2 models of the crowd task server.
 
-Entities (DESIGN.md "Crowd server"): batch, task (sheet ref + kind + payload), assignment
+Entities: batch, task (sheet ref + kind + payload), assignment
 (worker x task with a lease), judgment, worker, gold answer, consent record, visit (one worker's
 pass through a batch: an MTurk assignment, a Prolific session or a lab visit) and an append-only
 event log. Other packages (the MTurk adapter) may add their own tables on `Base`.

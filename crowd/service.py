@@ -7,7 +7,7 @@ callers can compose them atomically. `submit` takes the `Database` itself becaus
 judgment first and scores gold afterwards in a second transaction ("stored before anything
 else happens").
 
-Rules enforced here (DESIGN.md, issue #4):
+Rules enforced here:
 - a task gets at most R judgments, from R distinct workers (capacity `n_done + n_active < R`
   checked on the locked task row; `UNIQUE(task, worker)` on assignments and judgments);
 - a worker never gets a task twice, nor any task of a batch whose `exclude_batches` lists a

@@ -1,10 +1,10 @@
 """Streaming exemplar index: the training patches where each channel fires most.
 
 `mine_exemplars` streams a dataset once and keeps, per channel, the top-N images by the
-channel's spatial peak (a running ``topk`` merge on the device: memory ``O(C * N)`` whatever the
+channel's spatial peak (a running `topk` merge on the device: memory `O(C * N)` whatever the
 dataset size; one entry per image and channel, so exemplars are de-duplicated by image). It then
 crops the receptive field of each peak (computed from the architecture), writes one strip PNG per
-channel plus the crops, and an ``index.json`` keyed by the checkpoint hash, so a second call for
+channel plus the crops, and an `index.json` keyed by the checkpoint hash, so a second call for
 the same checkpoint is skipped.
 """
 
@@ -32,7 +32,7 @@ GAP_PX = 2
 
 
 def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 (hex, first 16 chars) of a file, e.g. a checkpoint's ``model.pt``."""
+    """SHA-256 (hex, first 16 chars) of a file, e.g. a checkpoint's `model.pt`."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
@@ -41,7 +41,7 @@ def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def to_uint8_image(image: torch.Tensor, mean=None, std=None) -> np.ndarray:
-    """A normalised ``[3, H, W]`` tensor back to an ``[H, W, 3]`` uint8 RGB array."""
+    """A normalised `[3, H, W]` tensor back to an `[H, W, 3]` uint8 RGB array."""
     x = image.detach().float().cpu()
     if mean is not None and std is not None:
         x = x * torch.as_tensor(std, dtype=torch.float32)[:, None, None] + torch.as_tensor(mean, dtype=torch.float32)[:, None, None]
@@ -99,10 +99,10 @@ def stream_top_activations(model: nn.Module, layer: str | None, loader, top_n: i
                            amp: bool = False, quantile_samples: int = 4096, progress: bool = True, seed: int = 0):
     """One pass over `loader`: per channel the top-`top_n` images by spatial peak activation.
 
-    Returns a dict of CPU tensors: ``values [C, N]``, ``indices [C, N]`` (dataset positions, -1 when
-    fewer images), ``locations [C, N]`` (flat ``row * w + col`` of the peak), ``sample [C, S]``
-    (random activation values for quantiles), ``max [C]``, ``mean [C]``, plus ``grid (h, w)``,
-    ``image_size (H, W)``, ``n_images`` and the resolved ``layer`` name.
+    Returns a dict of CPU tensors: `values [C, N]`, `indices [C, N]` (dataset positions, -1 when
+    fewer images), `locations [C, N]` (flat `row * w + col` of the peak), `sample [C, S]`
+    (random activation values for quantiles), `max [C]`, `mean [C]`, plus `grid (h, w)`,
+    `image_size (H, W)`, `n_images` and the resolved `layer` name.
     """
     explainer = LayerContributions(model, layer)
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -157,7 +157,7 @@ def _tile(crop: np.ndarray, px: int = TILE_PX) -> Image.Image:
 
 
 def make_strip(tiles: list[Image.Image], n: int, px: int = TILE_PX) -> Image.Image:
-    """Tiles side by side (``n`` slots, empty slots grey) with a small gap."""
+    """Tiles side by side (`n` slots, empty slots grey) with a small gap."""
     strip = Image.new("RGB", (n * px + (n - 1) * GAP_PX, px), (235, 235, 235))
     for i, tile in enumerate(tiles[:n]):
         strip.paste(tile, (i * (px + GAP_PX), 0))
@@ -171,18 +171,18 @@ def mine_exemplars(model: nn.Module, layer: str | None, dataset, top_n: int = 9,
                    quantile: float = 0.995, save_crops: bool = True, progress: bool = True, loader=None) -> ExemplarIndex:
     """Mine the top-`top_n` exemplars of every channel of `layer` over `dataset` (one pass).
 
-    dataset: a torch Dataset yielding ``image [3, H, W]`` or tuples starting with it, in the
+    dataset: a torch Dataset yielding `image [3, H, W]` or tuples starting with it, in the
         model's normalisation (`mean`/`std` undo it for the saved crops).
-    out_dir: where strips, crops and ``index.json`` go (e.g. ``SHEETS/exemplars``); paths in the
-        index are relative to its parent. ``None`` keeps everything in memory.
-    checkpoint_hash: key of the index (e.g. `file_hash(run/"model.pt")`): when ``out_dir`` holds
+    out_dir: where strips, crops and `index.json` go (e.g. `SHEETS/exemplars`); paths in the
+        index are relative to its parent. `None` keeps everything in memory.
+    checkpoint_hash: key of the index (e.g. `file_hash(run/"model.pt")`): when `out_dir` holds
         an index with the same key, layer and `top_n`, it is returned without mining.
     amp: autocast on CUDA (default: on when the device is cuda).
     loader: optional iterable of batches over `dataset` in order (e.g. pre-decoded, normalised
         per batch) used for the streaming pass instead of a DataLoader over `dataset`.
-    Returns an `ExemplarIndex`; per channel: ``max``, ``mean``, ``threshold`` (the `quantile` of
-    the channel's activations over the dataset), ``strip`` and ``exemplars`` (rank, sample_index,
-    sample_id, value, row, col, box ``[x0, y0, x1, y1]`` in px, crop).
+    Returns an `ExemplarIndex`; per channel: `max`, `mean`, `threshold` (the `quantile` of
+    the channel's activations over the dataset), `strip` and `exemplars` (rank, sample_index,
+    sample_id, value, row, col, box `[x0, y0, x1, y1]` in px, crop).
     """
     if top_n < 1:
         raise ValueError(f"top_n must be >= 1; got {top_n}")

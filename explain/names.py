@@ -1,13 +1,13 @@
 """Concept names for channels: a names file, crowd names, and NetDissect-style reference names.
 
-``SHEETS/names.json``::
+`SHEETS/names.json`::
 
     {"schema_version": "1", "layer": "features",
      "channels": {"37": {"name": "striped tail", "source": "crowd" | "reference",
                           "confidence": 0.8, "iou": 0.31 | null, ...}}}
 
 Crowd names (written later by naming tasks) win over reference names; a channel without an
-entry is called ``feature <c>`` (source ``fallback``). Reference names come from datasets with
+entry is called `feature <c>` (source `fallback`). Reference names come from datasets with
 part masks (the toy world): a channel's top-activation mask (its map upsampled to the image and
 thresholded at the channel's dataset-wide activation quantile, as in NetDissect, Bau et al. 2017)
 is compared with every part mask over the channel's exemplar images; the best part by IoU names
@@ -86,7 +86,7 @@ class ConceptNames:
         self.channels[str(channel)] = {"name": name, "source": source, "confidence": confidence, "iou": iou, **extra}
 
     def lookup(self, channel: int) -> tuple[str, str, float | None]:
-        """``(name, source, iou)`` of a channel; ``("feature <c>", "fallback", None)`` when unnamed."""
+        """`(name, source, iou)` of a channel; `("feature <c>", "fallback", None)` when unnamed."""
         entry = self.channels.get(str(channel))
         if not entry:
             return fallback_name(channel), "fallback", None
@@ -97,8 +97,8 @@ class ConceptNames:
 def part_iou(masks: np.ndarray, labels: np.ndarray, part_ids: list[int]) -> dict[int, float]:
     """IoU over a set of images between a binary activation mask and each part's mask.
 
-    masks: ``[N, H, W]`` bool (the channel's top-activation regions); labels: ``[N, H, W]`` uint8
-    part label maps. Returns part id -> ``sum|M & L_p| / sum|M | L_p|`` (0 when both are empty).
+    masks: `[N, H, W]` bool (the channel's top-activation regions); labels: `[N, H, W]` uint8
+    part label maps. Returns part id -> `sum|M & L_p| / sum|M | L_p|` (0 when both are empty).
     """
     out = {}
     for pid in part_ids:
@@ -114,7 +114,7 @@ def reference_names(model, layer: str | None, dataset, index, load_mask, parts: 
     """NetDissect-style names: channel -> {name, part_key, iou, confidence} (only IoU >= `min_iou`).
 
     dataset: the dataset the exemplar `index` was mined on; load_mask(sample_index) -> uint8
-    ``[H, W]`` part label map; parts: ``parts.json["parts"]`` entries (id, key, name).
+    `[H, W]` part label map; parts: `parts.json["parts"]` entries (id, key, name).
     """
     device = torch.device(device)
     explainer = LayerContributions(model, layer or index.data["layer"])

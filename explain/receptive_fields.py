@@ -42,9 +42,9 @@ class ReceptiveField:
         return self.start + col * self.jump, self.start + row * self.jump
 
     def box(self, row: int, col: int, image_size: tuple[int, int]) -> tuple[int, int, int, int]:
-        """Crop box ``(x0, y0, x1, y1)`` (pixels, end-exclusive) of unit (row, col), clipped to the image.
+        """Crop box `(x0, y0, x1, y1)` (pixels, end-exclusive) of unit (row, col), clipped to the image.
 
-        image_size: ``(height, width)``.
+        image_size: `(height, width)`.
         """
         cx, cy = self.center(row, col)
         half = self.size / 2.0

@@ -24,7 +24,7 @@ class SheetError(ValueError):
 
 @lru_cache(maxsize=1)
 def sheet_schema() -> dict:
-    """The JSON Schema of a sheet document (``explain/sheet.schema.json``)."""
+    """The JSON Schema of a sheet document (`explain/sheet.schema.json`)."""
     return json.loads(SCHEMA_PATH.read_text())
 
 

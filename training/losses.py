@@ -49,7 +49,7 @@ class CenterLoss(nn.Module):
     not a parameter: the loss gives gradients to the features only). The gradient with respect
     to `x_i` is `lam * (x_i - c_{y_i}) / B`.
 
-    Centers are updated by :meth:`update` (call it once per optimisation step, after the loss
+    Centers are updated by `update` (call it once per optimisation step, after the loss
     was computed with the old centers, as in the paper's Algorithm 1)::
 
         delta_c_j = sum_{i: y_i = j} (c_j - x_i) / (1 + n_j)

@@ -2,13 +2,13 @@
 
 Every sampler here only *computes an epoch's draw* (a LongTensor of row indices into the train
 split) from labels, weights and a seeded generator; the trainer turns the draw into batches and,
-under DDP, gives each rank a disjoint share (:func:`rank_share`). None of them reads the domain
+under DDP, gives each rank a disjoint share (`rank_share`). None of them reads the domain
 column.
 
-Distance-weighted sampling (the dissertation's method, part 2 of DESIGN.md): samples far from
-their class center in the pooled deep-feature space are drawn more often. Distances are
+Distance-weighted sampling (the dissertation's method for blind imbalanced domains): samples
+far from their class center in the pooled deep-feature space are drawn more often. Distances are
 recorded batch by batch from the features of the training forward pass itself
-(:meth:`DistanceWeightedSampler.record`), so no extra pass over the data is needed; the
+(`DistanceWeightedSampler.record`), so no extra pass over the data is needed; the
 weights of epoch e+1 come from the distances recorded in epoch e and before.
 
 Weight of sample i of class c, with `d_i` its distance and `m_c` the mean distance of class c::
@@ -146,17 +146,17 @@ def distance_weights(distances, labels, weighting: str = "power", power: float =
 class DistanceWeightedSampler:
     """Distance-to-class-center weighted epoch draws, refreshed from the training forward pass.
 
-    Use: call :meth:`record` on every training batch with the batch's row indices and the
+    Use: call `record` on every training batch with the batch's row indices and the
     distances of its pooled features to their class centers (e.g. `CenterLoss.distances`);
-    call :meth:`end_epoch` once per epoch (it merges the distances of all DDP ranks); ask
-    :meth:`epoch_indices` for the next epoch's draw (the full draw, identical on every rank;
-    take a rank's part with :func:`rank_share`).
+    call `end_epoch` once per epoch (it merges the distances of all DDP ranks); ask
+    `epoch_indices` for the next epoch's draw (the full draw, identical on every rank;
+    take a rank's part with `rank_share`).
 
     Args:
         labels: `[N]` train labels (class ids).
         seed: base seed; epoch e draws with `epoch_generator(seed, e)`.
         warmup_epochs: epochs drawn uniformly before distances are used.
-        weighting, power, temperature, floor: see :func:`distance_weights`.
+        weighting, power, temperature, floor: see `distance_weights`.
         num_samples: rows per epoch (default N).
     """
 
@@ -284,7 +284,7 @@ class JTTSampler:
 class EpochDrawSampler(Sampler[int]):
     """A `torch.utils.data.Sampler` over any of the draws above, for use in your own loop.
 
-    `source` has `epoch_indices(epoch)`; call :meth:`set_epoch` before each epoch (like
+    `source` has `epoch_indices(epoch)`; call `set_epoch` before each epoch (like
     `DistributedSampler`). With `rank`/`world_size` it yields that rank's disjoint share.
     """
 
