@@ -7,7 +7,7 @@ runs a tiny version with gloo (resnet18 at 32 px, global batch 32) so the code p
 anywhere. Each worker trains on synthetic in-memory images through the same pieces the trainer
 uses (`_FeaturesAndLogits` under DDP, the method's loss / after_step, so center updates are
 all-reduced every step), times `--steps` steps after `--warmup` steps, and rank 0 reports
-images/s. The figure is throughput(N) / throughput(1), target >= 1.7 for 2 GPUs (issue 8).
+images/s. The figure is throughput(N) / throughput(1), target >= 1.7 for 2 GPUs.
 """
 
 from __future__ import annotations

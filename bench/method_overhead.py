@@ -7,8 +7,8 @@ Two measurements in one run. (1) Whole epochs: the same trainer, data and seed t
 shared machine hit all methods alike; median epoch time (training only, first epoch of each fit
 dropped) divided by ERM's, minus 1. (2) Step level (the headline): single training steps of ERM
 and of center-distance alternate on the same model and batches; the median step times plus the
-method's once-per-epoch work (merge distances, weights, draw) give the epoch overhead. Target
-(issue 8): <= 5 % for center-distance.
+method's once-per-epoch work (merge distances, weights, draw) give the epoch overhead. Target:
+<= 5 % for center-distance.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from sim.crowd_judgments import random_mix, simulate_judgments  # noqa: E402
 
 
 def previous_rule(frame: pd.DataFrame) -> pd.Series:
-    """The flags before issue 17: spammer score < 0.1 on the rate_arguments items (>= 5
+    """The flags of the earlier review rule: spammer score < 0.1 on the rate_arguments items (>= 5
     answers), or server-style gold accuracy (mean part score per gold task) < 0.7 after >= 3
     gold tasks."""
     flagged = pd.Series(False, index=pd.Index(sorted(frame["worker"].unique()), name="worker"))

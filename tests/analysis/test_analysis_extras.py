@@ -1,4 +1,4 @@
-"""Analysts' extras (issue 17): per-item / per-worker / per-category agreement, ICC against
+"""Analysts' extras: per-item / per-worker / per-category agreement, ICC against
 pingouin, Fleiss with unequal raters against irrCAC, BCa intervals, Dawid-Skene smoothing,
 predict, confusion CSV and calibration."""
 

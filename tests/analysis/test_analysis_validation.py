@@ -1,4 +1,4 @@
-"""One validation step for every entry point (issue 17): NaN, mixed types, duplicates,
+"""One validation step for every entry point: NaN, mixed types, duplicates,
 degenerate inputs, ties, undefined bootstrap resamples."""
 
 from __future__ import annotations
