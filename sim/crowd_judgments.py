@@ -21,8 +21,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from crowd import judgments
+
 WORKER_TYPES = ("reliable", "weak", "spammer", "adversarial")
-RATINGS = np.array(["yes", "no", "cant_tell"], dtype=object)
+RATINGS = np.array(judgments.RATINGS, dtype=object)
 
 
 def random_mix(rng, max_spammers: float = 0.3) -> dict:
@@ -98,7 +100,7 @@ def simulate_judgments(n_workers: int = 100, mix: dict | None = None, *, n_tasks
     mix = mix or random_mix(rng)
     roster = _roster(n_workers, mix, rng)
     class_labels = np.array([f"c{k}" for k in range(n_classes)], dtype=object)
-    likert = np.array([str(v) for v in range(1, 6)], dtype=object)
+    likert = np.array([str(v) for v in judgments.LIKERT], dtype=object)
     tasks = {}
     for kind in kinds:
         total = n_tasks + n_gold
