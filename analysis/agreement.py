@@ -100,9 +100,7 @@ def _numeric_domain(values: np.ndarray, categories, level: str, where: str):
                 raise ValueError(f"{where}: level {level!r} needs numeric categories, got {cats}") from None
         else:
             dom = np.arange(len(cats), dtype=float)
-        lookup = {c: i for i, c in enumerate(cats)}
-        lookup.update({str(c): i for i, c in enumerate(cats)})
-        codes = pd.Series(values).map(lambda v: lookup.get(v, lookup.get(str(v), -1))).to_numpy()
+        codes = _lookup(values, cats, also_text=True)
         if (codes < 0).any():
             bad = values[np.flatnonzero(codes < 0)[0]]
             raise ValueError(f"{where}: label {bad!r} is not among categories {cats}")
@@ -186,8 +184,7 @@ def _value_codes(values: np.ndarray, level: str, categories, where: str):
     if level == "nominal":
         if categories is not None:
             cats = list(categories)
-            lookup = {c: i for i, c in enumerate(cats)}
-            codes = pd.Series(values).map(lambda v: lookup.get(v, -1)).to_numpy()
+            codes = _lookup(values, cats)
             if (codes < 0).any():
                 bad = values[np.flatnonzero(codes < 0)[0]]
                 raise ValueError(f"{where}: label {bad!r} is not among categories {cats}")
@@ -201,30 +198,36 @@ def _value_codes(values: np.ndarray, level: str, categories, where: str):
 
 
 def _encode_frame(frame: pd.DataFrame, level: str, categories, cluster) -> _Coded:
+    """Integer codes of a frame that went through `prepare_judgments` (one type per id column,
+    one answer per (unit, worker)): units in sorted (task, item) order, raters sorted."""
     for col in ("task", "worker", "label"):
         if col not in frame.columns:
             raise JudgmentFrameError(f"judgment frame lacks required column '{col}'")
     if frame.empty:
         raise ValueError("the judgment frame is empty")
-    ucols = unit_columns(frame)
-    keys = frame[ucols].astype(str)
-    unit_key = keys["task"] if len(ucols) == 1 else keys["task"] + "\x1f" + keys["item"]
-    unit, unit_uniques = pd.factorize(unit_key, sort=True)
-    rater, _ = pd.factorize(frame["worker"].astype(str), sort=True)
-    n_units = len(unit_uniques)
-    pair = unit.astype(np.int64) * (rater.max() + 1) + rater
-    if len(np.unique(pair)) != len(pair):
-        dup = frame[pd.Series(pair).duplicated(keep=False).to_numpy()].iloc[0]
-        raise JudgmentFrameError(f"worker {dup['worker']!r} answered unit "
-                                 f"{tuple(dup[c] for c in ucols)} more than once")
-    codes, domain, _ = _value_codes(frame["label"].to_numpy(), level, categories, "label")
-    if cluster == "task" and len(ucols) > 1:
-        task_of_unit = pd.Series(frame["task"].astype(str).to_numpy(), index=unit).groupby(level=0).first()
-        clusters, _ = pd.factorize(task_of_unit.sort_index().to_numpy(), sort=True)
+    t, tasks = pd.factorize(frame["task"], sort=True)
+    t = t.astype(np.int64)
+    if "item" in frame.columns:
+        i, items = pd.factorize(frame["item"], sort=True)
+        unit, combined = pd.factorize(t * len(items) + i, sort=True)
+        task_of_unit = combined // len(items)
     else:
-        clusters = np.arange(n_units)
+        unit, task_of_unit = t, np.arange(len(tasks))
+    rater, _ = pd.factorize(frame["worker"], sort=True)
+    codes, domain, _ = _value_codes(frame["label"].to_numpy(), level, categories, "label")
+    n_units = len(task_of_unit)
+    clusters = task_of_unit if cluster == "task" else np.arange(n_units)
     return _Coded(unit.astype(np.int64), rater.astype(np.int64), codes, domain, n_units,
                   int(rater.max()) + 1, clusters)
+
+
+def _lookup(values: np.ndarray, cats: list, also_text: bool = False) -> np.ndarray:
+    """Index of each value in `cats` (-1 when absent); `also_text`: "3" finds category 3."""
+    codes = pd.Index(cats, dtype=object).get_indexer(pd.Index(values, dtype=object))
+    if also_text and (codes < 0).any():
+        miss = codes < 0
+        codes[miss] = pd.Index([str(c) for c in cats]).get_indexer(pd.Index(values[miss]).astype(str))
+    return codes
 
 
 def _by_cluster(coded: _Coded, keep: np.ndarray, stats: dict) -> dict:

@@ -15,8 +15,10 @@ from crowd.judgments import is_model_worker, read_judgments
 from explain.sheet_files import load_sheets, read_summary
 
 from . import agreement as agr
-from .aggregate import DawidSkene, MajorityVote, item_uncertainty, worker_table
+from .aggregate import DawidSkene, MajorityVote, confusion_table, item_uncertainty, worker_table
 from .frames import humans_only
+from .quality import worker_flags, worker_quality
+from .validation import prepare_judgments
 from .model_human import (argument_rows, argument_validity, improvement_clues, localisation_by,
                           localisation_table, model_answers_from_sheets, model_vs_human, naming_agreement, normalise_name,
                           rank_agreement, reference_names, synonyms_from_parts)
@@ -74,7 +76,8 @@ def _html_table(df: pd.DataFrame, columns=None, max_rows=60) -> dict:
 
 
 def build_report(judgments, sheets_dir, out_dir, *, data_dir=None, n_boot: int = 1000, seed=0,
-                 confidence: float = 0.95, title: str = "Argus report") -> Path:
+                 confidence: float = 0.95, title: str = "Argus report", dropna: bool = False,
+                 duplicates: str = "error") -> Path:
     """Analyse a judgment export against its sheets and write the report.
 
     Args:
@@ -83,6 +86,8 @@ def build_report(judgments, sheets_dir, out_dir, *, data_dir=None, n_boot: int =
         out_dir: output folder: `report.html`, `figures/*.png`, `tables/*.csv`.
         data_dir: dataset folder (masks, parts.json, samples.csv) for ground-truth localisation
             and background kinds; optional.
+        dropna, duplicates: the validation step (`analysis.validation.prepare_judgments`):
+            answers without a label and repeated answers are errors unless dropped / chosen.
     Returns:
         Path of `report.html`.
     """
@@ -92,7 +97,12 @@ def build_report(judgments, sheets_dir, out_dir, *, data_dir=None, n_boot: int =
 
     out = Path(out_dir)
     (out / "tables").mkdir(parents=True, exist_ok=True)
-    frame = read_judgments(judgments)
+    frame = prepare_judgments(read_judgments(judgments), dropna=dropna, duplicates=duplicates,
+                              where=str(judgments) if not isinstance(judgments, pd.DataFrame) else "judgments")
+    dropped_note = None
+    if frame.attrs.get("dropped_labels") or frame.attrs.get("dropped_duplicates"):
+        dropped_note = (f"validation: left out {frame.attrs['dropped_labels']} answer(s) without a label and "
+                     f"{frame.attrs['dropped_duplicates']} repeated answer(s) (duplicates={duplicates!r})")
     sheets = load_sheets(sheets_dir)
     data_dir = _find_data_dir(sheets_dir, data_dir)
     samples = parts = None
@@ -104,7 +114,7 @@ def build_report(judgments, sheets_dir, out_dir, *, data_dir=None, n_boot: int =
     figs = _Figures(out)
     tables: dict[str, pd.DataFrame] = {}
     sections: dict[str, dict] = {}
-    notes: list[str] = []
+    notes: list[str] = [dropped_note] if dropped_note else []
     kw = dict(n_boot=n_boot, seed=seed, confidence=confidence)
     humans = humans_only(frame)
     steps = ["agreement", "aggregation", "validity", "localisation", "naming", "ranks", "model", "clues", "render"]
@@ -133,8 +143,13 @@ def build_report(judgments, sheets_dir, out_dir, *, data_dir=None, n_boot: int =
     if agg_frame is not None and agg_frame["label"].nunique() >= 2:
         ds = DawidSkene().fit(agg_frame)
         mv = MajorityVote().fit(agg_frame)
-        workers = worker_table(agg_frame, ds)
+        quality = worker_quality(humans)
+        tables["worker_quality"] = quality
+        workers = worker_flags(quality).merge(
+            worker_table(agg_frame, ds)[["worker", "skill", "agreement_with_aggregate", "spammer_score"]],
+            on="worker", how="left")
         tables["workers"] = workers
+        tables["worker_confusions"] = confusion_table(ds)
         unc = item_uncertainty(ds.probas_)
         labels = pd.DataFrame({"task": ds.labels_.index, "ds_label": ds.labels_.to_numpy(),
                                "mv_label": mv.labels_.reindex(ds.labels_.index).to_numpy(),
@@ -145,8 +160,8 @@ def build_report(judgments, sheets_dir, out_dir, *, data_dir=None, n_boot: int =
         _plot_confusions(figs, ds, agg_frame, sheets, agg_source)
         sections["aggregation"] = {"source": agg_source, "n_tasks": len(labels),
                                    "agree_mv_ds": float((labels["ds_label"] == labels["mv_label"]).mean()),
-                                   "n_spammers": int(workers["is_spammer"].sum()),
-                                   "spammers": ", ".join(workers.loc[workers["is_spammer"], "worker"].astype(str)[:20])}
+                                   "n_flagged": int(workers["flagged"].sum()),
+                                   "flagged": ", ".join(workers.loc[workers["flagged"], "worker"].astype(str)[:20])}
     step("aggregation")
 
     # 3. argument validity by rank / class / domain
@@ -247,8 +262,8 @@ def build_report(judgments, sheets_dir, out_dir, *, data_dir=None, n_boot: int =
         "tables": {
             "agreement": _html_table(agree, ["kind", "item", "statistic", "level", "value", "ci_low", "ci_high",
                                              "n_units", "n_raters", "n_judgments", "note"]) if len(agree) else None,
-            "workers": _html_table(tables["workers"], ["worker", "n_judgments", "gold_n", "gold_accuracy", "skill",
-                                                       "agreement_with_aggregate", "spammer_score", "is_spammer"])
+            "workers": _html_table(tables["workers"], ["worker", "action", "reasons", "n_answers", "gold_n",
+                                                       "gold_accuracy", "min_kappa", "skill", "agreement_with_aggregate"])
             if "workers" in tables else None,
             **{k: _html_table(tables[k]) for k in ("validity_by_rank", "validity_by_class", "validity_by_domain",
                                                   "model_vs_human", "rank_agreement", "naming")
@@ -305,14 +320,14 @@ def _plot_workers(figs, workers, source):
     fig, ax = plt.subplots(figsize=(5.2, 4))
     has_gold = workers["gold_accuracy"].notna().any()
     x = workers["gold_accuracy"] if has_gold else workers["agreement_with_aggregate"]
-    colors = np.where(workers["is_spammer"], "#d62728", "#1f77b4")
-    ax.scatter(x, workers["skill"], s=12 + 3 * np.sqrt(workers["n_judgments"]), c=colors, alpha=0.75)
+    colors = np.where(workers["flagged"], "#d62728", "#1f77b4")
+    ax.scatter(x, workers["skill"], s=12 + 3 * np.sqrt(workers["n_answers"]), c=colors, alpha=0.75)
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
     ax.set_xlabel("gold accuracy" if has_gold else "agreement with the aggregate")
     ax.set_ylabel("estimated skill (Dawid-Skene)")
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"Worker reliability ({source}); red = flagged spammer")
+    ax.set_title(f"Worker reliability ({source}); red = flagged (see reasons)")
     figs.add("workers", fig, "Worker reliability",
              "Each dot is a worker (size ~ judgments). Skill = expected accuracy from the Dawid-Skene confusion matrix.")
 

@@ -8,7 +8,7 @@ An analyst's frame is messy; no statistic may turn that mess into a silent wrong
   column and two example rows, because any rule that merges or separates them is a guess;
 - two answers of one worker to one unit (`task` [+ `item`]) are an error unless the caller
   picks one (`duplicates="first"|"last"`);
-- ids are then compared as text (all ids of a column have one type, so nothing merges).
+- ids keep their type (all ids of a column have one type, so nothing merges or splits).
 """
 
 from __future__ import annotations
@@ -73,8 +73,7 @@ def prepare_judgments(data, *, dropna: bool = False, duplicates: str = "error",
         where: how error messages name the input.
 
     Returns:
-        A copy with `task`, `worker` (and `item`) as text, missing-label rows dropped when
-        `dropna`, one answer per (unit, worker). `attrs["dropped_labels"]` and
+        A copy with missing-label rows dropped when `dropna` and one answer per (unit, worker). `attrs["dropped_labels"]` and
         `attrs["dropped_duplicates"]` count what was dropped.
 
     Raises:
@@ -111,23 +110,26 @@ def prepare_judgments(data, *, dropna: bool = False, duplicates: str = "error",
             raise JudgmentFrameError(f"{where}: every label is empty")
     for col in id_cols + ["label"]:
         check_mixed_types(frame[col], col)
-    frame = frame.copy()
+    # one answer per (unit, worker): codes of the id columns, one int64 key per row
+    key = np.zeros(len(frame), np.int64)
     for col in id_cols:
-        if frame[col].dtype != object or pd.api.types.infer_dtype(frame[col], skipna=False) != "string":
-            frame[col] = frame[col].astype(str)
-    dup = frame.duplicated(id_cols, keep=False)
+        codes, uniques = pd.factorize(frame[col])
+        key = key * len(uniques) + codes
+    dup = pd.Series(key).duplicated(keep=False).to_numpy()
     n_dup = 0
     if dup.any():
         if duplicates == "error":
-            row = int(np.flatnonzero(dup.to_numpy())[0])
+            row = int(np.flatnonzero(dup)[0])
             r = frame.iloc[row]
             raise JudgmentFrameError(
                 f"{where}: worker {r['worker']!r} answered unit {tuple(r[c] for c in id_cols[:-1])} "
-                f"{int((frame[id_cols] == r[id_cols]).all(1).sum())} times (first at row {row}); "
+                f"{int((key == key[row]).sum())} times (first at row {row}); "
                 "pass duplicates='first' or 'last' to keep one answer")
-        keep = ~frame.duplicated(id_cols, keep=duplicates)
+        keep = ~pd.Series(key).duplicated(keep=duplicates).to_numpy()
         n_dup = int((~keep).sum())
-        frame = frame[keep.to_numpy()].reset_index(drop=True)
+        frame = frame[keep].reset_index(drop=True)
+    else:
+        frame = frame.copy()
     frame.attrs["dropped_labels"] = dropped
     frame.attrs["dropped_duplicates"] = n_dup
     return frame

@@ -18,14 +18,17 @@ import click
 @click.option("--confidence", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999),
               help="Confidence level of the intervals.")
 @click.option("--title", default="Argus report", show_default=True)
-def report(judgments, sheets, out, data, n_boot, seed, confidence, title):
+@click.option("--dropna", is_flag=True, help="Leave out answers without a label (default: they are an error).")
+@click.option("--duplicates", type=click.Choice(["error", "first", "last"]), default="error", show_default=True,
+              help="Two answers of one worker to one unit: an error, or keep the first / last.")
+def report(judgments, sheets, out, data, n_boot, seed, confidence, title, dropna, duplicates):
     """Agreement, aggregation and model-vs-human analysis -> OUT/report.html + tables/*.csv."""
     from crowd.judgments import JudgmentFrameError
     from analysis.report import build_report
 
     try:
         path = build_report(judgments, sheets, out, data_dir=data, n_boot=n_boot, seed=seed,
-                            confidence=confidence, title=title)
+                            confidence=confidence, title=title, dropna=dropna, duplicates=duplicates)
     except (JudgmentFrameError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {path}")

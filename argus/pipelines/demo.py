@@ -367,9 +367,9 @@ def stage_checks(cfg: DemoConfig, out: Path, result, data_root: Path, sheets_sum
 
     - Pearson r between Dawid-Skene's estimated worker accuracy (`skill`, report's
       `tables/workers.csv`) and each simulated worker's true accuracy;
-    - workers flagged vs the simulated spammers. A worker is flagged when the report's
-      Dawid-Skene spammer score is below its threshold (`is_spammer`) or the server flagged it
-      for failing the gold questions (`server_workers`: `GET /api/batches/<id>/workers`);
+    - workers flagged vs the simulated spammers: a worker is flagged when the report's worker
+      quality model flags it (`tables/workers.csv` `flagged`, analysis/quality.py); the server's
+      own gold flags (`server_workers`: `GET /api/batches/<id>/workers`) are listed apart;
     - whether an improvement clue names the spurious background cue.
     """
     import numpy as np
@@ -382,12 +382,10 @@ def stage_checks(cfg: DemoConfig, out: Path, result, data_root: Path, sheets_sum
     workers = pd.read_csv(rep / "workers.csv") if (rep / "workers.csv").exists() else pd.DataFrame()
     if len(workers):
         workers["worker"] = workers["worker"].astype(str)
-        m = roster.merge(workers[["worker", "skill", "is_spammer"]].rename(columns={"is_spammer": "flagged"}),
-                         on="worker", how="left")
-        m["flagged_ds"] = m["flagged"].fillna(False).astype(bool)
+        m = roster.merge(workers[["worker", "skill", "flagged", "reasons"]], on="worker", how="left")
+        m["flagged"] = m["flagged"].fillna(False).astype(bool)  # the report's worker-quality verdict
         gold_flag = {w["worker"]: w["status"] == "flagged" for w in server_workers or []}
-        m["flagged_gold"] = m["worker"].map(gold_flag).fillna(False).astype(bool)
-        m["flagged"] = m["flagged_ds"] | m["flagged_gold"]
+        m["flagged_server"] = m["worker"].map(gold_flag).fillna(False).astype(bool)
         ok = m["skill"].notna() & m["accuracy"].notna()
         r = float(np.corrcoef(m.loc[ok, "skill"], m.loc[ok, "accuracy"])[0, 1]) if ok.sum() >= 3 else float("nan")
         true_spam = set(m.loc[m["is_spammer"], "worker"])
@@ -397,8 +395,10 @@ def stage_checks(cfg: DemoConfig, out: Path, result, data_root: Path, sheets_sum
             "true_spammers": sorted(true_spam), "flagged_spammers": sorted(flagged),
             "spammers_caught": len(true_spam & flagged), "spammers_missed": sorted(true_spam - flagged),
             "false_flags": sorted(flagged - true_spam),
-            "flagged_by": {w: ("spammer score" if d else "") + (" + " if d and g else "") + ("gold" if g else "")
-                           for w, d, g in zip(m["worker"], m["flagged_ds"], m["flagged_gold"]) if d or g},
+            "flagged_by": {w: r for w, f, r in zip(m["worker"], m["flagged"], m["reasons"].fillna("")) if f},
+            # the crowd server's live gold rule (accuracy < 0.7 after 3 gold answers) marks workers
+            # for review; it is not the analysis verdict and is reported apart
+            "server_gold_flags": sorted(m.loc[m["flagged_server"], "worker"]),
             "kind_of": dict(zip(m["worker"], m["kind"])),
             "all_spammers_flagged": bool(true_spam) and true_spam <= flagged,
         })
@@ -494,7 +494,7 @@ def format_summary(s: dict) -> str:
                      + (f"; missed {', '.join(c['spammers_missed'])}" if c["spammers_missed"] else "")
                      + (f"; also flagged {', '.join(w + ' (' + c['kind_of'][w] + ')' for w in c['false_flags'])}"
                         if c["false_flags"] else "; no other worker flagged")
-                     + " [by spammer score / gold questions]")
+                     + " [by the worker-quality model]")
     ranks = s.get("argument_validity_by_rank") or []
     if ranks:
         lines.append("arguments judged valid by the crowd: " + ", ".join(

@@ -20,13 +20,19 @@ def test_report_cli_on_fixtures(fixtures_dir, tmp_path):
     assert "in `night`, arguments fire on the background" in html
     assert html.count("data:image/png;base64,") == 5  # figures embedded: works offline
     assert "http://" not in html and "https://" not in html
-    for name in ("agreement", "workers", "validity_by_rank", "validity_by_domain", "localisation_by_domain",
+    for name in ("agreement", "workers", "worker_quality", "worker_confusions", "validity_by_rank", "validity_by_domain", "localisation_by_domain",
                  "model_vs_human", "naming", "rank_agreement", "clues", "aggregated_labels"):
         assert (out / "tables" / f"{name}.csv").exists(), name
     for fig in ("agreement", "workers", "validity_by_rank", "localisation_by_domain", "confusions"):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 5000
     workers = pd.read_csv(out / "tables" / "workers.csv").set_index("worker")
-    assert workers.loc["w5", "is_spammer"] and workers["is_spammer"].sum() == 1
+    # w5 always answers "cat": the lowest kappa against the others, but 12 label answers are not
+    # evidence enough for a flag at P >= 0.95, so nobody is flagged (the old spammer-score rule was)
+    assert workers["min_kappa"].idxmin() == "w5" and not workers["flagged"].any()
+    assert (workers["action"] == "approve").all()
+    quality = pd.read_csv(out / "tables" / "worker_quality.csv")
+    w5 = quality[(quality["worker"] == "w5") & (quality["kind"] == "label")].iloc[0]
+    assert 0.5 < w5["p_kappa_below"] < 0.95
     assert workers.loc["w5", "gold_accuracy"] == 0.5  # always "cat": right on the 2 cat gold tasks of 4
     mvh = pd.read_csv(out / "tables" / "model_vs_human.csv")
     assert set(mvh["item"]) == {"label", "name"} and (mvh["model"] == "model:toy").all()
