@@ -27,7 +27,7 @@ from crowd.judgments import KIND_LEVELS, LEVELS, JudgmentFrameError, item_group
 
 from ._bootstrap import UNRELIABLE_SHARE, Estimate, bootstrap
 from .frames import unit_columns
-from .validation import prepare_judgments
+from .validation import id_codes, prepare_judgments
 
 
 def infer_level(frame: pd.DataFrame) -> str:
@@ -205,15 +205,14 @@ def _encode_frame(frame: pd.DataFrame, level: str, categories, cluster) -> _Code
             raise JudgmentFrameError(f"judgment frame lacks required column '{col}'")
     if frame.empty:
         raise ValueError("the judgment frame is empty")
-    t, tasks = pd.factorize(frame["task"], sort=True)
-    t = t.astype(np.int64)
+    t, tasks = id_codes(frame["task"])
     if "item" in frame.columns:
-        i, items = pd.factorize(frame["item"], sort=True)
-        unit, combined = pd.factorize(t * len(items) + i, sort=True)
+        i, items = id_codes(frame["item"])
+        unit, combined = id_codes(pd.Series(t * len(items) + i))
         task_of_unit = combined // len(items)
     else:
         unit, task_of_unit = t, np.arange(len(tasks))
-    rater, _ = pd.factorize(frame["worker"], sort=True)
+    rater, _ = id_codes(frame["worker"])
     codes, domain, _ = _value_codes(frame["label"].to_numpy(), level, categories, "label")
     n_units = len(task_of_unit)
     clusters = task_of_unit if cluster == "task" else np.arange(n_units)

@@ -32,30 +32,62 @@ def _type_family(value) -> str:
     return type(value).__name__
 
 
-def _missing_mask(series: pd.Series) -> np.ndarray:
-    miss = series.isna().to_numpy()
-    if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
-        miss |= (series.astype(object) == "").to_numpy()
-    return miss
+def _column_codes(series: pd.Series, column: str, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """One hash pass over a column: (codes `[n]`, with -1 for NaN/None/"", uniques). Raises
+    when the column mixes types (checked on the distinct values only)."""
+    if series.dtype.kind in "iub":
+        return id_codes(series, sort=False)
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    codes = codes.astype(np.int64)
+    uniques = np.asarray(uniques, dtype=object) if series.dtype == object else np.asarray(uniques)
+    if uniques.dtype == object and len(uniques):
+        empty = np.flatnonzero(uniques == "")
+        if len(empty):
+            codes[codes == empty[0]] = -1
+        inferred = pd.api.types.infer_dtype(uniques, skipna=True)
+        if not (inferred in ("string", "empty", "boolean", "bytes") or inferred in _NUMBER_KINDS):
+            _raise_mixed(series, codes, uniques, column, where)
+    return codes, uniques
 
 
-def check_mixed_types(series: pd.Series, column: str) -> None:
+def _raise_mixed(series, codes, uniques, column, where):
+    fam = np.array([_type_family(u) for u in uniques], dtype=object)
+    first_u = codes[codes >= 0][0]
+    other_u = np.flatnonzero(fam != fam[first_u])[0]
+    i = int(np.flatnonzero(codes == first_u)[0])
+    j = int(np.flatnonzero(codes == other_u)[0])
+    raise JudgmentFrameError(
+        f"{where}: column {column!r} mixes types: {series.iloc[i]!r} ({fam[first_u]}) at row {i} and "
+        f"{series.iloc[j]!r} ({fam[other_u]}) at row {j}; make the column one type (e.g. all text) "
+        "before analysing it")
+
+
+def check_mixed_types(series: pd.Series, column: str, where: str = "judgment frame") -> None:
     """Raise `JudgmentFrameError` when a column holds values of more than one type family
     (text, number, bool, ...), naming the column and a row of each of two families."""
-    if series.dtype != object:
-        return
-    inferred = pd.api.types.infer_dtype(series, skipna=True)
-    if inferred in ("string", "empty", "boolean", "bytes") or inferred in _NUMBER_KINDS:
-        return
-    fam = series.map(_type_family)
-    first = fam.iloc[0]
-    other = np.flatnonzero((fam != first).to_numpy())
-    if not len(other):
-        return
-    i, j = 0, int(other[0])
-    raise JudgmentFrameError(
-        f"column {column!r} mixes types: {series.iloc[i]!r} ({first}) at row {i} and {series.iloc[j]!r} "
-        f"({fam.iloc[j]}) at row {j}; make the column one type (e.g. all text) before analysing it")
+    _column_codes(series, column, where)
+
+
+def id_codes(series: pd.Series, sort: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(codes `[n]` int64, uniques) of an id column; integers in a compact range are coded by
+    one bincount (O(n), sorted), anything else by `pandas.factorize`."""
+    values = series.to_numpy()
+    if values.dtype.kind in "iu" and len(values):
+        lo, hi = int(values.min()), int(values.max())
+        if hi - lo <= 4 * len(values) + 1024:
+            shifted = (values - lo).astype(np.int64)
+            present = np.bincount(shifted, minlength=hi - lo + 1) > 0
+            remap = np.cumsum(present) - 1
+            return remap[shifted], np.flatnonzero(present) + lo
+    codes, uniques = pd.factorize(series, sort=sort)
+    return codes.astype(np.int64), np.asarray(uniques)
+
+
+def _duplicated(key: np.ndarray, keep) -> np.ndarray:
+    """`pandas.Series.duplicated` of an int64 key, by bincount when the key range is compact."""
+    if keep is False and len(key) and key.max() <= 4 * len(key) + 1024:
+        return np.bincount(key)[key] > 1
+    return pd.Series(key).duplicated(keep=keep).to_numpy()
 
 
 def unit_key_columns(frame: pd.DataFrame) -> list[str]:
@@ -90,13 +122,17 @@ def prepare_judgments(data, *, dropna: bool = False, duplicates: str = "error",
         raise JudgmentFrameError(f"{where}: the judgment frame is empty")
     frame = data.reset_index(drop=True)
     id_cols = unit_key_columns(frame) + ["worker"]
+    codes = {}
     for col in id_cols:
-        miss = _missing_mask(frame[col])
+        c, uniques = _column_codes(frame[col], col, where)
+        miss = c < 0
         if miss.any():
             row = int(np.flatnonzero(miss)[0])
             raise JudgmentFrameError(f"{where}: column {col!r} is empty (NaN/None/'') at row {row} "
                                      f"({int(miss.sum())} in all); every answer needs a {col} id")
-    miss = _missing_mask(frame["label"])
+        codes[col] = (c, len(uniques))
+    label_codes, _ = _column_codes(frame["label"], "label", where)
+    miss = label_codes < 0
     dropped = 0
     if miss.any():
         if not dropna:
@@ -104,18 +140,17 @@ def prepare_judgments(data, *, dropna: bool = False, duplicates: str = "error",
             raise JudgmentFrameError(
                 f"{where}: column 'label' is empty (NaN/None/'') at row {row} ({int(miss.sum())} in all); "
                 "pass dropna=True to leave those answers out")
-        frame = frame[~miss].reset_index(drop=True)
         dropped = int(miss.sum())
-        if frame.empty:
+        if dropped == len(frame):
             raise JudgmentFrameError(f"{where}: every label is empty")
-    for col in id_cols + ["label"]:
-        check_mixed_types(frame[col], col)
-    # one answer per (unit, worker): codes of the id columns, one int64 key per row
+    # one answer per (unit, worker): one int64 key per row from the id codes
     key = np.zeros(len(frame), np.int64)
     for col in id_cols:
-        codes, uniques = pd.factorize(frame[col])
-        key = key * len(uniques) + codes
-    dup = pd.Series(key).duplicated(keep=False).to_numpy()
+        c, n = codes[col]
+        key = key * n + c
+    keep = ~miss
+    dup = np.zeros(len(frame), bool)
+    dup[keep] = _duplicated(key[keep], keep=False)
     n_dup = 0
     if dup.any():
         if duplicates == "error":
@@ -123,13 +158,13 @@ def prepare_judgments(data, *, dropna: bool = False, duplicates: str = "error",
             r = frame.iloc[row]
             raise JudgmentFrameError(
                 f"{where}: worker {r['worker']!r} answered unit {tuple(r[c] for c in id_cols[:-1])} "
-                f"{int((key == key[row]).sum())} times (first at row {row}); "
+                f"{int((key[keep] == key[row]).sum())} times (first at row {row}); "
                 "pass duplicates='first' or 'last' to keep one answer")
-        keep = ~pd.Series(key).duplicated(keep=duplicates).to_numpy()
-        n_dup = int((~keep).sum())
-        frame = frame[keep].reset_index(drop=True)
-    else:
-        frame = frame.copy()
+        first = np.zeros(len(frame), bool)
+        first[keep] = _duplicated(key[keep], keep=duplicates)
+        n_dup = int(first.sum())
+        keep &= ~first
+    frame = frame[keep].reset_index(drop=True) if not keep.all() else frame.copy()
     frame.attrs["dropped_labels"] = dropped
     frame.attrs["dropped_duplicates"] = n_dup
     return frame
