@@ -382,6 +382,20 @@ def fleiss_kappa(data, *, marginals: str = "pooled", n_boot: int = 1000, seed=0,
                      ci=ci, level="nominal", extra={"marginals": marginals})
 
 
+def _sorted_categories(labels: pd.Series) -> tuple[list, np.ndarray]:
+    """(categories in order, labels) for weighted statistics: numbers when every distinct label
+    is one (text "3" counts as 3, ordered numerically), else text in sorted order. Looks at the
+    distinct labels only (one hash pass), not at every row."""
+    codes, uniques = pd.factorize(labels, sort=False)
+    num = pd.to_numeric(pd.Series(uniques, dtype=object), errors="coerce")
+    if num.notna().all():
+        values = num.to_numpy(dtype=float)
+        if np.all(values == np.round(values)) and labels.dtype.kind in "iu":
+            values = values.astype(labels.dtype)
+        return sorted(pd.unique(values).tolist()), values[codes]
+    return sorted(pd.unique(np.asarray(uniques, dtype=object)).tolist()), labels.to_numpy()
+
+
 def _kappa_weights(k: int, weights) -> np.ndarray:
     """Disagreement weights `[k, k]` on category indices: None -> 1 - I, linear |i-j|/(k-1),
     quadratic ((i-j)/(k-1))^2, or a given matrix (agreement weights are not accepted)."""
@@ -418,11 +432,8 @@ def cohen_kappa(data, raters: Sequence[str] | str | None = None, *, weights=None
     if not isinstance(data, pd.DataFrame):
         data = _matrix_to_frame(np.asarray(data))
     if weights is not None and categories is None:
-        labels = data["label"]
-        num = pd.to_numeric(labels, errors="coerce")
-        categories = sorted(num.unique()) if num.notna().all() else sorted(labels.astype(str).unique())
-        if num.notna().all():
-            data = data.assign(label=num)
+        categories, labels = _sorted_categories(data["label"])
+        data = data.assign(label=labels)
     coded = _encode(data, "nominal", categories, cluster=cluster)
     workers = np.asarray(sorted(data["worker"].astype(str).unique()))
     if raters is None:
@@ -591,15 +602,9 @@ def gwet_ac2(data, weights="quadratic", *, categories=None, n_boot: int = 1000, 
     """
     if not isinstance(data, pd.DataFrame):
         data = _matrix_to_frame(np.asarray(data))
-    labels = data["label"]
-    num = pd.to_numeric(labels, errors="coerce")
     if categories is None:
-        if num.notna().all():
-            data = data.assign(label=num.to_numpy())
-            categories = sorted(num.unique().tolist())
-        else:
-            categories = sorted(labels.astype(str).unique())
-            data = data.assign(label=labels.astype(str))
+        categories, labels = _sorted_categories(data["label"])
+        data = data.assign(label=labels)
     coded = _encode(data, "nominal", categories, cluster=cluster)
     q = len(categories)
     if q < 2:

@@ -1,5 +1,9 @@
 """Analysis speed, side by side in one run:
 
+0. Every agreement statistic from a long judgment frame (validation included, n_boot=0, 100k
+   units) vs the reference package on its own array input (statsmodels, krippendorff, sklearn,
+   irrCAC).
+
 1. Dawid-Skene on 1,000,000 judgments (100k tasks x 10 answers, 1k workers, 5 classes):
    analysis.aggregate.DawidSkene vs crowd-kit's DawidSkene (same EM, same stopping rule);
    identical labels, max posterior difference.
@@ -106,12 +110,101 @@ def bench_bootstrap(results, quick):
                        "target": "<= 10 s on 2 cores"})
 
 
+def long_frame(n_units: int, raters_per_unit: int, n_raters: int, seed=0):
+    """A long judgment frame as the export has it (int task ids, text worker ids and labels),
+    and the same ratings as the references take them: `[raters, units]` matrix with NaN."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 3, n_units)
+    start = rng.integers(0, n_raters, n_units)
+    w = ((start[:, None] + np.arange(raters_per_unit)[None, :]) % n_raters).ravel()
+    u = np.repeat(np.arange(n_units), raters_per_unit)
+    lab = np.where(rng.random(len(u)) < 0.7, truth[u], rng.integers(0, 3, len(u)))
+    names = np.array(["no", "yes", "cant_tell"], dtype=object)
+    frame = pd.DataFrame({"task": u, "worker": np.char.add("w", w.astype(str)).astype(object), "label": names[lab]})
+    matrix = np.full((n_raters, n_units), np.nan)
+    matrix[w, u] = lab
+    return frame, matrix
+
+
+def bench_long_frame(results, quick):
+    """Every agreement statistic from a long frame (validation included) vs the reference
+    package on its own array input, 100k units, n_boot=0."""
+    import warnings
+
+    import krippendorff
+    from sklearn.metrics import cohen_kappa_score
+    from statsmodels.stats.inter_rater import aggregate_raters
+    from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss
+
+    from analysis import agreement as agr
+
+    n_units = 20_000 if quick else 100_000
+    repeats = 3 if quick else 5
+    frame, m = long_frame(n_units, 5, 5)  # every rater on every unit: statsmodels' input
+    table = aggregate_raters(m.T.astype(int))[0]
+    for name, ours, ref, ref_name in [
+        ("fleiss_kappa", lambda: agr.fleiss_kappa(frame, n_boot=0).value, lambda: sm_fleiss(table),
+         "statsmodels fleiss_kappa on its [units, categories] count table"),
+        ("fleiss_kappa_from_ratings", lambda: agr.fleiss_kappa(frame, n_boot=0).value,
+         lambda: sm_fleiss(aggregate_raters(m.T.astype(int))[0]),
+         "statsmodels aggregate_raters + fleiss_kappa on a [units, raters] array"),
+        ("krippendorff_alpha_nominal", lambda: agr.krippendorff_alpha(frame, "nominal", n_boot=0).value,
+         lambda: krippendorff.alpha(reliability_data=m, level_of_measurement="nominal"),
+         "krippendorff.alpha on a [raters, units] matrix"),
+    ]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t_ours, v_ours = best_of(ours, repeats)
+            t_ref, v_ref = best_of(ref, repeats)
+        emit(results, {"figure": f"long_frame_{name}", "units": n_units, "rows": len(frame),
+                       "argus_s": round(t_ours, 4), "reference_s": round(t_ref, 4), "reference": ref_name,
+                       "speedup": round(t_ref / t_ours, 2), "abs_diff": abs(float(v_ours) - float(v_ref))})
+    pair = frame[frame["worker"].isin(["w0", "w1"])]
+    a, b = m[0], m[1]
+    t_ours, v_ours = best_of(lambda: agr.cohen_kappa(pair, n_boot=0).value, repeats)
+    t_ref, v_ref = best_of(lambda: cohen_kappa_score(a, b), repeats)
+    emit(results, {"figure": "long_frame_cohen_kappa", "units": n_units, "rows": len(pair),
+                   "argus_s": round(t_ours, 4), "reference_s": round(t_ref, 4),
+                   "reference": "sklearn cohen_kappa_score on two label vectors", "speedup": round(t_ref / t_ours, 2),
+                   "abs_diff": abs(v_ours - v_ref)})
+    sparse_frame, sparse_m = long_frame(n_units, 4, 50, seed=1)  # 4 of 50 raters per unit
+    t_ours, v_ours = best_of(lambda: agr.gwet_ac1(sparse_frame, n_boot=0).value, 1)
+    from irrCAC.raw import CAC
+
+    data = __import__("pandas").DataFrame(sparse_m.T)
+    t_ref, v_ref = best_of(lambda: CAC(data, digits=15).gwet()["est"]["coefficient_value"], 1)
+    emit(results, {"figure": "long_frame_gwet_ac1", "units": n_units, "rows": len(sparse_frame),
+                   "argus_s": round(t_ours, 4), "reference_s": round(t_ref, 4),
+                   "reference": "irrCAC CAC.gwet on a [units, raters] frame (50 raters, 4 per unit)",
+                   "speedup": round(t_ref / t_ours, 2), "abs_diff": abs(v_ours - v_ref)})
+    t_ours, v_ours = best_of(lambda: agr.krippendorff_alpha(sparse_frame, "nominal", n_boot=0).value, repeats)
+    t_ref, v_ref = best_of(lambda: krippendorff.alpha(reliability_data=sparse_m, level_of_measurement="nominal"),
+                           repeats)
+    emit(results, {"figure": "long_frame_krippendorff_alpha_sparse", "units": n_units, "rows": len(sparse_frame),
+                   "argus_s": round(t_ours, 4), "reference_s": round(t_ref, 4),
+                   "reference": "krippendorff.alpha on a [50 raters, units] matrix, 92% missing",
+                   "speedup": round(t_ref / t_ours, 2), "abs_diff": abs(v_ours - v_ref)})
+    t_ours, _ = best_of(lambda: agr.percent_agreement(frame, n_boot=0).value, repeats)
+    emit(results, {"figure": "long_frame_percent_agreement", "units": n_units, "rows": len(frame),
+                   "argus_s": round(t_ours, 4), "reference": "none (no reference package computes it alone)"})
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller Dawid-Skene problem (100k judgments)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "analysis_speed.json"))
+    ap.add_argument("--only", choices=["long_frame"], default=None, help="run one group of figures")
     args = ap.parse_args()
     results: list[dict] = []
+    if args.only == "long_frame":
+        bench_long_frame(results, args.quick)
+        doc = {"bench": "analysis_speed_long_frame", "quick": args.quick, "machine": machine(), "results": results,
+               "note": "CPU, shared 2-core machine under load; ratios are side by side in one run."}
+        Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
+        return
+    bench_long_frame(results, args.quick)
     bench_alpha(results, args.quick)
     bench_bootstrap(results, args.quick)
     bench_dawid_skene(results, args.quick)
