@@ -27,7 +27,7 @@ from crowd.judgments import KIND_LEVELS, LEVELS, JudgmentFrameError, item_group
 
 from ._bootstrap import UNRELIABLE_SHARE, Estimate, bootstrap
 from .frames import unit_columns
-from .validation import id_codes, prepare_judgments
+from .validation import id_codes, judgment_codes, prepare_judgments
 
 
 def infer_level(frame: pd.DataFrame) -> str:
@@ -205,15 +205,22 @@ def _encode_frame(frame: pd.DataFrame, level: str, categories, cluster) -> _Code
             raise JudgmentFrameError(f"judgment frame lacks required column '{col}'")
     if frame.empty:
         raise ValueError("the judgment frame is empty")
-    t, tasks = id_codes(frame["task"])
+    def codes_of(col):
+        return judgment_codes(frame, col) or id_codes(frame[col])
+
+    t, tasks = codes_of("task")
     if "item" in frame.columns:
-        i, items = id_codes(frame["item"])
+        i, items = codes_of("item")
         unit, combined = id_codes(pd.Series(t * len(items) + i))
         task_of_unit = combined // len(items)
     else:
         unit, task_of_unit = t, np.arange(len(tasks))
-    rater, _ = id_codes(frame["worker"])
-    codes, domain, _ = _value_codes(frame["label"].to_numpy(), level, categories, "label")
+    rater, _ = codes_of("worker")
+    known = judgment_codes(frame, "label")
+    if level == "nominal" and categories is None and known is not None and known[1].dtype == object:
+        codes, domain = known[0], np.asarray(known[1], dtype=object)
+    else:
+        codes, domain, _ = _value_codes(frame["label"].to_numpy(), level, categories, "label")
     n_units = len(task_of_unit)
     clusters = task_of_unit if cluster == "task" else np.arange(n_units)
     return _Coded(unit.astype(np.int64), rater.astype(np.int64), codes, domain, n_units,

@@ -71,7 +71,8 @@ def argument_rows(frame: pd.DataFrame, *, include_models: bool = False) -> pd.Da
 
 
 def argument_validity(frame: pd.DataFrame, sheets: dict | None = None, by="rank", *, samples=None,
-                      n_boot: int = 1000, seed=0, confidence: float = 0.95) -> pd.DataFrame:
+                      n_boot: int = 1000, seed=0, confidence: float = 0.95, dropna: bool = False,
+                      duplicates: str = "error") -> pd.DataFrame:
     """Share of arguments judged relevant, per group, with a bootstrap CI over sheets.
 
     Args:
@@ -84,6 +85,7 @@ def argument_validity(frame: pd.DataFrame, sheets: dict | None = None, by="rank"
         DataFrame: group column(s), n_sheets, n_arguments, n_judgments, n_cant_tell, validity,
         ci_low, ci_high. validity = yes / (yes + no).
     """
+    frame = prepare_judgments(frame, dropna=dropna, duplicates=duplicates)
     rows = argument_rows(frame)
     if rows.empty:
         raise ValueError("the frame has no rate_arguments answers (item 'arg:<rank>')")
@@ -303,7 +305,8 @@ def synonyms_from_parts(parts: dict | None) -> dict[str, str]:
 
 
 def naming_agreement(frame: pd.DataFrame, *, reference: dict | None = None, synonyms: dict | None = None,
-                     n_boot: int = 1000, seed=0, confidence: float = 0.95) -> dict:
+                     n_boot: int = 1000, seed=0, confidence: float = 0.95, dropna: bool = False,
+                     duplicates: str = "error") -> dict:
     """Agreement of `name_feature` names, per feature (`channel`, else `task`).
 
     Args:
@@ -318,6 +321,7 @@ def naming_agreement(frame: pd.DataFrame, *, reference: dict | None = None, syno
         crowd name equals the reference, or None) and `table` (per feature: unit, n_workers,
         modal_name, modal_share, reference, match).
     """
+    frame = prepare_judgments(frame, dropna=dropna, duplicates=duplicates)
     if "item" not in frame.columns:
         raise ValueError("naming agreement needs the 'item' column (item = 'name')")
     rows = humans_only(frame[frame["item"].astype(str) == "name"]).copy()
@@ -378,7 +382,7 @@ def reference_names(sheets: dict) -> dict:
 # ----------------------------------------------------------------------------- ranks
 
 def rank_agreement(frame: pd.DataFrame, sheets: dict, *, min_arguments: int = 3, n_boot: int = 1000,
-                   seed=0, confidence: float = 0.95) -> dict:
+                   seed=0, confidence: float = 0.95, dropna: bool = False, duplicates: str = "error") -> dict:
     """Kendall tau-b and Spearman rho between the model's contributions and the human
     relevance votes (share of "yes" among yes/no) of one sheet's arguments, averaged over
     sheets with >= `min_arguments` judged arguments and non-constant votes.
@@ -387,6 +391,7 @@ def rank_agreement(frame: pd.DataFrame, sheets: dict, *, min_arguments: int = 3,
         dict with `kendall_tau`, `spearman_rho` (Estimates over sheets) and `table` (per sheet:
         sheet, n_arguments, kendall_tau, spearman_rho).
     """
+    frame = prepare_judgments(frame, dropna=dropna, duplicates=duplicates)
     rows = argument_rows(frame)
     sheet_col = rows["sheet"].astype(str) if "sheet" in rows.columns else rows["task"].astype(str)
     votes = rows.assign(sheet=sheet_col).groupby(["sheet", "rank"])["valid"].mean()

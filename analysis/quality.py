@@ -35,6 +35,7 @@ from crowd.judgments import parse_geometry
 
 from .aggregate import DawidSkene
 from .frames import humans_only
+from .validation import prepare_judgments
 
 # The columns of `worker_quality` (one row per worker and task kind); `argus mturk review` and the
 # dashboard read these names.
@@ -220,7 +221,7 @@ _KAPPA_GRID = np.linspace(-1.0, 1.0, 401)          # kappa against the consensus
 def worker_quality(frame: pd.DataFrame, *, gold_threshold: float | dict = 0.6, kappa_threshold: float | dict = 0.35,
                    confidence: float = 0.95, min_gold: int = 5, min_answers: int = 10,
                    prior: str | tuple[float, float] = "crowd", fast_ratio: float = 0.2,
-                   max_labels: int = 10) -> pd.DataFrame:
+                   max_labels: int = 10, dropna: bool = False, duplicates: str = "error") -> pd.DataFrame:
     """One row per (worker, task kind) with the gold posterior, the consensus kappa posterior,
     speed, and whether/why the worker is flagged (see the module docstring).
 
@@ -239,6 +240,7 @@ def worker_quality(frame: pd.DataFrame, *, gold_threshold: float | dict = 0.6, k
             accuracy and a flat one on kappa ((1, 1): uniform).
         fast_ratio: flag for review below this share of the crowd's median seconds per task.
         max_labels: kinds whose nominal items have more distinct labels get no consensus test.
+        dropna, duplicates: the validation step (`analysis.validation.prepare_judgments`).
 
     Returns:
         DataFrame with `QUALITY_COLUMNS`; intervals are equal-tailed at `confidence`;
@@ -248,7 +250,7 @@ def worker_quality(frame: pd.DataFrame, *, gold_threshold: float | dict = 0.6, k
         raise ValueError(f"confidence must be in (0.5, 1), got {confidence}")
     if not (prior == "crowd" or (isinstance(prior, tuple) and len(prior) == 2 and min(prior) > 0)):
         raise ValueError(f"prior must be 'crowd' or a Beta (a, b) with a, b > 0, got {prior!r}")
-    frame = humans_only(frame)
+    frame = humans_only(prepare_judgments(frame, dropna=dropna, duplicates=duplicates))
     tail = (1 - confidence) / 2
     kinds = _kinds(frame)
     parts = gold_parts(frame)

@@ -33,17 +33,22 @@ def _type_family(value) -> str:
 
 
 def _column_codes(series: pd.Series, column: str, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """One hash pass over a column: (codes `[n]`, with -1 for NaN/None/"", uniques). Raises
-    when the column mixes types (checked on the distinct values only)."""
+    """One hash pass over a column: (codes `[n]` into the sorted distinct values, -1 for
+    NaN/None/"", uniques). Raises when the column mixes types (checked on the distinct values)."""
     if series.dtype.kind in "iub":
-        return id_codes(series, sort=False)
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+        return id_codes(series, sort=True)
+    try:
+        codes, uniques = pd.factorize(series, use_na_sentinel=True, sort=True)
+    except TypeError:  # mixed types do not sort: find them below
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
     codes = codes.astype(np.int64)
     uniques = np.asarray(uniques, dtype=object) if series.dtype == object else np.asarray(uniques)
     if uniques.dtype == object and len(uniques):
         empty = np.flatnonzero(uniques == "")
-        if len(empty):
-            codes[codes == empty[0]] = -1
+        if len(empty):  # "" is missing: drop it from the uniques, shift the codes above it
+            e = empty[0]
+            codes = np.where(codes == e, -1, codes - (codes > e))
+            uniques = np.delete(uniques, e)
         inferred = pd.api.types.infer_dtype(uniques, skipna=True)
         if not (inferred in ("string", "empty", "boolean", "bytes") or inferred in _NUMBER_KINDS):
             _raise_mixed(series, codes, uniques, column, where)
@@ -84,10 +89,26 @@ def id_codes(series: pd.Series, sort: bool = True) -> tuple[np.ndarray, np.ndarr
 
 
 def _duplicated(key: np.ndarray, keep) -> np.ndarray:
-    """`pandas.Series.duplicated` of an int64 key, by bincount when the key range is compact."""
+    """`pandas.Series.duplicated` of an int64 key (keep=False, "first" or "last"): by bincount
+    when the key range is compact, else by one stable sort."""
     if keep is False and len(key) and key.max() <= 4 * len(key) + 1024:
         return np.bincount(key)[key] > 1
-    return pd.Series(key).duplicated(keep=keep).to_numpy()
+    order = np.argsort(key, kind="stable")
+    sk = key[order]
+    same_prev = np.concatenate([[False], sk[1:] == sk[:-1]])
+    same_next = np.concatenate([sk[:-1] == sk[1:], [False]])
+    mark = {False: same_prev | same_next, "first": same_prev, "last": same_next}[keep]
+    out = np.empty(len(key), bool)
+    out[order] = mark
+    return out
+
+
+def judgment_codes(frame: pd.DataFrame, column: str):
+    """(codes, sorted uniques) of a column of a frame returned by `prepare_judgments`, or None."""
+    stash = getattr(frame, "_judgment_codes", None)
+    if stash is None or column not in stash or len(stash[column][0]) != len(frame):
+        return None
+    return stash[column]
 
 
 def unit_key_columns(frame: pd.DataFrame) -> list[str]:
@@ -120,7 +141,8 @@ def prepare_judgments(data, *, dropna: bool = False, duplicates: str = "error",
         raise JudgmentFrameError(f"{where}: missing required column(s) {missing}; found {list(data.columns)}")
     if data.empty:
         raise JudgmentFrameError(f"{where}: the judgment frame is empty")
-    frame = data.reset_index(drop=True)
+    frame = data if isinstance(data.index, pd.RangeIndex) and data.index.start == 0 and data.index.step == 1 \
+        else data.reset_index(drop=True)
     id_cols = unit_key_columns(frame) + ["worker"]
     codes = {}
     for col in id_cols:
@@ -130,8 +152,8 @@ def prepare_judgments(data, *, dropna: bool = False, duplicates: str = "error",
             row = int(np.flatnonzero(miss)[0])
             raise JudgmentFrameError(f"{where}: column {col!r} is empty (NaN/None/'') at row {row} "
                                      f"({int(miss.sum())} in all); every answer needs a {col} id")
-        codes[col] = (c, len(uniques))
-    label_codes, _ = _column_codes(frame["label"], "label", where)
+        codes[col] = (c, uniques)
+    label_codes, label_uniques = _column_codes(frame["label"], "label", where)
     miss = label_codes < 0
     dropped = 0
     if miss.any():
@@ -146,8 +168,8 @@ def prepare_judgments(data, *, dropna: bool = False, duplicates: str = "error",
     # one answer per (unit, worker): one int64 key per row from the id codes
     key = np.zeros(len(frame), np.int64)
     for col in id_cols:
-        c, n = codes[col]
-        key = key * n + c
+        c, uniques = codes[col]
+        key = key * len(uniques) + c
     keep = ~miss
     dup = np.zeros(len(frame), bool)
     dup[keep] = _duplicated(key[keep], keep=False)
@@ -164,7 +186,14 @@ def prepare_judgments(data, *, dropna: bool = False, duplicates: str = "error",
         first[keep] = _duplicated(key[keep], keep=duplicates)
         n_dup = int(first.sum())
         keep &= ~first
-    frame = frame[keep].reset_index(drop=True) if not keep.all() else frame.copy()
+    if keep.all():
+        frame = frame.copy(deep=False)
+    else:
+        frame = frame[keep].reset_index(drop=True)
+    # the codes computed here, for `analysis` to reuse on exactly this frame (a plain attribute:
+    # any derived frame lacks it, so stale codes cannot leak)
+    codes["label"] = (label_codes, label_uniques)
+    object.__setattr__(frame, "_judgment_codes", {c: (v[keep], u) for c, (v, u) in codes.items()})
     frame.attrs["dropped_labels"] = dropped
     frame.attrs["dropped_duplicates"] = n_dup
     return frame

@@ -14,6 +14,7 @@ from analysis import aggregate as agg
 from analysis import agreement as agr
 from crowd.judgments import JudgmentFrameError
 from analysis.model_human import model_vs_human
+from analysis.quality import worker_quality
 from analysis.validation import prepare_judgments
 
 AGREEMENT = {
@@ -33,6 +34,7 @@ def _entry_points():
     for name, cls in AGGREGATORS.items():
         yield pytest.param(lambda f, cls=cls, **kw: cls(**kw).fit(f), id=name)
     yield pytest.param(lambda f, **kw: model_vs_human(f, "model:m", n_boot=0, **kw), id="model_vs_human")
+    yield pytest.param(lambda f, **kw: worker_quality(f, **kw), id="worker_quality")
 
 
 def _frame(labels=None):
