@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from crowd.client import CrowdClient
+
 ORACLES = ("simulated", "crowd")
 
 
@@ -54,58 +56,22 @@ class SimulatedOracle:
 
 
 def aggregate_dawid_skene(frame):
-    """Dawid-Skene labels per task from a `task, worker, label` frame -> pandas Series (task -> label).
+    """Crowd labels per task from a `task, worker, label` frame -> pandas Series (task -> label):
+    of the labels a task's workers gave, the one with the highest Dawid-Skene posterior.
 
-    Uses `analysis.aggregate.DawidSkene` (the project's aggregator); falls back to crowd-kit's
-    implementation of the same model when the analysis package does not provide it.
+    With a few workers and items per round, Dawid-Skene's per-worker confusion matrices overfit
+    and can make a label that no worker gave the most probable (votes tigerhorn, tigerhorn,
+    dragon -> ladybird); an oracle that bought those votes never answers such a label.
     """
-    try:
-        from analysis.aggregate import DawidSkene
-    except ImportError:
-        from crowdkit.aggregation import DawidSkene
-    return DawidSkene(n_iter=100).fit_predict(frame[["task", "worker", "label"]])
+    import pandas as pd
 
+    from analysis.aggregate import DawidSkene
 
-class CrowdClient:
-    """Thin HTTP client for the Argus crowd server's JSON API (`/api`, bearer token)."""
-
-    def __init__(self, url: str, token: str | None = None, timeout_s: float = 30.0):
-        import requests
-
-        self.url = url.rstrip("/")
-        self.session = requests.Session()
-        if token:
-            self.session.headers["Authorization"] = f"Bearer {token}"
-        self.timeout_s = timeout_s
-
-    def _call(self, method: str, path: str, **kw):
-        resp = self.session.request(method, f"{self.url}/api{path}", timeout=self.timeout_s, **kw)
-        if resp.status_code >= 400:
-            try:
-                detail = resp.json()
-            except ValueError:
-                detail = resp.text[:300]
-            raise RuntimeError(f"crowd server {method} /api{path}: HTTP {resp.status_code}: {detail}")
-        return resp
-
-    def create_label_batch(self, images: list[dict], classes: list[str], redundancy: int, name: str,
-                           reward_cents: int = 0) -> dict:
-        body = {"kind": "label", "images": images, "classes": classes, "redundancy": redundancy, "name": name,
-                "reward_cents": reward_cents}
-        return self._call("POST", "/batches", json=body).json()
-
-    def batch_status(self, batch_id: int) -> dict:
-        return self._call("GET", f"/batches/{batch_id}").json()
-
-    def close_batch(self, batch_id: int) -> None:
-        self._call("PATCH", f"/batches/{batch_id}", json={"status": "closed"})
-
-    def judgments(self, batch_id: int):
-        """The batch's judgments frame (`task, worker, label, item, sheet, is_gold, ...`)."""
-        import pandas as pd
-
-        rows = self._call("GET", f"/batches/{batch_id}/judgments", params={"format": "json"}).json()["rows"]
-        return pd.DataFrame(rows, columns=None if rows else ["task", "worker", "label", "item", "sheet", "is_gold"])
+    data = frame[["task", "worker", "label"]]
+    proba = DawidSkene(n_iter=100).fit_predict_proba(data)
+    given = pd.crosstab(data["task"], data["label"]).reindex(index=proba.index, columns=proba.columns,
+                                                              fill_value=0) > 0
+    return proba.where(given, -1.0).idxmax(axis=1)
 
 
 def save_pool_png(pool, index: int, path: Path):

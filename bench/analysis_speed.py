@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analysis.aggregate import DawidSkene  # noqa: E402
 from analysis.agreement import krippendorff_alpha  # noqa: E402
-from analysis.simulate import simulate_crowd  # noqa: E402
+from sim.frames import simulate_crowd  # noqa: E402
 
 
 def machine() -> dict:

@@ -30,7 +30,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from crowd.loadtest import GunicornServer  # noqa: E402
+from sim.load import GunicornServer  # noqa: E402
 
 SHEETS = ROOT / "tests" / "crowd" / "fixtures" / "sheets"
 PG_URL = os.environ.get("ARGUS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -1,6 +1,6 @@
 """Reliability benchmark: long load and crash runs of the crowd task server over real HTTP
 (gunicorn, several worker processes) on SQLite and PostgreSQL, with the invariant check at the
-end of every run (crowd/loadtest.py).
+end of every run (sim/load.py).
 
     python bench/reliability.py [--quick] [--minutes 5] [--clients 64] [--kills 30]
                                 [--backends sqlite,postgres]
@@ -65,7 +65,7 @@ def _target(backend: str, tmp: Path):
 
 
 def run_one(backend: str, scenario: str, args) -> dict:
-    from crowd.loadtest import Chaos, GunicornServer, check_invariants, create_label_batch_db, run_load
+    from sim.load import Chaos, GunicornServer, check_run, create_label_batch_db, run_load
 
     tmp = Path(tempfile.mkdtemp(prefix=f"argus_rel_{backend}_{scenario}_"))
     url, schema, drop = _target(backend, tmp)
@@ -89,7 +89,7 @@ def run_one(backend: str, scenario: str, args) -> dict:
                               progress=True)
     finally:
         server.stop()
-    report = check_invariants(url, batch["id"], result, schema=schema, expect_complete=(scenario == "crash"),
+    report = check_run(url, batch["id"], result, schema=schema, expect_complete=(scenario == "crash"),
                               expire_now=True)
     drop()
     s = result.summary()

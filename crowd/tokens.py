@@ -3,13 +3,20 @@ cookies (third-party cookies are often blocked inside MTurk's iframe).
 
 A visit token carries `{"v": visit_id, "w": worker_id}`; an assignment token
 `{"a": assignment_id, "w": worker_id}`. Both are timestamped; a forged, altered or expired
-token raises `BadToken`.
+token raises `BadToken`. `new_secret` makes the random secrets the server is configured with.
 """
 
 from __future__ import annotations
 
+import secrets
+
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+
+def new_secret(nbytes: int = 24) -> str:
+    """A random URL-safe secret of `nbytes` random bytes (API token, admin password, SECRET_KEY)."""
+    return secrets.token_urlsafe(nbytes)
 
 
 class BadToken(Exception):

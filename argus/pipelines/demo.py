@@ -1,25 +1,26 @@
 """The demo pipeline: the whole idea of Argus at once, on the embedded toy world.
 
-Stages (one function each; every stage writes into `OUT/` and the first three are reused
-when their output is complete and was made with the same options, unless `fresh`):
+The demo is the list `STAGES`; each `Stage` names its function and, when its output can be
+reused, the options that define that output. Stages run in order; each writes into `OUT/` and
+returns what later stages read (`run.results[name]`):
 
-1. `stage_data`     toy world with a spurious background cue in part of the majority domain;
-2. `stage_train`    small-cnn, ERM (resumes from `OUT/run/last.pt` after an interruption);
-3. `stage_eval`     per-domain test accuracy;
-4. `stage_explain`  exemplar index (reused per checkpoint) + argument sheets for a test subset
-                    spread across domains;
-5. `CrowdServer`    the real crowd server (Flask app, SQLite in WAL mode) on a free localhost
-                    port, served by werkzeug's threaded server in a background thread;
-6. `stage_batch`    one batch of `rate_arguments`, `mark_rationale`, `name_feature` and `label` tasks
-                    (R judgments per task, gold questions mixed in), created over HTTP through
-                    the researcher API;
-7. `stage_crowd`    a SIMULATED crowd (`crowd.simulate`): N HTTP clients that go through the
-                    worker pages concurrently;
-8. `stage_export`   the judgments export (CSV + Parquet) through the API;
-9. `stage_report`   `analysis.report.build_report` -> `OUT/report/report.html`;
-10. `stage_checks`  what shows that it works where the truth is known: Dawid-Skene's worker
-                    accuracies vs the simulated ones (Pearson), spammers flagged vs the true
-                    ones, the improvement clue naming the spurious background cue.
+    data     toy world with a spurious background cue in part of the majority domain -> OUT/data
+    train    small-cnn, ERM -> OUT/run
+    eval     per-domain test accuracy -> OUT/eval.json
+    explain  exemplar index (kept per checkpoint) + argument sheets for a test subset -> OUT/sheets
+    server   the real crowd server (Flask app, SQLite in WAL mode) on a free localhost port
+    batch    rate_arguments, mark_rationale, name_feature and label tasks (R judgments per task,
+             gold questions mixed in), created over HTTP through the researcher API
+    crowd    a SIMULATED crowd (`sim.crowd`): N HTTP clients that go through the worker pages
+    export   the judgments export (CSV + Parquet) through the API
+    report   `analysis.report.build_report` -> OUT/report/report.html
+    checks   what shows that it works where the truth is known (`sim.checks`)
+
+The one reuse rule: a stage with a `key` is skipped when `OUT/stages.json` records that it
+finished with the same key (its options plus the keys of the stages it reads, `after`) and its
+folder is there. Otherwise it runs; `run.resume` tells it that an unfinished run with the same
+key is in its folder, so it may continue it (train resumes from `last.pt`). `--fresh` ignores
+the record. Adding a stage is one line in `STAGES`.
 
 `run_demo(config, out)` runs them all and returns the summary (also `OUT/summary.json`);
 `format_summary` prints it; `serve_for_people` keeps the server up with a fresh batch.
@@ -29,11 +30,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any, Callable
 
 # `label` gives every worker a question whose truth is balanced by construction (the image's
 # class), on which Dawid-Skene scores the workers; the argument ratings carry the validity story.
@@ -113,27 +114,26 @@ def scale_mix(mix: dict, n: int) -> dict:
 # --------------------------------------------------------------------------------- progress
 
 class Progress:
-    """Prints `[i/N stage] ...` lines and records each stage's wall time."""
+    """Prints `[i/N stage] ...` lines and records each stage's wall time and reuse."""
 
-    STAGES = ("data", "train", "eval", "explain", "server", "batch", "crowd", "export", "report", "checks")
-
-    def __init__(self, echo=print):
+    def __init__(self, echo=print, names=None):
         self.echo = echo
+        self.names = tuple(names or (s.name for s in STAGES))
         self.times: dict[str, float] = {}
         self.reused: dict[str, bool] = {}
         self.t0 = time.perf_counter()
 
     @contextmanager
     def stage(self, name: str):
-        i = self.STAGES.index(name) + 1 if name in self.STAGES else 0
-        self.echo(f"[{i}/{len(self.STAGES)} {name}] ...")
+        i = self.names.index(name) + 1 if name in self.names else 0
+        self.echo(f"[{i}/{len(self.names)} {name}] ...")
         t = time.perf_counter()
         yield self
         self.times[name] = round(time.perf_counter() - t, 2)
-        self.echo(f"[{i}/{len(self.STAGES)} {name}] done in {self.times[name]:.1f}s"
+        self.echo(f"[{i}/{len(self.names)} {name}] done in {self.times[name]:.1f}s"
                   + (" (reused)" if self.reused.get(name) else ""))
 
-    def say(self, name: str, text: str):
+    def say(self, text: str):
         self.echo(f"    {text}")
 
     @property
@@ -141,297 +141,226 @@ class Progress:
         return round(time.perf_counter() - self.t0, 2)
 
 
+@dataclass
+class DemoRun:
+    """What the stages of one demo run share: the options, `OUT`, progress, each finished
+    stage's result by name, the running server, and (set per stage) `resume`."""
+
+    cfg: DemoConfig
+    out: Path
+    progress: Progress
+    results: dict = field(default_factory=dict)
+    server: Any = None
+    resume: bool = False
+
+    def __getitem__(self, name: str):
+        return self.results[name]
+
+
 # ----------------------------------------------------------------------------------- stages
 
-def stage_data(cfg: DemoConfig, out: Path, progress: Progress, fresh: bool = False) -> Path:
-    """Toy world with part masks and the spurious cue -> `OUT/data`; reused when its
-    `toyworld.json` records the same options."""
+def stage_data(run: DemoRun) -> Path:
     from training.toyworld import generate_toyworld
 
-    root = out / "data"
-    wanted = {"n_train": cfg.n_train, "n_val": cfg.n_val, "n_test": cfg.n_test, "image_size": cfg.image_size,
-              "spurious": cfg.spurious, "spurious_splits": list(cfg.spurious_splits), "seed": cfg.seed}
-    done = root / "toyworld.json"
-    if not fresh and done.exists() and (root / "samples.csv").exists():
-        opts = json.loads(done.read_text())
-        if all(opts.get(k) == v for k, v in wanted.items()):
-            progress.reused["data"] = True
-            progress.say("data", f"reusing {root}")
-            return root
+    cfg, root = run.cfg, run.out / "data"
     if root.exists():
         shutil.rmtree(root)
-    progress.say("data", f"rendering {cfg.n_train}+{cfg.n_val}+{cfg.n_test} images ({cfg.image_size}px), spurious "
-                 f"background cue on {cfg.spurious:.0%} of majority-domain images ({', '.join(cfg.spurious_splits)})")
+    run.progress.say(f"rendering {cfg.n_train}+{cfg.n_val}+{cfg.n_test} images ({cfg.image_size}px), spurious "
+                     f"background cue on {cfg.spurious:.0%} of majority-domain images ({', '.join(cfg.spurious_splits)})")
     generate_toyworld(root, n_train=cfg.n_train, n_val=cfg.n_val, n_test=cfg.n_test, image_size=cfg.image_size,
                       spurious=cfg.spurious, spurious_splits=tuple(cfg.spurious_splits), seed=cfg.seed)
     return root
 
 
-def stage_train(cfg: DemoConfig, out: Path, data_root: Path, progress: Progress, fresh: bool = False) -> Path:
-    """small-cnn ERM -> `OUT/run`; reused when complete with the same epochs/seed on the same
-    data, resumed from `last.pt` when interrupted."""
+def stage_train(run: DemoRun) -> Path:
     from training.trainer import TrainConfig, Trainer
 
-    run = out / "run"
-    data_stamp = json.loads((data_root / "toyworld.json").read_text())
-    resume = False
-    if fresh and run.exists():
-        shutil.rmtree(run)
-    metrics_file, stamp_file = run / "metrics.json", run / "demo_data.json"
-    if metrics_file.exists() and (run / "model.json").exists() and stamp_file.exists():
-        same_data = json.loads(stamp_file.read_text()) == data_stamp
-        conf = json.loads((run / "model.json").read_text()).get("config", {})
-        if same_data and conf.get("epochs") == cfg.epochs and conf.get("seed") == cfg.seed:
-            if json.loads(metrics_file.read_text()).get("complete"):
-                progress.reused["train"] = True
-                progress.say("train", f"reusing {run}")
-                return run
-            resume = (run / "last.pt").exists()
-    if not resume and run.exists():
-        shutil.rmtree(run)
-    run.mkdir(parents=True, exist_ok=True)
-    stamp_file.write_text(json.dumps(data_stamp, indent=2) + "\n")
-    progress.say("train", f"small-cnn, ERM, {cfg.epochs} epochs" + (" (resuming)" if resume else ""))
-    Trainer(data_root, run, TrainConfig(epochs=cfg.epochs, seed=cfg.seed, device=cfg.device)).fit(resume=resume)
-    return run
+    cfg, folder = run.cfg, run.out / "run"
+    resume = run.resume and (folder / "last.pt").exists()
+    if not resume and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    run.progress.say(f"small-cnn, ERM, {cfg.epochs} epochs" + (" (resuming)" if resume else ""))
+    Trainer(run["data"], folder, TrainConfig(epochs=cfg.epochs, seed=cfg.seed, device=cfg.device)).fit(resume=resume)
+    return folder
 
 
-def stage_eval(cfg: DemoConfig, out: Path, run: Path, data_root: Path, progress: Progress) -> dict:
-    """Per-domain test accuracy -> `OUT/eval.json`."""
+def stage_eval(run: DemoRun) -> dict:
     from training.evaluate import evaluate_run, format_domain_table
 
-    report = evaluate_run(run, data_root, split="test", device=cfg.device)
-    (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    report = evaluate_run(run["train"], run["data"], split="test", device=run.cfg.device)
+    (run.out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
     for line in format_domain_table(report).splitlines():
-        progress.say("eval", line)
+        run.progress.say(line)
     return report
 
 
-def stage_explain(cfg: DemoConfig, out: Path, run: Path, data_root: Path, progress: Progress) -> dict:
-    """Exemplar index (mined once per checkpoint, then reused) and `n_sheets` argument sheets
-    spread over the test split -> `OUT/sheets`. Adds `dataset` to `summary.json` so that the
-    report finds the part masks."""
+def stage_explain(run: DemoRun) -> Path:
+    """Sheets folder; its `summary.json` gets `dataset`, so that the report finds the part masks."""
     from explain.pipeline import run_explain
 
-    sheets = out / "sheets"
-    summary = run_explain(run, data_root, sheets, split="test", limit=cfg.n_sheets, top_m=cfg.top_m,
+    cfg, sheets = run.cfg, run.out / "sheets"
+    summary = run_explain(run["train"], run["data"], sheets, split="test", limit=cfg.n_sheets, top_m=cfg.top_m,
                           device=cfg.device, progress=True)
-    summary["dataset"] = str(data_root.resolve())
+    summary["dataset"] = str(Path(run["data"]).resolve())
     (sheets / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     ex = summary.get("exemplars") or {}
-    progress.reused["explain"] = bool(ex.get("reused"))
-    progress.say("explain", f"{summary['n_sheets']} sheets, exemplar index "
-                 f"{'reused' if ex.get('reused') else 'mined'}; {sheets / 'index.html'}")
-    return summary
+    run.progress.say(f"{summary['n_sheets']} sheets, exemplar index "
+                     f"{'reused' if ex.get('reused') else 'mined'}; {sheets / 'index.html'}")
+    return sheets
 
 
-class CrowdServer:
-    """The crowd app (`crowd.app.create_app`) on a free 127.0.0.1 port with a SQLite database,
-    served by werkzeug's threaded WSGI server in a daemon thread. Use as a context manager.
-
-    Attributes: `url`, `api_token`, `admin_password`, `database_url`.
-    """
-
-    def __init__(self, folder: Path, *, host: str = "127.0.0.1", port: int = 0, fresh_db: bool = True):
-        from crowd.simulate import new_token
-
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        db = self.folder / "argus.db"
-        if fresh_db:
-            for p in (db, db.with_name("argus.db-wal"), db.with_name("argus.db-shm")):
-                p.unlink(missing_ok=True)
-        self.database_url = f"sqlite:///{db.resolve()}"
-        self.api_token, self.admin_password = new_token(), new_token()
-        self.host, self.port = host, port
-        self._server = self._thread = None
-
-    def start(self) -> "CrowdServer":
-        import logging
-
-        from werkzeug.serving import make_server
-
-        from crowd.app import create_app
-        from crowd.simulate import new_token
-
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-        app = create_app({"DATABASE_URL": self.database_url, "SECRET_KEY": new_token() + new_token(),
-                          "API_TOKEN": self.api_token, "ADMIN_PASSWORD": self.admin_password,
-                          "GOLD_MIN_ANSWERS": 2, "STUDY_TITLE": "Argus demo: how does a computer recognise creatures?"})
-        self._server = make_server(self.host, self.port, app, threaded=True)
-        self.port = self._server.server_port
-        self.url = f"http://{self.host}:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="argus-demo-server", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=10)
-            self._server = None
-
-    def api(self, method: str, path: str, **kw):
-        import requests
-
-        r = requests.request(method, self.url + path, headers={"Authorization": f"Bearer {self.api_token}"},
-                             timeout=120, **kw)
-        if r.status_code >= 400:
-            raise RuntimeError(f"{method} {path}: HTTP {r.status_code} {r.text[:500]}")
-        return r
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+def sheets_summary(sheets: Path) -> dict:
+    return json.loads((Path(sheets) / "summary.json").read_text())
 
 
-def stage_batch(cfg: DemoConfig, server: CrowdServer, sheets_dir: Path, truth, *, name: str = "argus demo",
-                gold: bool = True, redundancy: int | None = None) -> dict:
-    """Create the batch through `POST /api/batches` (gold answers from the ground truth)."""
+def stage_server(run: DemoRun):
+    from sim.server import LocalServer
+
+    run.server = LocalServer(run.out / "crowd", config={
+        "GOLD_MIN_ANSWERS": 2, "STUDY_TITLE": "Argus demo: how does a computer recognise creatures?"}).start()
+    run.progress.say(f"crowd server at {run.server.url} (SQLite {run.server.database_url})")
+    return run.server
+
+
+def create_batch(cfg: DemoConfig, server, sheets_dir: Path, data_dir: Path | None, *, name: str = "argus demo",
+                 gold: bool = True, redundancy: int | None = None) -> dict:
+    """Create the batch through `POST /api/batches` (gold answers from the simulated ground truth)."""
     body = {"sheets_dir": str(Path(sheets_dir).resolve()), "kinds": list(cfg.kinds), "name": name,
             "redundancy": redundancy or cfg.redundancy, "tasks_per_visit": cfg.tasks_per_visit,
             "max_arguments": cfg.top_m}
     if gold and cfg.gold_per_kind > 0:
-        body["gold"] = truth.gold(cfg.kinds, cfg.gold_per_kind, max_arguments=cfg.top_m, seed=cfg.seed)
+        body["gold"] = ground_truth(cfg, sheets_dir, data_dir).gold(cfg.kinds, cfg.gold_per_kind,
+                                                                    max_arguments=cfg.top_m, seed=cfg.seed)
         body["gold_rate"] = cfg.gold_rate if body["gold"] else 0.0
-    return server.api("POST", "/api/batches", json=body).json()
+    return server.client.create_batch(body)
 
 
-def stage_crowd(cfg: DemoConfig, server: CrowdServer, batch: dict, truth, out: Path, progress: Progress):
-    """Run the simulated crowd over HTTP; writes `OUT/crowd/roster.csv` (who is what, true
-    accuracy) and `OUT/crowd/simulated_answers.csv`."""
-    from crowd.simulate import make_crowd, run_crowd
+def ground_truth(cfg: DemoConfig, sheets_dir: Path, data_dir: Path):
+    from sim.truth import GroundTruth
 
+    return GroundTruth(sheets_dir, data_dir, overlap_threshold=cfg.overlap_threshold)
+
+
+def stage_batch(run: DemoRun) -> dict:
+    batch = create_batch(run.cfg, run.server, run["explain"], run["data"])
+    run.progress.say(f"batch {batch['id']}: {batch['tasks']} tasks {batch['tasks_by_kind']}, "
+                     f"{batch['gold_tasks']} gold, R={batch['redundancy']}")
+    return batch
+
+
+def stage_crowd(run: DemoRun):
+    """The simulated crowd over HTTP -> `OUT/crowd/simulated_answers.csv`; returns its `CrowdResult`."""
+    from sim.crowd import make_crowd, run_crowd
+
+    cfg, server, batch = run.cfg, run.server, run["batch"]
     crowd = make_crowd(cfg.n_workers, dict(cfg.mix), seed=cfg.seed)
-    total = batch["tasks"] * batch["redundancy"]
-    progress.say("crowd", f"SIMULATED crowd: {cfg.n_workers} workers "
-                 f"({', '.join(f'{v} {k}' for k, v in cfg.mix.items() if v)}) on {batch['tasks']} tasks x R="
-                 f"{batch['redundancy']} (+{batch['gold_tasks']} gold) at {server.url}")
-    result = run_crowd(server.url, batch["id"], crowd, truth, total_tasks=total)
-    (out / "crowd").mkdir(parents=True, exist_ok=True)
-    result.answers().to_csv(out / "crowd" / "simulated_answers.csv", index=False)
-    status = server.api("GET", f"/api/batches/{batch['id']}").json()
-    progress.say("crowd", f"{sum(log.tasks for log in result.logs)} tasks answered in {result.seconds:.1f}s "
-                 f"({sum(log.tasks for log in result.logs) / max(result.seconds, 1e-9):.0f} tasks/s); batch "
-                 f"complete: {status['complete']} ({status['tasks_complete']}/{status['tasks']} tasks)")
-    return result, status
+    run.progress.say(f"SIMULATED crowd: {cfg.n_workers} workers "
+                     f"({', '.join(f'{v} {k}' for k, v in cfg.mix.items() if v)}) on {batch['tasks']} tasks x R="
+                     f"{batch['redundancy']} (+{batch['gold_tasks']} gold) at {server.url}")
+    truth = ground_truth(cfg, run["explain"], run["data"])
+    result = run_crowd(server.url, batch["id"], crowd, truth, total_tasks=batch["tasks"] * batch["redundancy"])
+    (run.out / "crowd").mkdir(parents=True, exist_ok=True)
+    result.answers().to_csv(run.out / "crowd" / "simulated_answers.csv", index=False)
+    status = server.client.batch_status(batch["id"])
+    n = sum(log.tasks for log in result.logs)
+    run.progress.say(f"{n} tasks answered in {result.seconds:.1f}s ({n / max(result.seconds, 1e-9):.0f} tasks/s); "
+                     f"batch complete: {status['complete']} ({status['tasks_complete']}/{status['tasks']} tasks)")
+    return result
 
 
-def stage_export(server: CrowdServer, batch_id: int, out: Path) -> Path:
-    """Judgments export (CSV and Parquet) -> `OUT/crowd/judgments.{csv,parquet}`."""
-    folder = out / "crowd"
+def stage_export(run: DemoRun) -> Path:
+    folder = run.out / "crowd"
     folder.mkdir(parents=True, exist_ok=True)
     for fmt in ("csv", "parquet"):
-        r = server.api("GET", f"/api/batches/{batch_id}/judgments?format={fmt}")
-        (folder / f"judgments.{fmt}").write_bytes(r.content)
+        (folder / f"judgments.{fmt}").write_bytes(run.server.client.export(run["batch"]["id"], fmt))
+    run.progress.say(f"{folder / 'judgments.csv'} (+ .parquet)")
     return folder / "judgments.csv"
 
 
-def stage_report(cfg: DemoConfig, judgments: Path, sheets_dir: Path, data_root: Path, out: Path) -> Path:
-    """`OUT/report/report.html` (+ tables/*.csv, figures/*.png)."""
+def stage_report(run: DemoRun) -> Path:
     from analysis.report import build_report
 
-    return build_report(judgments, sheets_dir, out / "report", data_dir=data_root, n_boot=cfg.n_boot,
-                        seed=cfg.seed, title="Argus demo report (simulated crowd)")
+    report = build_report(run["export"], run["explain"], run.out / "report", data_dir=run["data"],
+                          n_boot=run.cfg.n_boot, seed=run.cfg.seed, title="Argus demo report (simulated crowd)")
+    run.progress.say(str(report))
+    return report
 
 
-def aggregation_source(cfg: DemoConfig) -> str:
-    """The question the report aggregates with Dawid-Skene (labels when asked, else argument ratings)."""
-    return "label" if "label" in cfg.kinds else "rate_arguments"
+def stage_checks(run: DemoRun) -> dict:
+    from sim.checks import check_against_truth
+
+    majority = (sheets_summary(run["explain"]).get("ground_truth") or {}).get("majority_domain")
+    return check_against_truth(run["crowd"], run.cfg.kinds, run.out / "report", run.out / "crowd", run["data"],
+                               majority, run.server.client.batch_workers(run["batch"]["id"]))
 
 
-def clue_names_cue(clues, spurious_backgrounds: dict, majority_domain: str | None) -> dict | None:
-    """The first improvement clue that names the spurious background cue, or None.
+@dataclass(frozen=True)
+class Stage:
+    """One step of the demo. `key(cfg)`: the options its output depends on (None: never
+    reused); `folder`: what it writes under OUT (must exist for reuse); `after`: the stages whose
+    output it reads (their keys join its key)."""
 
-    A clue names it when it says the arguments fire on the background (`cue == "background"`)
-    and points at the cue: a background kind the shortcut uses, a class whose sheets sit mostly
-    on that class's spurious background, or the majority domain (the only one with the cue).
-    """
-    for _, c in clues.iterrows():
-        if str(c.get("cue")) != "background":
-            continue
-        g, gt = str(c["group"]), str(c["group_type"])
-        if (gt == "background" and g in set(spurious_backgrounds.values())) or \
-                (gt == "class" and str(c.get("top_background")) == spurious_backgrounds.get(g)) or \
-                (gt == "domain" and g == majority_domain):
-            return {k: (v.item() if hasattr(v, "item") else v) for k, v in c.items()}
-    return None
+    name: str
+    run: Callable[[DemoRun], Any]
+    key: Callable[[DemoConfig], dict] | None = None
+    folder: str | None = None
+    after: tuple = ()
 
 
-def stage_checks(cfg: DemoConfig, out: Path, result, data_root: Path, sheets_summary: dict,
-                 server_workers: list[dict] | None = None) -> dict:
-    """What shows the pipeline gets the right answers where the truth is known:
+STAGES = (
+    Stage("data", stage_data, folder="data", key=lambda c: dict(
+        n_train=c.n_train, n_val=c.n_val, n_test=c.n_test, image_size=c.image_size, spurious=c.spurious,
+        spurious_splits=list(c.spurious_splits), seed=c.seed)),
+    Stage("train", stage_train, folder="run", after=("data",), key=lambda c: dict(epochs=c.epochs, seed=c.seed)),
+    Stage("eval", stage_eval),
+    Stage("explain", stage_explain, folder="sheets", after=("train",), key=lambda c: dict(n_sheets=c.n_sheets,
+                                                                                          top_m=c.top_m)),
+    Stage("server", stage_server),
+    Stage("batch", stage_batch),
+    Stage("crowd", stage_crowd),
+    Stage("export", stage_export),
+    Stage("report", stage_report),
+    Stage("checks", stage_checks),
+)
 
-    - Pearson r between Dawid-Skene's estimated worker accuracy (`skill`, report's
-      `tables/workers.csv`) and each simulated worker's true accuracy;
-    - workers flagged vs the simulated spammers: a worker is flagged when the report's worker
-      quality model flags it (`tables/workers.csv` `flagged`, analysis/quality.py); the server's
-      own gold flags (`server_workers`: `GET /api/batches/<id>/workers`) are listed apart;
-    - whether an improvement clue names the spurious background cue.
-    """
-    import numpy as np
-    import pandas as pd
 
-    rep = out / "report" / "tables"
-    roster = result.roster(aggregation_source(cfg))
-    roster.to_csv(out / "crowd" / "roster.csv", index=False)
-    checks: dict = {"aggregation_source": aggregation_source(cfg)}
-    workers = pd.read_csv(rep / "workers.csv") if (rep / "workers.csv").exists() else pd.DataFrame()
-    if len(workers):
-        workers["worker"] = workers["worker"].astype(str)
-        m = roster.merge(workers[["worker", "skill", "flagged", "reasons"]], on="worker", how="left")
-        m["flagged"] = m["flagged"].fillna(False).astype(bool)  # the report's worker-quality verdict
-        gold_flag = {w["worker"]: w["status"] == "flagged" for w in server_workers or []}
-        m["flagged_server"] = m["worker"].map(gold_flag).fillna(False).astype(bool)
-        ok = m["skill"].notna() & m["accuracy"].notna()
-        r = float(np.corrcoef(m.loc[ok, "skill"], m.loc[ok, "accuracy"])[0, 1]) if ok.sum() >= 3 else float("nan")
-        true_spam = set(m.loc[m["is_spammer"], "worker"])
-        flagged = set(m.loc[m["flagged"], "worker"])
-        checks.update({
-            "ds_vs_true_accuracy_pearson": round(r, 4), "n_workers_compared": int(ok.sum()),
-            "true_spammers": sorted(true_spam), "flagged_spammers": sorted(flagged),
-            "spammers_caught": len(true_spam & flagged), "spammers_missed": sorted(true_spam - flagged),
-            "false_flags": sorted(flagged - true_spam),
-            "flagged_by": {w: r for w, f, r in zip(m["worker"], m["flagged"], m["reasons"].fillna("")) if f},
-            # the crowd server's live gold rule (accuracy < 0.7 after 3 gold answers) marks workers
-            # for review; it is not the analysis verdict and is reported apart
-            "server_gold_flags": sorted(m.loc[m["flagged_server"], "worker"]),
-            "kind_of": dict(zip(m["worker"], m["kind"])),
-            "all_spammers_flagged": bool(true_spam) and true_spam <= flagged,
-        })
-        m.to_csv(out / "crowd" / "workers_vs_truth.csv", index=False)
-    clues = pd.read_csv(rep / "clues.csv") if (rep / "clues.csv").exists() else pd.DataFrame()
-    parts = json.loads((data_root / "parts.json").read_text())
-    majority = ((sheets_summary.get("ground_truth") or {}).get("majority_domain"))
-    found = clue_names_cue(clues, parts.get("spurious_backgrounds", {}), majority) if len(clues) else None
-    checks["n_clues"] = int(len(clues))
-    checks["clue"] = found
-    checks["clue_names_spurious_background"] = found is not None
-    return checks
+def run_stages(run: DemoRun, stages=STAGES, *, fresh: bool = False) -> DemoRun:
+    """Run `stages` in order into `run` under the reuse rule (module docstring)."""
+    run.out.mkdir(parents=True, exist_ok=True)
+    record_path = run.out / "stages.json"
+    record = {} if fresh or not record_path.exists() else json.loads(record_path.read_text())
+    keys: dict[str, Any] = {}
+    for stage in stages:
+        with run.progress.stage(stage.name):
+            if stage.key is not None:
+                keys[stage.name] = {"options": stage.key(run.cfg), "after": {a: keys.get(a) for a in stage.after}}
+            done = record.get(stage.name, {})
+            same = stage.key is not None and done.get("key") == keys[stage.name]
+            folder = run.out / stage.folder if stage.folder else None
+            if same and done.get("finished") and (folder is None or folder.exists()):
+                run.progress.reused[stage.name] = True
+                run.progress.say(f"reusing {folder or stage.name}")
+                run.results[stage.name] = folder
+                continue
+            run.resume = same
+            if stage.key is not None:
+                record[stage.name] = {"key": keys[stage.name], "finished": False}
+                record_path.write_text(json.dumps(record, indent=2) + "\n")
+            run.results[stage.name] = stage.run(run)
+            if stage.key is not None:
+                record[stage.name]["finished"] = True
+                record_path.write_text(json.dumps(record, indent=2) + "\n")
+    return run
 
 
 # ---------------------------------------------------------------------------------- summary
 
-def _estimate_row(df, **match):
+def collect_summary(run: DemoRun, server_url: str | None) -> dict:
+    """The figures the demo prints, from the stages' results and files (also `OUT/summary.json`)."""
     import pandas as pd
 
-    if df is None or not len(df):
-        return None
-    sel = pd.Series(True, index=df.index)
-    for k, v in match.items():
-        sel &= df[k].astype(str) == str(v)
-    rows = df[sel]
-    return None if rows.empty else rows.iloc[0].to_dict()
-
-
-def collect_summary(cfg: DemoConfig, out: Path, eval_report: dict, sheets_summary: dict, checks: dict,
-                    progress: Progress, server_url: str | None, batch: dict | None) -> dict:
-    """The figures the demo prints, from the stages' files (also `OUT/summary.json`)."""
-    import pandas as pd
-
+    cfg, out, progress, eval_report, batch = run.cfg, run.out, run.progress, run["eval"], run["batch"]
     rep = out / "report" / "tables"
 
     def table(name):
@@ -446,7 +375,7 @@ def collect_summary(cfg: DemoConfig, out: Path, eval_report: dict, sheets_summar
                           "ci_low": float(r["ci_low"]), "ci_high": float(r["ci_high"]), "n_units": int(r["n_units"])})
     mvh = table("model_vs_human")
     validity = table("validity_by_rank")
-    gt = sheets_summary.get("ground_truth") or {}
+    gt = sheets_summary(run["explain"]).get("ground_truth") or {}
     summary = {
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         "accuracy": {"overall": eval_report.get("overall_accuracy"),
@@ -458,7 +387,7 @@ def collect_summary(cfg: DemoConfig, out: Path, eval_report: dict, sheets_summar
         "argument_validity_by_rank": None if validity is None else validity.to_dict("records"),
         "pointing_game": {"overall": (gt.get("overall") or {}).get("pointing_game"),
                           "by_domain": {d: v.get("pointing_game") for d, v in (gt.get("by_domain") or {}).items()}},
-        "checks": checks,
+        "checks": run["checks"],
         "stage_seconds": dict(progress.times), "reused": dict(progress.reused), "total_seconds": progress.total,
         "batch": batch and {k: batch.get(k) for k in ("id", "tasks", "gold_tasks", "redundancy", "tasks_by_kind")},
         "paths": {"out": str(out), "data": str(out / "data"), "model": str(out / "run"),
@@ -527,67 +456,36 @@ def format_summary(s: dict) -> str:
 
 def run_demo(cfg: DemoConfig, out, *, fresh: bool = False, echo=print, keep_server: bool = False):
     """Run every stage into `out`; returns `(summary, server)` where `server` is the running
-    `CrowdServer` when `keep_server` (the caller stops it), else None."""
-    from crowd.simulate import GroundTruth
-
+    `sim.server.LocalServer` when `keep_server` (the caller stops it), else None."""
     cfg.check()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if fresh:
-        for sub in ("sheets", "crowd", "report"):
+        for stage in STAGES:
+            if stage.folder:
+                shutil.rmtree(out / stage.folder, ignore_errors=True)
+        for sub in ("crowd", "report"):
             shutil.rmtree(out / sub, ignore_errors=True)
-    progress = Progress(echo)
-    with progress.stage("data"):
-        data_root = stage_data(cfg, out, progress, fresh)
-    with progress.stage("train"):
-        run = stage_train(cfg, out, data_root, progress, fresh)
-    with progress.stage("eval"):
-        eval_report = stage_eval(cfg, out, run, data_root, progress)
-    with progress.stage("explain"):
-        sheets_summary = stage_explain(cfg, out, run, data_root, progress)
-    sheets = out / "sheets"
-    truth = GroundTruth(sheets, data_root, overlap_threshold=cfg.overlap_threshold)
-    server = CrowdServer(out / "crowd")
+    run = DemoRun(cfg, out, Progress(echo))
     try:
-        with progress.stage("server"):
-            server.start()
-            progress.say("server", f"crowd server at {server.url} (SQLite {server.database_url})")
-        with progress.stage("batch"):
-            batch = stage_batch(cfg, server, sheets, truth)
-            progress.say("batch", f"batch {batch['id']}: {batch['tasks']} tasks {batch['tasks_by_kind']}, "
-                         f"{batch['gold_tasks']} gold, R={batch['redundancy']}")
-        with progress.stage("crowd"):
-            result, _status = stage_crowd(cfg, server, batch, truth, out, progress)
-        with progress.stage("export"):
-            judgments = stage_export(server, batch["id"], out)
-            progress.say("export", f"{judgments} (+ .parquet)")
-        with progress.stage("report"):
-            report = stage_report(cfg, judgments, sheets, data_root, out)
-            progress.say("report", str(report))
-        with progress.stage("checks"):
-            server_workers = server.api("GET", f"/api/batches/{batch['id']}/workers").json()["workers"]
-            checks = stage_checks(cfg, out, result, data_root, sheets_summary, server_workers)
+        run_stages(run, fresh=fresh)
     except BaseException:
-        server.stop()
+        if run.server is not None:
+            run.server.stop()
         raise
-    summary = collect_summary(cfg, out, eval_report, sheets_summary, checks, progress,
-                              server.url if keep_server else None, batch)
+    summary = collect_summary(run, run.server.url if keep_server else None)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     if not keep_server:
-        server.stop()
+        run.server.stop()
         return summary, None
-    return summary, server
+    return summary, run.server
 
 
-def serve_for_people(cfg: DemoConfig, server: CrowdServer, sheets_dir: Path, data_root: Path, echo=print,
-                     wait=None) -> dict:
+def serve_for_people(cfg: DemoConfig, server, sheets_dir: Path, data_root: Path, echo=print, wait=None) -> dict:
     """Create a fresh batch (R = 1, no gold) for a person and keep the server running until
     Ctrl-C (or until `wait()` returns). Returns the batch."""
-    from crowd.simulate import GroundTruth
-
-    truth = GroundTruth(sheets_dir, data_root, overlap_threshold=cfg.overlap_threshold)
-    batch = stage_batch(replace(cfg, tasks_per_visit=min(cfg.tasks_per_visit, 10)), server, sheets_dir, truth,
-                        name="argus demo: try it yourself", gold=False, redundancy=1)
+    batch = create_batch(replace(cfg, tasks_per_visit=min(cfg.tasks_per_visit, 10)), server, sheets_dir, data_root,
+                         name="argus demo: try it yourself", gold=False, redundancy=1)
     echo("")
     echo(f"Crowd server running at {server.url}")
     echo(f"  try the tasks:  {server.url}/w/{batch['id']}?worker=me   (any name instead of 'me')")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.simulate import simulate_crowd
+from sim.frames import simulate_crowd
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

@@ -8,7 +8,7 @@ import pytest
 
 from analysis.aggregate import (GLAD, DawidSkene, MajorityVote, OneCoinDawidSkene, Wawa, item_uncertainty,
                                 spammer_scores, worker_table)
-from analysis.simulate import simulate_crowd
+from sim.frames import simulate_crowd
 
 
 def _same(ours: pd.DataFrame, ref: pd.DataFrame, tol: float):

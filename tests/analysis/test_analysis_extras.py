@@ -12,7 +12,7 @@ from scipy import stats
 from analysis import aggregate as agg
 from analysis import agreement as agr
 from analysis._bootstrap import bootstrap
-from analysis.simulate import simulate_crowd
+from sim.frames import simulate_crowd
 
 
 def test_item_agreement_by_hand(frame_5x5):

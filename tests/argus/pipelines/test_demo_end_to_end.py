@@ -4,6 +4,7 @@ known, not only finish."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -59,19 +60,23 @@ def test_outputs_and_printed_summary(demo_run):
     assert "Krippendorff's alpha" in stdout and "pointing game" in stdout and "model vs human" in stdout
 
 
-def test_rerun_reuses_dataset_model_and_index(demo_run):
-    from argus.pipelines.demo import Progress, demo_config, stage_data, stage_explain, stage_train
+def test_rerun_reuses_dataset_model_and_sheets(demo_run):
+    from argus.pipelines.demo import STAGES, DemoRun, Progress, demo_config, run_stages
 
     out, summary, _ = demo_run
     cfg = demo_config(**{k: v for k, v in summary["config"].items() if k in ("n_train", "n_test", "n_sheets", "seed")},
                       small=True, device="cpu")
+    reusable = [s for s in STAGES if s.name in ("data", "train", "explain")]
     lines = []
-    p = Progress(lines.append)
-    data = stage_data(cfg, out, p)
-    run = stage_train(cfg, out, data, p)
-    stage_explain(cfg, out, run, data, p)
-    assert p.reused == {"data": True, "train": True, "explain": True}
-    # another spurious share is another dataset: not reused
-    other = Progress(lines.append)
-    assert not (stage_data(demo_config(small=True, spurious=0.5, n_train=60, n_test=30), out / "other", other)
-                and other.reused.get("data"))
+    run = run_stages(DemoRun(cfg, out, Progress(lines.append)), reusable)
+    assert run.progress.reused == {"data": True, "train": True, "explain": True}
+    assert run["train"] == out / "run" and run["explain"] == out / "sheets"
+    # the reuse rule on a small dataset stage: same options -> reused; another spurious share
+    # is another dataset -> made again, and so is every stage after it
+    other = out / "other"
+    small = demo_config(small=True, n_train=60, n_test=30, device="cpu")
+    data = [s for s in STAGES if s.name == "data"]
+    for spurious, reused in ((0.9, False), (0.9, True), (0.5, False)):
+        run = run_stages(DemoRun(replace(small, spurious=spurious), other, Progress(lines.append)), data)
+        assert run.progress.reused.get("data", False) is reused, spurious
+    assert json.loads((other / "data" / "toyworld.json").read_text())["spurious"] == 0.5

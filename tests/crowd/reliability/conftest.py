@@ -12,7 +12,7 @@ import pytest
 
 from crowd.app import create_app
 from crowd.db import get_database
-from crowd.loadtest import make_images
+from sim.load import make_images
 
 CROWD_SHEETS = Path(__file__).resolve().parents[1] / "fixtures" / "sheets"
 API_TOKEN = "rel-api-token-" + "x" * 16

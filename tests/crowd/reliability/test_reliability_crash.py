@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from crowd.db import Database, make_engine
-from crowd.loadtest import Chaos, GunicornServer, check_invariants, create_label_batch, run_load
+from sim.load import Chaos, GunicornServer, check_run, create_label_batch, run_load
 from crowd.models import Assignment, AssignmentStatus
 
 
@@ -31,7 +31,7 @@ def test_sigkill_workers_and_master_during_load_loses_nothing(db_target, tmp_pat
     assert len(kinds) >= 10 and kinds.count("master") >= 2, chaos.events
     assert server.starts >= 3  # restarted after each master kill
 
-    report = check_invariants(url, batch["id"], result, schema=schema, expect_complete=True, expire_now=True)
+    report = check_run(url, batch["id"], result, schema=schema, expect_complete=True, expire_now=True)
     assert report["violations"] == 0, report
     assert report["tasks_complete"] == 40 and report["judgments"] == 120
     assert report["stored_not_acknowledged"] == 0  # lost answers were retried until acknowledged

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from crowd.app import create_app
 from crowd.db import get_database
-from crowd.loadtest import make_images
+from sim.load import make_images
 from crowd.openapi import openapi_document
 from crowd import service as S
 

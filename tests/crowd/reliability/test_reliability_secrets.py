@@ -17,7 +17,7 @@ import pytest
 
 from crowd.app import create_app
 from crowd.db import get_database
-from crowd.loadtest import make_images
+from sim.load import make_images
 
 API_TOKEN = "SECRET-API-TOKEN-4f1d2c9e8b7a"
 SECRET_KEY = "SECRET-SIGNING-KEY-9a8b7c6d5e4f"

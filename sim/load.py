@@ -8,14 +8,15 @@ Used by `tests/crowd/reliability/` (short runs) and `bench/reliability.py` (long
     server.start()
     batch = create_label_batch(server.url, server.api_token, image_dir, n_images=40, redundancy=3)
     result = run_load(server.url, batch["id"], clients=16, duration_s=30)   # or until complete
-    report = check_invariants(db_url, batch["id"], result, schema=None)
+    report = check_run(db_url, batch["id"], result, schema=None)
     assert report["violations"] == 0
 
-Every simulated worker follows the worker JSON flow of the pages (`start -> consent ->
-next/submit ... -> finish`), logs every lease it was handed and every submission the server
-acknowledged (HTTP 201, or 200 `duplicate` for a retry), and retries a request whose answer was
-lost (connection reset while a gunicorn process died) with the *same* client token, exactly as
-`worker.js` does. The invariant check then compares those logs with the database.
+Each load client (`LoadClient`) is a thread of `sim.worker.SimulatedWorker` visits, a fresh
+worker id each, through the worker JSON flow (`start -> consent -> next/submit ... -> finish`);
+it logs every lease it was handed and every submission the server acknowledged (HTTP 201, or 200
+`duplicate` for a retry), and retries a request whose answer was lost (connection reset while a
+gunicorn process died) with the *same* client token, exactly as `worker.js` does. `check_run`
+then compares those logs with the database, on top of the server's own `check_invariants`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
-import secrets
 import signal
 import socket
 import subprocess
@@ -34,9 +34,12 @@ from collections import Counter, defaultdict
 from datetime import timedelta
 from pathlib import Path
 
-import requests
+from crowd.client import CrowdClient, CrowdHttpError, RetryPolicy, ServerUnreachable
+from crowd.tokens import new_secret
+from sim.worker import SimulatedWorker, WorkerLog
 
-RETRY_STATUS = {502, 503, 504}
+#: what a proxy or a restarting server answers; any other 5xx is a server error
+GATEWAY_STATUSES = frozenset({502, 503, 504})
 
 
 def free_port() -> int:
@@ -81,7 +84,7 @@ class GunicornServer:
         self.workers, self.threads, self.timeout_s = workers, threads, timeout_s
         self.access_log = access_log  # off for throughput benchmarks: a log line per request costs
         self.port = port or free_port()
-        self.api_token = api_token or secrets.token_urlsafe(24)
+        self.api_token = api_token or new_secret()
         self.extra_env = dict(extra_env or {})
         self.log_path = self.workdir / "gunicorn.log"
         self.proc: subprocess.Popen | None = None
@@ -124,14 +127,15 @@ class GunicornServer:
         log.close()
         self.starts += 1
         deadline = time.monotonic() + ready_timeout_s
+        probe = CrowdClient(self.url, timeout_s=2, retry=RetryPolicy(attempts=0))
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gunicorn exited with {self.proc.returncode}; see {self.log_path}:\n"
                                    + self.log_path.read_text(errors="replace")[-3000:])
             try:
-                if requests.get(self.url + "/health", timeout=2).status_code == 200:
+                if probe.get("/health", check=False).status == 200:
                     return self.url
-            except requests.RequestException:
+            except ServerUnreachable:
                 pass
             time.sleep(0.1)
         self.stop()
@@ -222,13 +226,8 @@ def create_label_batch(base_url: str, api_token: str, image_dir: Path, *, n_imag
     """Create a `label` batch of `n_images` tiny images through the researcher API; returns
     the batch status dict (`id`, `tasks`, `redundancy`, ...)."""
     images = make_images(image_dir, n_images)
-    body = {"images": images, "classes": list(classes), "redundancy": redundancy, "tasks_per_visit": tasks_per_visit,
-            "lease_seconds": lease_seconds, "name": name}
-    r = requests.post(base_url + "/api/batches", json=body, headers={"Authorization": f"Bearer {api_token}"},
-                      timeout=60)
-    if r.status_code != 201:
-        raise RuntimeError(f"creating the batch failed: HTTP {r.status_code} {r.text[:500]}")
-    return r.json()
+    return CrowdClient(base_url, api_token, timeout_s=60).create_label_batch(
+        images, classes, redundancy, name, tasks_per_visit=tasks_per_visit, lease_seconds=lease_seconds)
 
 
 def create_label_batch_db(database_url: str, image_dir: Path, *, n_tasks: int, schema: str | None = None,
@@ -255,24 +254,8 @@ def create_label_batch_db(database_url: str, image_dir: Path, *, n_tasks: int, s
 # ---------------------------------------------------------------------------- the workers
 
 @dataclasses.dataclass
-class ClientLog:
-    """What one simulated client saw. `acks`: one dict per acknowledged submission
-    (`worker, assignment, task, judgment, client_token, duplicate`); `leases`: (worker,
-    assignment, task) for every lease handed out; `status`: HTTP status counts."""
-
-    client: int
-    acks: list = dataclasses.field(default_factory=list)
-    leases: list = dataclasses.field(default_factory=list)
-    status: Counter = dataclasses.field(default_factory=Counter)
-    retries: int = 0
-    abandoned: int = 0
-    visits: int = 0
-    errors: list = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass
 class LoadResult:
-    """Merged result of `run_load`: per-client logs plus totals."""
+    """Merged result of `run_load`: one `sim.worker.WorkerLog` per client plus totals."""
 
     logs: list
     seconds: float
@@ -299,9 +282,9 @@ class LoadResult:
 
     @property
     def server_errors(self) -> int:
-        """Responses with a 5xx status other than the gateway-style 502/503/504 retries."""
+        """Responses with a 5xx status other than the gateway-style 502/503/504."""
         return sum(n for code, n in self.status.items() if isinstance(code, int) and code >= 500
-                   and code not in RETRY_STATUS)
+                   and code not in GATEWAY_STATUSES)
 
     def summary(self) -> dict:
         return {"requests": self.requests, "acknowledged": len(self.acks),
@@ -314,115 +297,48 @@ class LoadResult:
                 "errors": [e for log in self.logs for e in log.errors][:10]}
 
 
-class ServerGone(Exception):
-    """The server did not answer for `give_up_s` seconds."""
-
-
-class SimulatedWorker:
-    """One client thread: visit after visit (a fresh worker id each), through the JSON flow."""
+class LoadClient:
+    """One load-test client thread: `SimulatedWorker` visits one after another (a fresh worker
+    id `<prefix>-c<client>-v<n>` each) through the JSON flow, answering a random label; with
+    `abandon_rate` it walks away holding a lease now and then; `think_s` pauses before answers.
+    Requests are retried for up to `give_up_s` seconds (a server that restarts)."""
 
     def __init__(self, base_url: str, batch_id: int, client: int, stop: threading.Event, *, prefix: str = "lt",
                  seed: int = 0, abandon_rate: float = 0.0, think_s: float = 0.0, give_up_s: float = 120.0,
                  classes=("cat", "dog"), idle_sleep_s: float = 0.3):
-        self.base, self.batch_id, self.stop = base_url, batch_id, stop
-        self.log = ClientLog(client)
+        self.base, self.batch_id, self.client, self.stop = base_url, batch_id, client, stop
+        self.log = WorkerLog(f"client {client}")
         self.rng = random.Random(seed * 100003 + client)
         self.prefix, self.abandon_rate, self.think_s = prefix, abandon_rate, think_s
-        self.give_up_s, self.classes, self.idle_sleep_s = give_up_s, list(classes), idle_sleep_s
-        self.http = requests.Session()
+        self.classes, self.idle_sleep_s = list(classes), idle_sleep_s
+        self.http = CrowdClient(base_url, retry=RetryPolicy(give_up_s=give_up_s, backoff_s=0.05, max_backoff_s=1.0,
+                                                            jitter_s=0.05))
 
-    def post(self, path: str, body: dict) -> tuple[int, dict]:
-        """POST with retries on lost answers (connection errors, 502-504) for up to give_up_s."""
-        deadline = time.monotonic() + self.give_up_s
-        delay = 0.05
-        while True:
-            try:
-                r = self.http.post(self.base + path, json=body, timeout=30)
-                self.log.status[r.status_code] += 1
-                if r.status_code not in RETRY_STATUS:
-                    try:
-                        data = r.json()
-                    except ValueError:
-                        data = {"raw": r.text[:200]}
-                    return r.status_code, data
-            except requests.RequestException:
-                self.log.status["connection_error"] += 1
-                self.http.close()
-                self.http = requests.Session()
-            if time.monotonic() > deadline:
-                raise ServerGone(f"{path}: no answer for {self.give_up_s} s")
-            self.log.retries += 1
-            time.sleep(delay * (0.5 + self.rng.random()))
-            delay = min(delay * 2, 1.0)
-
-    def _fail(self, what: str, status: int, data: dict) -> None:
-        self.log.errors.append(f"{what}: HTTP {status} {str(data)[:200]}")
+    def answer(self, nxt: dict) -> dict | None:
+        """A random label; None (walk away holding the lease) with probability `abandon_rate`."""
+        if self.abandon_rate and self.rng.random() < self.abandon_rate:
+            return None
+        if self.think_s:
+            time.sleep(self.think_s * self.rng.random())
+        return {"answer": {"label": self.rng.choice(self.classes)}, "duration_s": round(self.rng.uniform(1, 20), 2)}
 
     def run(self) -> None:
         n = 0
         try:
             while not self.stop.is_set():
-                got = self.visit(f"{self.prefix}-c{self.log.client}-v{n}")
+                worker = SimulatedWorker(self.base, f"{self.prefix}-c{self.client}-v{n}", log=self.log,
+                                         client=self.http, stop=self.stop)
+                visits = self.log.visits
+                got = worker.visit_json(self.batch_id, self.answer)
                 n += 1
-                if got == 0 and not self.stop.is_set():
+                if self.log.visits == visits:
+                    self.stop.wait(1.0)  # the server refused the visit: wait a little
+                elif got == 0 and not self.stop.is_set():
                     time.sleep(self.idle_sleep_s * (0.5 + self.rng.random()))  # nothing for us right now
-        except ServerGone as exc:
+        except ServerUnreachable as exc:
             self.log.errors.append(str(exc))
         finally:
             self.http.close()
-
-    def visit(self, worker: str) -> int:
-        """One visit; returns how many answers were acknowledged."""
-        status, data = self.post("/w/api/start", {"batch": self.batch_id, "worker": worker})
-        if status != 200:
-            self._fail("start", status, data)
-            self.stop.wait(1.0)
-            return 0
-        self.log.visits += 1
-        token = data["visit_token"]
-        status, data = self.post("/w/api/consent", {"visit_token": token})
-        if status != 200:
-            self._fail("consent", status, data)
-            return 0
-        acked = 0
-        while not self.stop.is_set():
-            status, nxt = self.post("/w/api/next", {"visit_token": token})
-            if status != 200:
-                self._fail("next", status, nxt)
-                break
-            if nxt["done"]:
-                break
-            self.log.leases.append((worker, nxt["assignment"], nxt["task"]["id"]))
-            if self.abandon_rate and self.rng.random() < self.abandon_rate:
-                self.log.abandoned += 1  # walk away holding the lease; it must come back after expiry
-                return acked
-            if self.think_s:
-                time.sleep(self.think_s * self.rng.random())
-            client_token = secrets.token_urlsafe(16)
-            body = {"assignment_token": nxt["assignment_token"], "client_token": client_token,
-                    "answer": {"label": self.rng.choice(self.classes)},
-                    "duration_s": round(self.rng.uniform(1, 20), 2)}
-            status, res = self.post("/w/api/submit", body)
-            if status in (200, 201):
-                self.log.acks.append({"worker": worker, "assignment": res["assignment"], "task": res["task"],
-                                      "judgment": res["judgment"], "client_token": client_token,
-                                      "duplicate": bool(res["duplicate"])})
-                acked += 1
-            else:
-                self._fail("submit", status, res)
-                break
-        if not self.stop.is_set() or acked:
-            status, data = self.post("/w/api/finish", {"visit_token": token})
-            if status != 200:
-                self._fail("finish", status, data)
-        return acked
-
-
-def batch_status(base_url: str, api_token: str, batch_id: int) -> dict:
-    r = requests.get(f"{base_url}/api/batches/{batch_id}", headers={"Authorization": f"Bearer {api_token}"},
-                     timeout=30)
-    r.raise_for_status()
-    return r.json()
 
 
 def run_load(base_url: str, batch_id: int, *, clients: int = 8, duration_s: float | None = None,
@@ -439,14 +355,15 @@ def run_load(base_url: str, batch_id: int, *, clients: int = 8, duration_s: floa
     if duration_s is None and not (until_complete and api_token):
         raise ValueError("give duration_s, or until_complete with api_token")
     stop = threading.Event()
-    sims = [SimulatedWorker(base_url, batch_id, i, stop, prefix=prefix, seed=seed, abandon_rate=abandon_rate,
-                            think_s=think_s, give_up_s=give_up_s) for i in range(clients)]
+    sims = [LoadClient(base_url, batch_id, i, stop, prefix=prefix, seed=seed, abandon_rate=abandon_rate,
+                       think_s=think_s, give_up_s=give_up_s) for i in range(clients)]
     threads = [threading.Thread(target=s.run, name=f"sim-{i}", daemon=True) for i, s in enumerate(sims)]
     t0 = time.monotonic()
     for t in threads:
         t.start()
     if chaos is not None:
         chaos.start()
+    api = CrowdClient(base_url, api_token, retry=RetryPolicy(attempts=0)) if api_token else None
     bar = None
     if progress:
         from tqdm import tqdm
@@ -465,9 +382,9 @@ def run_load(base_url: str, batch_id: int, *, clients: int = 8, duration_s: floa
                 break
             if until_complete and api_token and (chaos is None or not chaos.is_alive()):
                 try:
-                    if batch_status(base_url, api_token, batch_id)["complete"]:
+                    if api.batch_status(batch_id)["complete"]:
                         break
-                except requests.RequestException:
+                except CrowdHttpError:
                     pass  # server restarting
     finally:
         if chaos is not None:
@@ -524,17 +441,19 @@ class Chaos(threading.Thread):
 
 # ------------------------------------------------------------------------- the invariants
 
-def check_invariants(database_url: str, batch_id: int, result: LoadResult | None = None, *,
-                     schema: str | None = None, expect_complete: bool = False, expire_now: bool = False) -> dict:
-    """Check the task server's promises from the database and the clients' logs.
+def check_run(database_url: str, batch_id: int, result: LoadResult | None = None, *,
+              schema: str | None = None, expect_complete: bool = False, expire_now: bool = False) -> dict:
+    """Check the task server's promises after a load run: the server's own invariants
+    (`crowd.service.check_invariants`) plus what only the clients' logs can show.
 
-    Returns counts (every `violations.*` must be 0) and totals. Checked:
+    Returns counts (every `by_kind` value must be 0; `violations` is their sum) and totals. Checked:
     - `ack_missing`: an acknowledged submission whose judgment is not stored, or stored with a
       different client token / assignment / worker;
     - `ack_twice`: one client token acknowledged with two different judgment ids;
     - `stored_twice`: more than one judgment per client token, per assignment or per (task, worker);
     - `task_over_r` / `task_not_r` (with `expect_complete`): non-gold tasks with more than R
-      judgments / not exactly R; `task_repeat_worker`: a task judged twice by one worker;
+      judgments / not exactly R; `task_repeat_worker`: a task judged twice by one worker (both
+      from the server's check, except `task_not_r`);
     - `worker_saw_task_twice`: one worker leased the same task under two assignments (logs and DB);
     - `leaked_leases`: leases still held after they expired (with `expire_now`, the expired
       leases are returned first, as the next lease request would) and counter drift
@@ -561,8 +480,7 @@ def check_invariants(database_url: str, batch_id: int, result: LoadResult | None
                                     Worker.external_id, Task.is_gold)
                              .join(Worker, Worker.id == Judgment.worker_id).join(Task, Task.id == Judgment.task_id)
                              .where(Judgment.batch_id == batch_id)).all()
-            tasks = s.execute(select(Task.id, Task.is_gold, Task.n_done, Task.n_active)
-                              .where(Task.batch_id == batch_id)).all()
+            tasks = s.execute(select(Task.id, Task.is_gold).where(Task.batch_id == batch_id)).all()
             leased = s.execute(select(Assignment.id, Assignment.expires_at)
                                .where(Assignment.batch_id == batch_id,
                                       Assignment.status == AssignmentStatus.leased)).all()
@@ -587,18 +505,11 @@ def check_invariants(database_url: str, batch_id: int, result: LoadResult | None
     v["ack_twice"] = sum(len(j) > 1 for j in token_to_judgment.values())
     for key in ("client_token", "assignment_id"):
         v["stored_twice"] += sum(n > 1 for n in Counter(getattr(r, key) for r in rows).values())
-    per_task = defaultdict(list)
-    for r in rows:
-        per_task[r.task_id].append(r.external_id)
-    v["task_repeat_worker"] = sum(len(ws) != len(set(ws)) for ws in per_task.values())
-    for t in tasks:
-        if t.is_gold:
-            continue
-        n = len(per_task.get(t.id, ()))
-        if n > R:
-            v["task_over_r"] += 1
-        if expect_complete and n != R:
-            v["task_not_r"] += 1
+    per_task = Counter(r.task_id for r in rows)
+    v["task_over_r"] = server_side["tasks_over_redundancy"]
+    v["task_repeat_worker"] = server_side["repeated_worker"]
+    if expect_complete:
+        v["task_not_r"] = sum(1 for t in tasks if not t.is_gold and per_task[t.id] != R)
     seen = defaultdict(set)
     for worker, assignment, task in (result.leases if result else []):
         seen[(worker, task)].add(assignment)
@@ -618,6 +529,6 @@ def check_invariants(database_url: str, batch_id: int, result: LoadResult | None
         "judgments": len(rows), "acknowledged": len(acked_ids),
         "stored_not_acknowledged": sum(1 for r in rows if r.id not in acked_ids),
         "tasks": sum(1 for t in tasks if not t.is_gold),
-        "tasks_complete": sum(1 for t in tasks if not t.is_gold and len(per_task.get(t.id, ())) == R),
+        "tasks_complete": sum(1 for t in tasks if not t.is_gold and per_task[t.id] == R),
         "live_leases": len(leased), "redundancy": R,
     }

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crowd.simulate import (BACKGROUND_SYNONYMS, GroundTruth, SimulatedWorker, WorkerProfile, _typo, answer_task,
-                            make_crowd)
+from sim.crowd import CrowdMember, WorkerProfile, _typo, answer_task, make_crowd
+from sim.truth import BACKGROUND_SYNONYMS, GroundTruth
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_gold_answers_follow_the_truth(truth):
 
 
 def _worker(kind, strategy="", noise=0.0, cant_tell=0.0, seed=0):
-    return SimulatedWorker("sim-x", WorkerProfile(kind, noise=noise, cant_tell=cant_tell, typo=0.0, strategy=strategy), seed)
+    return CrowdMember("sim-x", WorkerProfile(kind, noise=noise, cant_tell=cant_tell, typo=0.0, strategy=strategy), seed)
 
 
 @pytest.mark.parametrize("kind,strategy,expected", [

@@ -9,7 +9,8 @@ import pandas as pd
 import requests
 
 from analysis.aggregate import DawidSkene, worker_table
-from crowd.simulate import GroundTruth, SimulatedWorker, WorkerProfile, make_crowd, run_crowd
+from sim.crowd import CrowdMember, WorkerProfile, make_crowd, run_crowd
+from sim.truth import GroundTruth
 
 
 def _batch(url, token, sheets, truth, kinds, redundancy, gold=True, limit=None):
@@ -68,11 +69,11 @@ def test_dawid_skene_recovers_the_simulated_accuracies(world, server):
     url, token = server
     truth = GroundTruth(world["sheets"], world["data"], tolerance_px=0)
     batch = _batch(url, token, world["sheets"], truth, ["rate_arguments", "label"], redundancy=10, gold=False)
-    crowd = [SimulatedWorker(f"sim-{i:02d}", WorkerProfile("reliable", noise=n, cant_tell=0.0), seed=i)
+    crowd = [CrowdMember(f"sim-{i:02d}", WorkerProfile("reliable", noise=n, cant_tell=0.0), seed=i)
              for i, n in enumerate([0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3])]
-    crowd += [SimulatedWorker("sim-20", WorkerProfile("spammer", strategy="always_yes", noise=1.0), 20),
-              SimulatedWorker("sim-21", WorkerProfile("spammer", strategy="random", noise=1.0), 21),
-              SimulatedWorker("sim-22", WorkerProfile("adversarial", noise=0.1, cant_tell=0.0), 22)]
+    crowd += [CrowdMember("sim-20", WorkerProfile("spammer", strategy="always_yes", noise=1.0), 20),
+              CrowdMember("sim-21", WorkerProfile("spammer", strategy="random", noise=1.0), 21),
+              CrowdMember("sim-22", WorkerProfile("adversarial", noise=0.1, cant_tell=0.0), 22)]
     result = run_crowd(url, batch["id"], crowd, truth, progress=False)
     frame = _export(url, token, batch["id"])
     for kind, prefix, n in (("rate_arguments", "arg:", 48), ("label", "label", 24)):

@@ -4,7 +4,6 @@ simulated crowd, and a live crowd server on a free port (werkzeug thread, SQLite
 from __future__ import annotations
 
 import json
-import threading
 
 import numpy as np
 import pytest
@@ -86,17 +85,7 @@ def world(tmp_path_factory):
 @pytest.fixture()
 def server(tmp_path):
     """The crowd app on a free port (real HTTP), SQLite in tmp_path; yields (url, api_token)."""
-    from werkzeug.serving import make_server
+    from sim.server import LocalServer
 
-    from crowd.app import create_app
-
-    token = "sim-test-token"
-    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'crowd.db'}", "SECRET_KEY": "x" * 32,
-                      "API_TOKEN": token, "GOLD_MIN_ANSWERS": 2})
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_port}", token
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=10)
+    with LocalServer(tmp_path, api_token="sim-test-token", config={"GOLD_MIN_ANSWERS": 2}) as srv:
+        yield srv.url, srv.api_token

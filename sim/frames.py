@@ -1,4 +1,4 @@
-"""Simulated crowds for testing aggregators and benchmarks (vectorised; 1M judgments in ~1 s)."""
+"""Simulated judgment frames for aggregator tests and benchmarks (vectorised; 1M judgments in ~1 s)."""
 
 from __future__ import annotations
 
