@@ -217,8 +217,8 @@ def _encode_frame(frame: pd.DataFrame, level: str, categories, cluster) -> _Code
         unit, task_of_unit = t, np.arange(len(tasks))
     rater, _ = codes_of("worker")
     known = judgment_codes(frame, "label")
-    if level == "nominal" and categories is None and known is not None and known[1].dtype == object:
-        codes, domain = known[0], np.asarray(known[1], dtype=object)
+    if level == "nominal" and categories is None and known is not None:
+        codes, domain = known[0], np.asarray(known[1], dtype=object if known[1].dtype == object else float)
     else:
         codes, domain, _ = _value_codes(frame["label"].to_numpy(), level, categories, "label")
     n_units = len(task_of_unit)
@@ -239,8 +239,8 @@ def _lookup(values: np.ndarray, cats: list, also_text: bool = False) -> np.ndarr
 def _by_cluster(coded: _Coded, keep: np.ndarray, stats: dict) -> dict:
     """Sum per-unit stats within clusters (tasks), so the bootstrap resamples whole tasks."""
     cl = coded.cluster[keep]
-    if len(np.unique(cl)) == len(cl):
-        return stats
+    if len(cl) == 0 or cl[-1] - cl[0] + 1 == len(cl) and np.all(np.diff(cl) == 1) or len(np.unique(cl)) == len(cl):
+        return stats  # one unit per cluster
     ids, inv = np.unique(cl, return_inverse=True)
     agg = sparse.csr_matrix((np.ones(len(cl)), (inv, np.arange(len(cl)))), shape=(len(ids), len(cl)))
     out = {}
@@ -442,7 +442,8 @@ def cohen_kappa(data, raters: Sequence[str] | str | None = None, *, weights=None
         categories, labels = _sorted_categories(data["label"])
         data = data.assign(label=labels)
     coded = _encode(data, "nominal", categories, cluster=cluster)
-    workers = np.asarray(sorted(data["worker"].astype(str).unique()))
+    # worker ids in the order of the rater codes (ids keep their type: 2 sorts before 10)
+    workers = np.asarray([str(w) for w in (judgment_codes(data, "worker") or id_codes(data["worker"]))[1]])
     if raters is None:
         if len(workers) != 2:
             raise ValueError(f"cohen_kappa needs two raters; the frame has {len(workers)}: pass "
@@ -457,7 +458,8 @@ def cohen_kappa(data, raters: Sequence[str] | str | None = None, *, weights=None
         missing = [r for r in (a, b) if r not in set(workers)]
         if missing:
             raise ValueError(f"rater(s) {missing} not in the frame")
-        pairs = [(int(np.searchsorted(workers, a)), int(np.searchsorted(workers, b)))]
+        index = {w: i for i, w in enumerate(workers)}
+        pairs = [(index[a], index[b])]
     K = len(coded.domain)
     w = _kappa_weights(K, weights)
     # label of every (unit, rater), -1 where missing
@@ -760,7 +762,7 @@ def item_agreement(frame: pd.DataFrame, *, dropna: bool = False, duplicates: str
     m = c.sum(1)
     with np.errstate(divide="ignore", invalid="ignore"):
         pairs = np.where(m >= 2, (c * (c - 1)).sum(1) / (m * (m - 1)), np.nan)
-    units = frame[ucols].drop_duplicates().astype(str).sort_values(ucols).reset_index(drop=True)
+    units = frame[ucols].drop_duplicates().sort_values(ucols).reset_index(drop=True)  # the codes' order
     return units.assign(n_ratings=m.astype(int), modal_label=np.asarray(coded.domain, dtype=object)[c.argmax(1)],
                         modal_share=c.max(1) / m, pairwise_agreement=pairs)
 

@@ -1,5 +1,5 @@
 """Property-based cross-checks (hypothesis) against the reference packages on random frames
-with missing cells, NaN labels, duplicate answers and mixed types (issue 17)."""
+with missing cells, NaN labels, duplicate answers and mixed types."""
 
 from __future__ import annotations
 

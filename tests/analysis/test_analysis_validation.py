@@ -171,3 +171,20 @@ def test_bootstrap_reports_undefined_resamples():
     assert est.ci_unreliable and "undefined" in est.reason
     big = agr.fleiss_kappa(_frame(), n_boot=200, seed=0)
     assert not big.ci_unreliable or big.n_boot_undefined > 10
+
+
+def test_cohen_pair_with_integer_worker_ids_picks_those_workers():
+    # ids keep their type: integer workers sort 0, 1, 2, ..., 10 (not "0", "1", "10", "2")
+    rng = np.random.default_rng(0)
+    rows = [(t, w, int(rng.integers(0, 3))) for t in range(40) for w in range(11)]
+    f = pd.DataFrame(rows, columns=["task", "worker", "label"])
+    pair = agr.cohen_kappa(f, raters=(2, 10), n_boot=0).value
+    alone = agr.cohen_kappa(f[f["worker"].isin([2, 10])], n_boot=0).value
+    assert pair == pytest.approx(alone, abs=1e-12)
+
+
+def test_item_agreement_rows_match_their_units_with_integer_tasks():
+    f = pd.DataFrame([(t, w, "x" if t == 10 else ("x" if w else "y")) for t in range(12) for w in range(3)],
+                     columns=["task", "worker", "label"])
+    t = agr.item_agreement(f).set_index("task")
+    assert t.loc[10, "modal_share"] == 1.0 and t.loc[2, "modal_share"] == pytest.approx(2 / 3)
