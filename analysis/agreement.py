@@ -86,6 +86,8 @@ class _Coded:
         if self.rated is not None:
             sub = self.rated if keep.all() else self.rated[:, keep]
             return int(np.isfinite(np.fmax.reduce(sub, axis=1)).sum())
+        if keep.all():  # rater codes are compact: every rater has a rating
+            return self.n_raters
         return int(np.count_nonzero(np.bincount(self.rater[keep[self.unit]], minlength=self.n_raters)))
 
 

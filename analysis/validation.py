@@ -80,8 +80,10 @@ def id_codes(series: pd.Series, sort: bool = True) -> tuple[np.ndarray, np.ndarr
     if values.dtype.kind in "iu" and len(values):
         lo, hi = int(values.min()), int(values.max())
         if hi - lo <= 4 * len(values) + 1024:
-            shifted = (values - lo).astype(np.int64)
+            shifted = values.astype(np.int64, copy=False) if lo == 0 else (values - lo).astype(np.int64)
             present = np.bincount(shifted, minlength=hi - lo + 1) > 0
+            if present.all():  # ids lo..hi all used: the shifted values are the codes
+                return shifted, np.arange(lo, hi + 1)
             remap = np.cumsum(present) - 1
             return remap[shifted], np.flatnonzero(present) + lo
     codes, uniques = pd.factorize(series, sort=sort)
@@ -171,8 +173,11 @@ def prepare_judgments(data, *, dropna: bool = False, duplicates: str = "error",
         c, uniques = codes[col]
         key = key * len(uniques) + c
     keep = ~miss
-    dup = np.zeros(len(frame), bool)
-    dup[keep] = _duplicated(key[keep], keep=False)
+    if dropped:
+        dup = np.zeros(len(frame), bool)
+        dup[keep] = _duplicated(key[keep], keep=False)
+    else:
+        dup = _duplicated(key, keep=False)
     n_dup = 0
     if dup.any():
         if duplicates == "error":
@@ -188,12 +193,12 @@ def prepare_judgments(data, *, dropna: bool = False, duplicates: str = "error",
         keep &= ~first
     if keep.all():
         frame = frame.copy(deep=False)
+        # the codes computed here, for `analysis` to reuse on exactly this frame (a plain
+        # attribute: any derived frame lacks it, so stale codes cannot leak)
+        codes["label"] = (label_codes, label_uniques)
+        object.__setattr__(frame, "_judgment_codes", codes)
     else:
         frame = frame[keep].reset_index(drop=True)
-    # the codes computed here, for `analysis` to reuse on exactly this frame (a plain attribute:
-    # any derived frame lacks it, so stale codes cannot leak)
-    codes["label"] = (label_codes, label_uniques)
-    object.__setattr__(frame, "_judgment_codes", {c: (v[keep], u) for c, (v, u) in codes.items()})
     frame.attrs["dropped_labels"] = dropped
     frame.attrs["dropped_duplicates"] = n_dup
     return frame

@@ -128,12 +128,22 @@ def long_frame(n_units: int, raters_per_unit: int, n_raters: int, seed=0):
     return frame, matrix
 
 
+def _as_codes(frame):
+    """The same long frame with integer-coded worker and label columns (what a user holding
+    a coded export passes); task ids are integers already."""
+    return frame.assign(worker=frame["worker"].str[1:].astype(int),
+                        label=frame["label"].map({"no": 0, "yes": 1, "cant_tell": 2}).astype(int))
+
+
 def bench_long_frame(results, quick):
-    """Every agreement statistic from a long frame (validation included) vs the reference
-    package on its own array input, 100k units, n_boot=0."""
+    """Every agreement statistic from a long frame (validation included, n_boot=0) vs the
+    reference package on its own array input, 100k units. Two inputs for Argus: integer-coded
+    columns (`ids`: "int") and the export as read, text worker ids and labels (`ids`: "text")."""
     import warnings
 
     import krippendorff
+    import pandas as pd
+    from irrCAC.raw import CAC
     from sklearn.metrics import cohen_kappa_score
     from statsmodels.stats.inter_rater import aggregate_raters
     from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss
@@ -142,53 +152,44 @@ def bench_long_frame(results, quick):
 
     n_units = 20_000 if quick else 100_000
     repeats = 3 if quick else 5
-    frame, m = long_frame(n_units, 5, 5)  # every rater on every unit: statsmodels' input
+    text, m = long_frame(n_units, 5, 5)  # every rater on every unit: statsmodels' input
+    sparse_text, sparse_m = long_frame(n_units, 4, 50, seed=1)  # 4 of 50 raters per unit
+    frames = {"int": (_as_codes(text), _as_codes(sparse_text)), "text": (text, sparse_text)}
+    pairs = {ids: f[f["worker"].isin([0, 1, "w0", "w1"])] for ids, (f, _) in frames.items()}  # raters 0 and 1
     table = aggregate_raters(m.T.astype(int))[0]
-    for name, ours, ref, ref_name in [
-        ("fleiss_kappa", lambda: agr.fleiss_kappa(frame, n_boot=0).value, lambda: sm_fleiss(table),
-         "statsmodels fleiss_kappa on its [units, categories] count table"),
-        ("fleiss_kappa_from_ratings", lambda: agr.fleiss_kappa(frame, n_boot=0).value,
+    sparse_df = pd.DataFrame(sparse_m.T)
+    cases = [
+        ("fleiss_kappa", lambda f, s: agr.fleiss_kappa(f, n_boot=0).value,
          lambda: sm_fleiss(aggregate_raters(m.T.astype(int))[0]),
-         "statsmodels aggregate_raters + fleiss_kappa on a [units, raters] array"),
-        ("krippendorff_alpha_nominal", lambda: agr.krippendorff_alpha(frame, "nominal", n_boot=0).value,
+         "statsmodels aggregate_raters + fleiss_kappa on a [units, raters] array", repeats),
+        ("fleiss_kappa_vs_count_table", lambda f, s: agr.fleiss_kappa(f, n_boot=0).value, lambda: sm_fleiss(table),
+         "statsmodels fleiss_kappa on an already aggregated [units, categories] count table", repeats),
+        ("krippendorff_alpha_nominal", lambda f, s: agr.krippendorff_alpha(f, "nominal", n_boot=0).value,
          lambda: krippendorff.alpha(reliability_data=m, level_of_measurement="nominal"),
-         "krippendorff.alpha on a [raters, units] matrix"),
-    ]:
+         "krippendorff.alpha on a [5 raters, units] matrix", repeats),
+        ("krippendorff_alpha_sparse", lambda f, s: agr.krippendorff_alpha(s, "nominal", n_boot=0).value,
+         lambda: krippendorff.alpha(reliability_data=sparse_m, level_of_measurement="nominal"),
+         "krippendorff.alpha on a [50 raters, units] matrix, 92% missing", repeats),
+        ("cohen_kappa", lambda f, s: agr.cohen_kappa(pairs["int" if f["worker"].dtype.kind == "i" else "text"],
+                                                     n_boot=0).value,
+         lambda: cohen_kappa_score(m[0], m[1]), "sklearn cohen_kappa_score on two label vectors", repeats),
+        ("gwet_ac1", lambda f, s: agr.gwet_ac1(s, n_boot=0).value,
+         lambda: CAC(sparse_df, digits=15).gwet()["est"]["coefficient_value"],
+         "irrCAC CAC.gwet on a [units, 50 raters] frame", 1),
+    ]
+    for name, ours, ref, ref_name, reps in cases:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            t_ours, v_ours = best_of(ours, repeats)
-            t_ref, v_ref = best_of(ref, repeats)
-        emit(results, {"figure": f"long_frame_{name}", "units": n_units, "rows": len(frame),
-                       "argus_s": round(t_ours, 4), "reference_s": round(t_ref, 4), "reference": ref_name,
-                       "speedup": round(t_ref / t_ours, 2), "abs_diff": abs(float(v_ours) - float(v_ref))})
-    pair = frame[frame["worker"].isin(["w0", "w1"])]
-    a, b = m[0], m[1]
-    t_ours, v_ours = best_of(lambda: agr.cohen_kappa(pair, n_boot=0).value, repeats)
-    t_ref, v_ref = best_of(lambda: cohen_kappa_score(a, b), repeats)
-    emit(results, {"figure": "long_frame_cohen_kappa", "units": n_units, "rows": len(pair),
-                   "argus_s": round(t_ours, 4), "reference_s": round(t_ref, 4),
-                   "reference": "sklearn cohen_kappa_score on two label vectors", "speedup": round(t_ref / t_ours, 2),
-                   "abs_diff": abs(v_ours - v_ref)})
-    sparse_frame, sparse_m = long_frame(n_units, 4, 50, seed=1)  # 4 of 50 raters per unit
-    t_ours, v_ours = best_of(lambda: agr.gwet_ac1(sparse_frame, n_boot=0).value, 1)
-    from irrCAC.raw import CAC
-
-    data = __import__("pandas").DataFrame(sparse_m.T)
-    t_ref, v_ref = best_of(lambda: CAC(data, digits=15).gwet()["est"]["coefficient_value"], 1)
-    emit(results, {"figure": "long_frame_gwet_ac1", "units": n_units, "rows": len(sparse_frame),
-                   "argus_s": round(t_ours, 4), "reference_s": round(t_ref, 4),
-                   "reference": "irrCAC CAC.gwet on a [units, raters] frame (50 raters, 4 per unit)",
-                   "speedup": round(t_ref / t_ours, 2), "abs_diff": abs(v_ours - v_ref)})
-    t_ours, v_ours = best_of(lambda: agr.krippendorff_alpha(sparse_frame, "nominal", n_boot=0).value, repeats)
-    t_ref, v_ref = best_of(lambda: krippendorff.alpha(reliability_data=sparse_m, level_of_measurement="nominal"),
-                           repeats)
-    emit(results, {"figure": "long_frame_krippendorff_alpha_sparse", "units": n_units, "rows": len(sparse_frame),
-                   "argus_s": round(t_ours, 4), "reference_s": round(t_ref, 4),
-                   "reference": "krippendorff.alpha on a [50 raters, units] matrix, 92% missing",
-                   "speedup": round(t_ref / t_ours, 2), "abs_diff": abs(v_ours - v_ref)})
-    t_ours, _ = best_of(lambda: agr.percent_agreement(frame, n_boot=0).value, repeats)
-    emit(results, {"figure": "long_frame_percent_agreement", "units": n_units, "rows": len(frame),
-                   "argus_s": round(t_ours, 4), "reference": "none (no reference package computes it alone)"})
+            t_ref, v_ref = best_of(ref, reps)
+            for ids, (f, s) in frames.items():
+                t_ours, v_ours = best_of(lambda: ours(f, s), reps)
+                emit(results, {"figure": f"long_frame_{name}", "ids": ids, "units": n_units,
+                               "argus_s": round(t_ours, 4), "reference_s": round(t_ref, 4), "reference": ref_name,
+                               "speedup": round(t_ref / t_ours, 2), "abs_diff": abs(float(v_ours) - float(v_ref))})
+    for ids, (f, _) in frames.items():
+        t_ours, _ = best_of(lambda: agr.percent_agreement(f, n_boot=0).value, repeats)
+        emit(results, {"figure": "long_frame_percent_agreement", "ids": ids, "units": n_units,
+                       "argus_s": round(t_ours, 4), "reference": "none (no reference package computes it alone)"})
 
 
 def main():
