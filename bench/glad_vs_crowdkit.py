@@ -1,6 +1,6 @@
 """GLAD posteriors against crowd-kit's GLAD on 100,000 judgments, side by side in one run.
 
-Two simulated crowds (analysis.simulate.simulate_crowd): 20,000 tasks x 5 answers, 100 workers,
+Two simulated crowds (sim.frames.simulate_crowd): 20,000 tasks x 5 answers, 100 workers,
 3 classes; and 10,000 tasks x 10 answers, 1,000 workers, 5 classes. Figures: max absolute
 posterior difference, share of equal labels, EM iterations and loss history of both, seconds.
 crowd-kit takes 10-15 minutes per crowd on the 2-core machine.
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from analysis.aggregate import GLAD  # noqa: E402
-from analysis.simulate import simulate_crowd  # noqa: E402
+from sim.frames import simulate_crowd  # noqa: E402
 from analysis_speed import machine  # noqa: E402
 
 CROWDS = {
