@@ -302,8 +302,7 @@ def _statistic(name: str):
                 return fn(data, *args, **kw)
             except _Undefined as exc:
                 return Estimate(statistic=name, value=float("nan"), n_judgments=n_judg,
-                                confidence=kw.get("confidence", 0.95), n_boot=kw.get("n_boot", 1000),
-                                reason=str(exc))
+                                confidence=kw.get("confidence", 0.95), n_boot=0, reason=str(exc))
         return wrapper
     return deco
 
