@@ -32,7 +32,7 @@ def _find_data_dir(sheets_dir, data_dir):
         if not Path(data_dir).is_dir():
             raise FileNotFoundError(f"--data {data_dir}: dataset folder not found")
         return Path(data_dir)
-    ds = read_summary(sheets_dir).get("dataset")
+    ds = read_summary(sheets_dir, optional=True).get("dataset")
     if isinstance(ds, str) and ds and Path(ds).is_dir():
         return Path(ds)
     return None

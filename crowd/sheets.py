@@ -39,7 +39,7 @@ def _rel(root: Path, ref, where: str) -> str:
 
 def sheet_classes(sheets_dir: str | os.PathLike, sheets: dict[str, dict]) -> list[str]:
     """Class names: `summary.json["classes"]` when present, else every class the sheets mention."""
-    classes = read_summary(sheets_dir).get("classes")
+    classes = read_summary(sheets_dir, optional=True).get("classes")
     if isinstance(classes, list) and classes:
         return [c["name"] if isinstance(c, dict) else str(c) for c in classes]
     found = set()

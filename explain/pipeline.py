@@ -9,7 +9,6 @@ arguments against part masks (pointing game, relevance mass); render sheets on a
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings
@@ -24,7 +23,7 @@ from explain.contributions import LayerContributions
 from explain.exemplars import file_hash, mine_exemplars
 from explain.names import ConceptNames, reference_names
 from explain.render import render_sheets, write_index
-from explain.sheet_files import validate_sheet
+from explain.sheet_files import validate_sheet, write_summary
 from explain.sheets import analyse_batch, build_sheet, ground_truth
 from training.evaluate import resolve_device
 
@@ -249,7 +248,7 @@ def explain_dataset(model, meta: dict, data_dir, out, *, name: str = "model", ch
     summary["checkpoint_hash"] = ckpt_hash
     summary["dataset"] = str(data_dir.resolve())
     summary["pointing_tolerance_px"] = pointing_tolerance
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_summary(out, summary)
     write_index(out, sheets, summary, classes)
     return summary
 

@@ -113,11 +113,25 @@ def load_sheets(sheets_dir: str | os.PathLike) -> SheetsFolder:
     return SheetsFolder(root, {s: sheets[s] for s in order}, {s: files[s] for s in order})
 
 
-def read_summary(sheets_dir: str | os.PathLike) -> dict:
-    """`SHEETS/summary.json` as a dict; `{}` when it is missing or unreadable (it is optional to readers)."""
+def read_summary(sheets_dir: str | os.PathLike, optional: bool = False) -> dict:
+    """`SHEETS/summary.json` as a dict. `optional`: `{}` when it is missing or unreadable (readers
+    that only take hints from it); otherwise a `SheetError` naming the file."""
     path = Path(sheets_dir) / "summary.json"
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return summary if isinstance(summary, dict) else {}
+    except (OSError, json.JSONDecodeError) as exc:
+        if optional:
+            return {}
+        raise SheetError(f"{path}: cannot read the sheets summary ({exc})") from None
+    if not isinstance(summary, dict):
+        if optional:
+            return {}
+        raise SheetError(f"{path}: expected a JSON object, got {type(summary).__name__}")
+    return summary
+
+
+def write_summary(root: str | os.PathLike, summary: dict) -> Path:
+    """Write `SHEETS/summary.json` (indented JSON); returns its path."""
+    path = Path(root) / "summary.json"
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    return path

@@ -5,7 +5,6 @@ and whether an improvement clue names the toy world's spurious background cue.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 
@@ -50,6 +49,8 @@ def check_against_truth(result, kinds, report_dir: Path, crowd_dir: Path, data_d
     import numpy as np
     import pandas as pd
 
+    from training.datasets import read_parts
+
     rep = Path(report_dir) / "tables"
     crowd_dir = Path(crowd_dir)
     source = aggregation_source(kinds)
@@ -81,7 +82,7 @@ def check_against_truth(result, kinds, report_dir: Path, crowd_dir: Path, data_d
         })
         m.to_csv(crowd_dir / "workers_vs_truth.csv", index=False)
     clues = pd.read_csv(rep / "clues.csv") if (rep / "clues.csv").exists() else pd.DataFrame()
-    parts = json.loads((Path(data_dir) / "parts.json").read_text())
+    parts = read_parts(data_dir)
     found = clue_names_cue(clues, parts.get("spurious_backgrounds", {}), majority_domain) if len(clues) else None
     checks["n_clues"] = int(len(clues))
     checks["clue"] = found

@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from explain.sheet_files import read_summary
+
 # `label` gives every worker a question whose truth is balanced by construction (the image's
 # class), on which Dawid-Skene scores the workers; the argument ratings carry the validity story.
 DEMO_KINDS = ("rate_arguments", "mark_rationale", "name_feature", "label")
@@ -196,22 +198,16 @@ def stage_eval(run: DemoRun) -> dict:
 
 
 def stage_explain(run: DemoRun) -> Path:
-    """Sheets folder; its `summary.json` gets `dataset`, so that the report finds the part masks."""
+    """Sheets folder (its `summary.json` names the dataset, so that the report finds the part masks)."""
     from explain.pipeline import run_explain
 
     cfg, sheets = run.cfg, run.out / "sheets"
     summary = run_explain(run["train"], run["data"], sheets, split="test", limit=cfg.n_sheets, top_m=cfg.top_m,
                           device=cfg.device, progress=True)
-    summary["dataset"] = str(Path(run["data"]).resolve())
-    (sheets / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     ex = summary.get("exemplars") or {}
     run.progress.say(f"{summary['n_sheets']} sheets, exemplar index "
                      f"{'reused' if ex.get('reused') else 'mined'}; {sheets / 'index.html'}")
     return sheets
-
-
-def sheets_summary(sheets: Path) -> dict:
-    return json.loads((Path(sheets) / "summary.json").read_text())
 
 
 def stage_server(run: DemoRun):
@@ -290,7 +286,7 @@ def stage_report(run: DemoRun) -> Path:
 def stage_checks(run: DemoRun) -> dict:
     from sim.checks import check_against_truth
 
-    majority = (sheets_summary(run["explain"]).get("ground_truth") or {}).get("majority_domain")
+    majority = (read_summary(run["explain"]).get("ground_truth") or {}).get("majority_domain")
     return check_against_truth(run["crowd"], run.cfg.kinds, run.out / "report", run.out / "crowd", run["data"],
                                majority, run.server.client.batch_workers(run["batch"]["id"]))
 
@@ -375,7 +371,7 @@ def collect_summary(run: DemoRun, server_url: str | None) -> dict:
                           "ci_low": float(r["ci_low"]), "ci_high": float(r["ci_high"]), "n_units": int(r["n_units"])})
     mvh = table("model_vs_human")
     validity = table("validity_by_rank")
-    gt = sheets_summary(run["explain"]).get("ground_truth") or {}
+    gt = read_summary(run["explain"]).get("ground_truth") or {}
     summary = {
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         "accuracy": {"overall": eval_report.get("overall_accuracy"),
