@@ -53,19 +53,22 @@ def labels_to_reach(n_labelled, values, target: float):
 
 
 def full_pool_reference(out, pool, test_pool, majority, method: str, seed: int, epochs: int, train_options: dict,
-                        device: str, batch_size: int) -> dict:
-    """Train on the whole pool (all labels) once; cached in `out/full/<method>-s<seed>.json`."""
+                        device: str, batch_size: int, val_pool=None, min_steps: int = 0,
+                        keep_runs: bool = True) -> dict:
+    """Train on the whole pool (all labels) once; cached in `out/full/<method>-s<seed>.json`.
+    With `val_pool` the epoch is chosen by blind model selection on it, like every round."""
     from active.loop import evaluate_per_domain
+    from active.pool import pool_labels
     from active.trainers import TrainerFn
 
     path = Path(out) / "full" / f"{method}-s{seed}.json"
     if path.exists():
         return json.loads(path.read_text())
     idx = np.arange(len(pool))
-    labels = np.asarray([pool.label(int(i)) for i in idx])
+    labels = pool_labels(pool)
     t0 = time.perf_counter()
     fn = TrainerFn(Path(out) / "full" / f"{method}-s{seed}", method=method, epochs=epochs, device=device,
-                   **train_options)
+                   val_pool=val_pool, min_steps=min_steps, keep_runs=keep_runs, **train_options)
     pred, _ = fn(pool, idx, labels, round=0, seed=seed * 1000, init_state=None)
     rep = evaluate_per_domain(pred, test_pool, majority, batch_size)
     res = {"method": method, "seed": seed, "n_labelled": int(len(pool)), "train_s": time.perf_counter() - t0,

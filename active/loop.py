@@ -194,8 +194,10 @@ class ActiveLoop:
         shutil.rmtree(self.work_dir / f"round{rnd}", ignore_errors=True)  # memmapped embeddings of this round
         return np.asarray(sel, np.int64), info
 
-    def run(self) -> list[dict]:
-        """Run (or resume) all rounds; returns the per-round history rows."""
+    def run(self, deadline: float | None = None) -> list[dict]:
+        """Run (or resume) all rounds; returns the per-round history rows. With `deadline` (a
+        `time.time()` value) no new round starts after it: the run stops cleanly between rounds
+        and the same call resumes it later."""
         from tqdm.auto import tqdm
 
         cfg = self.config
@@ -206,6 +208,8 @@ class ActiveLoop:
         bar = tqdm(total=cfg.rounds + 1, initial=self.next_round, desc="active rounds", unit="round",
                    disable=not self.progress)
         for rnd in range(self.next_round, cfg.rounds + 1):
+            if deadline is not None and time.time() > deadline:
+                break
             init = None
             if cfg.retrain == "warm" and rnd > 0 and warm_path.exists():
                 init = torch.load(warm_path, map_location="cpu", weights_only=False)

@@ -63,8 +63,10 @@ def run_active(out, pool, test_pool, majority_domain, *, strategy: str = "margin
                rounds: int = 5, budget: int = 100, initial_size: int = 100, seed: int = 0, retrain: str = "scratch",
                pool_subsample: float | None = None, epochs: int = 8, arch: str = "small-cnn", device: str = "auto",
                batch_size: int = 256, oracle=None, strategy_options: dict | None = None,
-               train_options: dict | None = None, progress: bool = True, train_fn=None) -> list[dict]:
-    """Run (or resume) one active-learning run into `out`; writes history.csv, table.md, curve.png."""
+               train_options: dict | None = None, progress: bool = True, train_fn=None,
+               deadline: float | None = None) -> list[dict]:
+    """Run (or resume) one active-learning run into `out`; writes history.csv, table.md, curve.png.
+    `deadline` (a `time.time()` value): start no round after it (resume later with the same call)."""
     from active.trainers import TrainerFn
 
     out = Path(out)
@@ -79,7 +81,7 @@ def run_active(out, pool, test_pool, majority_domain, *, strategy: str = "margin
                      extra={"epochs": epochs, "arch": arch, **(strategy_options or {}), **(train_options or {})})
     loop = ActiveLoop(pool, test_pool, strat, oracle, train_fn, out, cfg, majority_domain=majority_domain,
                       progress=progress)
-    history = loop.run()
+    history = loop.run(deadline=deadline)
     (out / "table.md").write_text(history_table(history) + "\n")
     plot_history(history, out / "curve.png", title=f"{strat.name} + {train_method} (seed {seed})")
     (out / "summary.json").write_text(json.dumps({"config": cfg.__dict__, "pool": getattr(pool, "describe", dict)(),

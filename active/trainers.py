@@ -36,12 +36,14 @@ class TrainerFn:
     Options go to `training.trainer.TrainConfig` (`method`, `epochs`, `arch`, `batch_size`,
     `lr`, `device`, `model_kwargs`, `amp_dtype`, ...); `image_size` defaults to the pool's.
     `val_pool`: labelled validation items for model selection (None: the last epoch is kept).
-    `in_memory`: None = whenever the pool has uint8 images.
+    `in_memory`: None = whenever the pool has uint8 images. `keep_runs=False` deletes each
+    round's run folder once its predictor is built, keeping only `round<r>-metrics.json`
+    (long experiments would otherwise keep a checkpoint per round).
     """
 
     def __init__(self, work_dir, method: str = "erm", method_options: dict | None = None, epochs: int = 8,
                  min_steps: int = 0, progress: bool = False, val_pool=None, in_memory: bool | None = None,
-                 **train_config):
+                 keep_runs: bool = True, **train_config):
         from training.trainer import TrainConfig
 
         self.work_dir = Path(work_dir)
@@ -51,6 +53,7 @@ class TrainerFn:
         self.progress = progress
         self.val_pool = val_pool
         self.in_memory = in_memory
+        self.keep_runs = keep_runs
         TrainConfig(method=method, method_options=self.method_options, epochs=self.epochs, **self.train_config).check()
 
     def _write_dataset(self, pool, indices, labels, rnd: int) -> Path:
@@ -121,4 +124,10 @@ class TrainerFn:
                                    class_map=class_map, num_classes=len(pool.classes),
                                    uint8_normalization=(norm["mean"], norm["std"]), amp_dtype=cfg.amp_dtype)
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        if not self.keep_runs:
+            import shutil
+
+            if (run / "metrics.json").exists():
+                (run / "metrics.json").replace(self.work_dir / f"round{round:02d}-metrics.json")
+            shutil.rmtree(run, ignore_errors=True)
         return predictor, state
