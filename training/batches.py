@@ -47,6 +47,16 @@ class Augment:
         flip = (torch.rand(b, generator=generator) < 0.5).long() if self.mirror else torch.zeros(b, dtype=torch.long)
         return torch.stack([dy, dx, flip])
 
+    def draw_share(self, n_local: int, generator: torch.Generator, rank: int = 0, world: int = 1) -> torch.Tensor:
+        """The draws of one DDP rank's share of a global batch, `[3, n_local]`.
+
+        Rank r's batch b holds positions `r, r + W, r + 2W, ...` of global batch b (the trainer
+        deals each epoch's draw round-robin), so drawing for the whole global batch and keeping
+        columns `r::W` gives every image the augmentation it gets in a single process.
+        """
+        draws = self.draw(n_local * world, generator)
+        return draws if world == 1 else draws[:, rank::world]
+
     @staticmethod
     def apply(x: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
         """Shift/mirror images `x [B, C, H, W]` (any dtype) by `draws [3, B]` on x's device."""

@@ -326,7 +326,7 @@ class Trainer:
         bar = tqdm(total=n_batches, desc=desc, unit="batch", leave=False, disable=not show)
         lr = self._lr_at(epoch, total_epochs)
         for b, (idx, xb, y) in enumerate(self.train_source.batches(indices, batch)):
-            draws = self.augment.draw(len(idx), aug_gen) if self.augment.active else None
+            draws = self.augment.draw_share(len(idx), aug_gen, self.rank, self.world) if self.augment.active else None
             x = prepare_batch(xb, mean, std, draws)
             lr = self._lr_at(epoch + b / n_batches, total_epochs)
             for group in optimizer.param_groups:
