@@ -1,4 +1,4 @@
-"""The active-learning experiment as a sharded, resumable grid (issue 19's chapter-4 experiment).
+"""The active-learning experiment as a sharded, resumable grid (the dissertation's chapter-4 experiment).
 
 Strategies x training methods x seeds on one large toy-world pool, plus a full-pool reference
 per method and seed, run by many worker processes at once (ten on one GPU; or several machines

@@ -16,7 +16,7 @@ Then top-B (B = 1000) from 10,000,000 scores, from host numpy (transfer included
 device tensor, checked exact against a stable argsort. Memory: device bytes of the pool, peak
 device memory of a scoring pass, pinned buffers of the streamed source, peak host RSS.
 
-Targets (issue 19, H200, 64 px, small-cnn): scoring >= 20,000 images/s; margin >= 90% of plain;
+Targets (H200, 64 px, small-cnn): scoring >= 20,000 images/s; margin >= 90% of plain;
 top-B from 10M < 1 s.
 
     python bench/active_scoring.py [--quick] [--device auto|cpu|cuda] [--n 50000]
