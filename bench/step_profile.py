@@ -1,4 +1,4 @@
-"""Where one training step's time goes on one device, with the trainer's data path. On several GPUs the per-rank collectives are what remains to measure.
+"""Where one training step's time goes on one device, with the trainer's data path.
 
 For each configuration (arch, image size, global batch, method, AMP dtype) the trainer's pieces
 run on GPU-resident uint8 data (`training.batches.DeviceBatches`, on-device augmentation and
@@ -16,8 +16,8 @@ normalisation, `_FeaturesAndLogits`, the method's loss / after_step, SGD + GradS
 The bottleneck is named by comparing them (`name_bottleneck`): a device timeline that equals the
 host's issue time phase by phase means the device waits for the host (launch/Python bound); a
 device slower than the host through forward/backward, with the host waiting in a synchronising
-phase, means the device is the bottleneck. On one GPU there are no collectives; their cost on 2 GPUs is what
-a 2-GPU machine is needed for.
+phase, means the device is the bottleneck. On one GPU there are no collectives; measuring them
+needs a machine with several GPUs.
 
     python bench/step_profile.py [--quick] [--device auto|cpu|cuda]
 """
