@@ -1,10 +1,10 @@
 """Per-channel, class-discriminative contributions of a CNN layer to the logits.
 
-For a head ``logit_k = sum_c W[k, c] * f_c + b_k`` with ``f = GAP(A)`` over the explained
-layer's map ``A[c, h, w]``, ``W[k, c] * f_c`` is an exact decomposition of every logit, and
-``(W[k, c] - W[j, c]) * f_c`` explains "k rather than j". One forward pass gives it for every
+For a head `logit_k = sum_c W[k, c] * f_c + b_k` with `f = GAP(A)` over the explained
+layer's map `A[c, h, w]`, `W[k, c] * f_c` is an exact decomposition of every logit, and
+`(W[k, c] - W[j, c]) * f_c` explains "k rather than j". One forward pass gives it for every
 class of a whole batch. Heads that are not GAP-linear fall back to gradient x activation
-(``sum_hw dlogit_k/dA[c,h,w] * A[c,h,w]``), which reduces to the exact value on GAP-linear heads,
+(`sum_hw dlogit_k/dA[c,h,w] * A[c,h,w]`), which reduces to the exact value on GAP-linear heads,
 and a warning says so.
 """
 
@@ -96,9 +96,9 @@ class LayerContributions:
 
     Parameters
     ----------
-    model: a classifier returning logits ``[B, K]`` for images ``[B, 3, H, W]``.
-    layer: dotted module name (e.g. ``"features"`` or ``"backbone.layer4"``). ``None`` uses the
-        model's ``explained_layer`` attribute if present, else auto-detects the last spatial
+    model: a classifier returning logits `[B, K]` for images `[B, 3, H, W]`.
+    layer: dotted module name (e.g. `"features"` or `"backbone.layer4"`). `None` uses the
+        model's `explained_layer` attribute if present, else auto-detects the last spatial
         layer feeding global pooling on the first call.
     multilabel: the head is read through a sigmoid per class (multi-label) instead of softmax.
 
@@ -126,8 +126,8 @@ class LayerContributions:
     def hooks(self, capture_head: bool = True, requires_grad: bool = False, stop_after_layer: bool = False):
         """Attach the capture hooks for the duration of the block; they are always released.
 
-        Yields a dict that receives ``"maps"`` (the layer output) and, when the head is known,
-        ``"head_in"``/``"head_out"``.
+        Yields a dict that receives `"maps"` (the layer output) and, when the head is known,
+        `"head_in"`/`"head_out"`.
         """
         store: dict = {}
         handles = []
@@ -236,9 +236,9 @@ class LayerContributions:
     def explain(self, images: torch.Tensor, target=None, contrast="runner_up") -> Explanation:
         """Explain a batch in one forward pass (plus one batched backward for non-linear heads).
 
-        images: ``[B, 3, H, W]`` on the model's device (already normalised).
-        target: ``None`` (the predicted class), an int, or a sequence/tensor of ``B`` ints.
-        contrast: ``"runner_up"`` (highest other logit), an int or ``B`` ints, or ``None``
+        images: `[B, 3, H, W]` on the model's device (already normalised).
+        target: `None` (the predicted class), an int, or a sequence/tensor of `B` ints.
+        contrast: `"runner_up"` (highest other logit), an int or `B` ints, or `None`
             (explain logit_k itself; the default for multi-label heads, whose decision
             threshold is logit 0).
         """
@@ -322,7 +322,7 @@ class LayerContributions:
     # -- interventions -------------------------------------------------------------------------
 
     def logits_with_channels_removed(self, images: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, K]`` after multiplying the layer's channels by ``keep`` ``[B, C]`` (0 = removed).
+        """Logits `[B, K]` after multiplying the layer's channels by `keep` `[B, C]` (0 = removed).
 
         A real intervention forward pass; used for heads where the decomposition is approximate.
         """
@@ -340,7 +340,7 @@ class LayerContributions:
             handle.remove()
 
     def layer_maps(self, images: torch.Tensor) -> torch.Tensor:
-        """Only the explained layer's activations ``[B, C, h, w]``; the forward stops there."""
+        """Only the explained layer's activations `[B, C, h, w]`; the forward stops there."""
         if self.layer is None:
             self._detect(images)
         with torch.no_grad(), self.hooks(capture_head=False, stop_after_layer=True) as store:

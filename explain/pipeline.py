@@ -4,7 +4,7 @@ Steps: load the checkpoint and dataset; mine (or reuse) the exemplar index on th
 load crowd names and add NetDissect reference names where part masks exist; explain the chosen
 split in batches (one forward pass each); fix the heatmap colour scale for the run; check the
 arguments against part masks (pointing game, relevance mass); render sheets on all cores; write
-``index.html`` and ``summary.json``.
+`index.html` and `summary.json`.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ CACHE_LIMIT_BYTES = 2 << 30  # decode a split into memory once when it fits in t
 
 
 class SplitBatches:
-    """Batches ``(images [B,3,S,S] normalised, labels [B], rows [B])`` of one split, in row order.
+    """Batches `(images [B,3,S,S] normalised, labels [B], rows [B])` of one split, in row order.
 
     Small splits are decoded once into memory (the foundation's uint8 cache) and normalised per
     batch; large ones stream from disk through a DataLoader with worker processes."""
@@ -108,9 +108,9 @@ def run_explain(model_dir, data_dir, out, *, split: str = "test", limit: int | N
                 top_n: int = 9, pointing_tolerance: int | None = None, layer: str | None = None, progress: bool = True) -> dict:
     """Write a sheets folder for `split` of `data_dir` explained by the checkpoint in `model_dir`.
 
-    Returns the summary dict (also written to ``OUT/summary.json``): counts, accuracy, faithfulness
+    Returns the summary dict (also written to `OUT/summary.json`): counts, accuracy, faithfulness
     means, ground-truth figures by domain (pointing game, relevance mass) and timings.
-    pointing_tolerance: pixels of slack for the pointing game; ``None`` = the original protocol's
+    pointing_tolerance: pixels of slack for the pointing game; `None` = the original protocol's
     15 px at 224 px scaled to the input size (4 px at 64 px). The strict (0 px) figure is always
     reported as well.
     """
@@ -130,7 +130,7 @@ def explain_dataset(model, meta: dict, data_dir, out, *, name: str = "model", ch
                     batch_size: int = 64, exemplar_split: str = "train", top_n: int = 9, pointing_tolerance: int | None = None,
                     layer: str | None = None, progress: bool = True) -> dict:
     """`run_explain` for a model already in memory; `meta` holds the checkpoint's model.json fields
-    (``classes, input_size, normalization, explained_layer, arch``)."""
+    (`classes, input_size, normalization, explained_layer, arch`)."""
     from training.datasets import has_part_masks, load_dataset, read_part_mask, read_parts
 
     t_start = time.perf_counter()
@@ -262,7 +262,7 @@ def summarise(sheets: list[dict], info, split: str, model_info: dict, heatmap_sc
               strict_hits: dict[str, bool] | None = None) -> dict:
     """Run-level figures from sheet documents: accuracy, faithfulness, ground truth by domain.
 
-    strict_hits: sample_id -> pointing hit with no tolerance (reported as ``pointing_game_strict``)."""
+    strict_hits: sample_id -> pointing hit with no tolerance (reported as `pointing_game_strict`)."""
     strict_hits = strict_hits or {}
     correct = [s["correct"] for s in sheets if s["correct"] is not None]
     by_domain = defaultdict(list)

@@ -1,7 +1,7 @@
 """Rendering of argument sheets: heatmap PNGs, the sheet JSON/HTML/PNG, and `index.html`.
 
 Rendering is spread over a process pool (`render_sheets(..., workers=N)`); each job writes
-``images/<id>.png``, ``heatmaps/<id>_<rank>.png`` and ``sheets/<id>.{json,html,png}`` under the
+`images/<id>.png`, `heatmaps/<id>_<rank>.png` and `sheets/<id>.{json,html,png}` under the
 sheets root. Heatmaps use one colour scale for the whole run (`heatmap_scale`), so the same
 colour means the same activation on every sheet. PNGs are drawn with Pillow (an order of
 magnitude faster than a matplotlib figure per sheet); matplotlib only supplies the colormap.
@@ -26,7 +26,7 @@ _STATE: dict = {}
 
 
 def colormap_lut(name: str = COLORMAP) -> np.ndarray:
-    """``[256, 3]`` uint8 lookup table of a matplotlib colormap."""
+    """`[256, 3]` uint8 lookup table of a matplotlib colormap."""
     from matplotlib import colormaps
 
     return (colormaps[name](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
@@ -40,8 +40,8 @@ def css_gradient(lut: np.ndarray, stops: int = 6) -> str:
 def heatmap_overlay(image: np.ndarray, grid: np.ndarray, scale: float, lut: np.ndarray, alpha: float = 0.75) -> np.ndarray:
     """Blend a channel map over an image on a fixed scale.
 
-    image: ``[H, W, 3]`` uint8; grid: ``[h, w]`` activations (>= 0); scale: activation drawn at
-    full colour (values above are clipped). Returns ``[H, W, 3]`` uint8. Opacity grows with the
+    image: `[H, W, 3]` uint8; grid: `[h, w]` activations (>= 0); scale: activation drawn at
+    full colour (values above are clipped). Returns `[H, W, 3]` uint8. Opacity grows with the
     value, so where the feature is silent the image shows through.
     """
     h, w = image.shape[:2]
@@ -134,7 +134,7 @@ def _strip(rel: str | None):
 
 
 def render_one(job: tuple[dict, np.ndarray, np.ndarray]) -> str:
-    """Write one sheet's files. job: ``(sheet dict, image [H,W,3] uint8, maps [M,h,w])``."""
+    """Write one sheet's files. job: `(sheet dict, image [H,W,3] uint8, maps [M,h,w])`."""
     sheet, image, maps = job
     root, scale, lut = _STATE["root"], _STATE["scale"], _STATE["lut"]
     sid = sheet["sample_id"]
@@ -156,7 +156,7 @@ def render_sheets(jobs, root: str | Path, heatmap_scale: float, workers: int | N
                   progress: bool = True) -> list[str]:
     """Render sheets (iterable of `render_one` jobs) under `root` with `workers` processes.
 
-    workers: ``None`` = all cores; ``1`` = in this process. Returns the sample ids written.
+    workers: `None` = all cores; `1` = in this process. Returns the sample ids written.
     """
     root = Path(root)
     for sub in ("sheets", "images", "heatmaps"):
@@ -180,7 +180,7 @@ def render_sheets(jobs, root: str | Path, heatmap_scale: float, workers: int | N
 
 
 def write_index(root: str | Path, sheets: list[dict], summary: dict, classes: list[str]) -> Path:
-    """Write ``index.html``: every sheet, filterable by class, domain and correctness."""
+    """Write `index.html`: every sheet, filterable by class, domain and correctness."""
     root = Path(root)
     rows = [{"sample_id": s["sample_id"], "image": s["image"], "pred": s["prediction"]["class"],
              "prob": s["prediction"]["probability"], "label": s["label"], "domain": s["domain"], "correct": s["correct"]}

@@ -18,7 +18,7 @@ DELETION_POINTS = 64  # deletion curve sampled at most at this many channel coun
 
 
 def region_name(x: float, y: float) -> str:
-    """Words for a normalised image position: thirds of the image, e.g. ``"lower left"``, ``"center"``."""
+    """Words for a normalised image position: thirds of the image, e.g. `"lower left"`, `"center"`."""
     col = "left" if x < 1 / 3 else ("right" if x > 2 / 3 else "")
     row = "upper" if y < 1 / 3 else ("lower" if y > 2 / 3 else "")
     if row and col:
@@ -29,10 +29,10 @@ def region_name(x: float, y: float) -> str:
 
 
 def spatial_relevance(e: Explanation) -> torch.Tensor:
-    """Class-discriminative relevance ``[B, h, w]`` (logit units): each channel's contrast
+    """Class-discriminative relevance `[B, h, w]` (logit units): each channel's contrast
     contribution spread over space in proportion to its activation, summed over channels.
 
-    For GAP-linear heads this is ``sum_c (W[k,c] - W[j,c]) * A_c(x) / (h*w)`` and sums to the
+    For GAP-linear heads this is `sum_c (W[k,c] - W[j,c]) * A_c(x) / (h*w)` and sums to the
     explained part of the margin (a CAM for "k rather than j")."""
     maps = e.maps.float().clamp_min(0)
     total = maps.sum(dim=(2, 3), keepdim=True)
@@ -41,11 +41,11 @@ def spatial_relevance(e: Explanation) -> torch.Tensor:
 
 
 def peak_locations(maps: torch.Tensor, size: tuple[int, int], method: str = "centroid") -> torch.Tensor:
-    """Peak of each map in normalised image coordinates: ``maps [B, M, h, w]`` -> ``[B, M, 2]`` (x, y).
+    """Peak of each map in normalised image coordinates: `maps [B, M, h, w]` -> `[B, M, 2]` (x, y).
 
-    ``"centroid"``: the activation-weighted centroid of the 3x3 cells around the strongest cell
+    `"centroid"`: the activation-weighted centroid of the 3x3 cells around the strongest cell
     (sub-cell precision: a feature between two cells is placed between them);
-    ``"upsampled"``: the argmax of the map bilinearly upsampled to the image (pixel centre).
+    `"upsampled"`: the argmax of the map bilinearly upsampled to the image (pixel centre).
     """
     b, m, h, w = maps.shape
     if method == "upsampled":
@@ -82,9 +82,9 @@ def _class_prob(logits: torch.Tensor, target: torch.Tensor, multilabel: bool) ->
 def faithfulness(explainer: LayerContributions, images: torch.Tensor, e: Explanation, top_m: int) -> dict[str, torch.Tensor]:
     """Faithfulness of the top-`top_m` arguments of each image.
 
-    Returns ``margin_after_removal [B]`` (logit units: margin once the top-M channels are zeroed),
-    ``prediction_flips [B]`` (bool: the explained class is no longer the top class, or below
-    logit 0 for multi-label), and ``deletion_auc [B]`` (area under the explained class's
+    Returns `margin_after_removal [B]` (logit units: margin once the top-M channels are zeroed),
+    `prediction_flips [B]` (bool: the explained class is no longer the top class, or below
+    logit 0 for multi-label), and `deletion_auc [B]` (area under the explained class's
     probability as channels are zeroed in argument order, x = fraction of channels in [0, 1];
     lower = the ranking finds what matters). Exact heads: computed from the decomposition (zeroing a
     channel removes exactly its contribution); other heads: real intervention forward passes.
@@ -128,9 +128,9 @@ def analyse_batch(explainer: LayerContributions, images: torch.Tensor, e: Explan
                   peak: str = "centroid") -> list[dict]:
     """Per-image records (numpy, on CPU) with everything a sheet needs from the model.
 
-    Each record: ``target, contrast (or -1), probability, contrast_probability, margin, logits [K],
+    Each record: `target, contrast (or -1), probability, contrast_probability, margin, logits [K],
     channels [M], contributions [M] (k vs contrast), maps [M, h, w] (>= 0), peaks [M, 2] (x, y in
-    [0, 1], argmax of the bilinearly upsampled map), relevance [H, W]`` (upsampled class-
+    [0, 1], argmax of the bilinearly upsampled map), relevance [H, W]` (upsampled class-
     discriminative relevance) and the faithfulness numbers.
     """
     size = tuple(images.shape[-2:])
@@ -162,7 +162,7 @@ def analyse_batch(explainer: LayerContributions, images: torch.Tensor, e: Explan
 
 
 def ground_truth(record: dict, part_map: np.ndarray, discriminative_ids: list[int], tolerance_px: int = 0) -> dict:
-    """Pointing game and relevance mass for one record against a part label map ``[H, W]``.
+    """Pointing game and relevance mass for one record against a part label map `[H, W]`.
 
     pointing_hit: the top argument's heatmap peak lies inside (within `tolerance_px` of) a
     discriminative part of the predicted class. relevance_mass: the share of positive
@@ -183,7 +183,7 @@ def ground_truth(record: dict, part_map: np.ndarray, discriminative_ids: list[in
 
 
 def make_sentence(pred: str, prob: float, contrast: str | None, arguments: list[dict]) -> str:
-    """``Predicted 'X' (0.93) rather than 'Y' mainly because of 'a' (41% of the margin, lower left), ...``."""
+    """`Predicted 'X' (0.93) rather than 'Y' mainly because of 'a' (41% of the margin, lower left), ...`."""
     head = f"Predicted '{pred}' ({prob:.2f})"
     if contrast is not None:
         head += f" rather than '{contrast}'"

@@ -384,7 +384,7 @@ class PerDomainEpochReports:
     Adds to the epoch record `val_per_domain`, `val_worst_domain_accuracy` (the oracle
     selection score), `test_per_domain` ({domain: {accuracy, n}}) and the worst-class numbers,
     and keeps them in `RUN/per_domain_epochs.json` (written every epoch, so an interrupted run
-    resumes without losing earlier epochs; see :func:`merge_epoch_reports`). Reads domain
+    resumes without losing earlier epochs; see `merge_epoch_reports`). Reads domain
     labels: evaluation only, never passed to the method.
     """
 
@@ -529,7 +529,7 @@ def run_blind_domains(data, out, methods=DEFAULT_METHODS, seeds: int | list[int]
         shard: `(i, n)`: run only jobs `k` with `k % n == i` (start n processes, one per GPU or
             core, on the same `out`); the summary is written once every run has finished.
         threads: `torch.set_num_threads` for this process (1 is fastest on a busy small CPU).
-    Returns the summary dict of :func:`summarize` (worst-class selection) with `oracle_selection`,
+    Returns the summary dict of `summarize` (worst-class selection) with `oracle_selection`,
     or None when runs of other shards are still missing.
     """
     from tqdm.auto import tqdm

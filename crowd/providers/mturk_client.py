@@ -1,21 +1,21 @@
-"""Thin layer over boto3's ``mturk`` client.
+"""Thin layer over boto3's `mturk` client.
 
 Everything here is a direct, typed wrapper of one MTurk API call (or a paginated walk of
 one), plus the pure helpers a launch needs: the ExternalQuestion XML, qualification
-requirements, deterministic ``UniqueRequestToken``s and the cost estimate. No database, no
-policy: the service layer (:mod:`crowd.providers.mturk_service`) decides *what* to call and
+requirements, deterministic `UniqueRequestToken`s and the cost estimate. No database, no
+policy: the service layer (`crowd.providers.mturk_service`) decides *what* to call and
 reconciles the answers with the Argus database.
 
 Safety rules built in here:
 
-* the **sandbox** endpoint is the default; production needs ``environment="live"``, which the
-  CLI only passes after ``--live`` and a typed confirmation;
+* the **sandbox** endpoint is the default; production needs `environment="live"`, which the
+  CLI only passes after `--live` and a typed confirmation;
 * credentials come only from boto3's standard chain (environment, shared profile, instance
   role); this module never reads, logs or stores them;
 * transient errors and throttling are retried by botocore's own retry modes
-  (``standard`` or ``adaptive``); every error that is left raises :class:`MTurkError`
+  (`standard` or `adaptive`); every error that is left raises `MTurkError`
   (nothing is swallowed);
-* calls that spend money or create HITs take a ``UniqueRequestToken``; when MTurk answers
+* calls that spend money or create HITs take a `UniqueRequestToken`; when MTurk answers
   that the token "has already been used" (the first try went through but its response was
   lost), the wrapper recovers the existing object instead of failing.
 """
@@ -58,8 +58,8 @@ CENT = Decimal("0.01")
 class MTurkError(RuntimeError):
     """An MTurk call failed after botocore's retries.
 
-    ``code`` is the AWS error code (``RequestError``, ``ServiceFault``, ``Throttling`` ...
-    or the botocore exception name for transport errors), ``operation`` the API operation.
+    `code` is the AWS error code (`RequestError`, `ServiceFault`, `Throttling` ...
+    or the botocore exception name for transport errors), `operation` the API operation.
     """
 
     def __init__(self, operation: str, code: str, message: str):
@@ -75,9 +75,9 @@ class MTurkError(RuntimeError):
 
 
 def money(value: Any, field: str = "amount") -> Decimal:
-    """Parse a USD amount (``"0.50"``, ``0.5``, ``Decimal``) to a Decimal rounded to cents.
+    """Parse a USD amount (`"0.50"`, `0.5`, `Decimal`) to a Decimal rounded to cents.
 
-    Raises ``ValueError`` naming ``field`` for negatives, non-numbers or sub-cent amounts.
+    Raises `ValueError` naming `field` for negatives, non-numbers or sub-cent amounts.
     """
     try:
         amount = Decimal(str(value).strip().lstrip("$"))
@@ -91,11 +91,11 @@ def money(value: Any, field: str = "amount") -> Decimal:
 
 
 def unique_request_token(*parts: Any) -> str:
-    """A deterministic ``UniqueRequestToken`` (<= 64 chars) for the given parts.
+    """A deterministic `UniqueRequestToken` (<= 64 chars) for the given parts.
 
     The same parts always give the same token, so a retried or re-run call is recognised by
     MTurk as a repeat instead of creating a second HIT or a second payment. Example:
-    ``unique_request_token("hit", "sandbox", batch_id, chunk_index)``.
+    `unique_request_token("hit", "sandbox", batch_id, chunk_index)`.
     """
     if not parts:
         raise ValueError("unique_request_token needs at least one part")
@@ -107,10 +107,10 @@ def unique_request_token(*parts: Any) -> str:
 
 
 def external_question_xml(url: str, frame_height: int = 0, allow_http: bool = False) -> str:
-    """The ExternalQuestion XML that makes MTurk show ``url`` in its iframe.
+    """The ExternalQuestion XML that makes MTurk show `url` in its iframe.
 
-    MTurk appends ``assignmentId, hitId, workerId, turkSubmitTo`` to ``url``. It requires
-    HTTPS; ``allow_http`` exists for offline tests against a local fake. ``frame_height`` in
+    MTurk appends `assignmentId, hitId, workerId, turkSubmitTo` to `url`. It requires
+    HTTPS; `allow_http` exists for offline tests against a local fake. `frame_height` in
     pixels, 0 = let MTurk size the frame to the window.
     """
     if not isinstance(url, str) or not re.match(r"^https?://[^\s<>\"]+$", url):
@@ -136,16 +136,16 @@ def qualification_requirements(
     qualification_test_id: str | None = None,
     qualification_test_min_score: int = 1,
 ) -> list[dict]:
-    """MTurk ``QualificationRequirements`` for a HIT type.
+    """MTurk `QualificationRequirements` for a HIT type.
 
-    * ``min_approval_rate``: percent of a worker's past assignments approved (0-100).
-    * ``min_approved_hits``: number of HITs approved.
-    * ``locales``: ``"US"`` or ``"US-CA"`` (country or country-subdivision) codes.
-    * ``participated_qualification_ids``: Argus "participated" qualifications; a worker who
-      holds any of them cannot discover, preview or accept the HIT (``DoesNotExist``), which
+    * `min_approval_rate`: percent of a worker's past assignments approved (0-100).
+    * `min_approved_hits`: number of HITs approved.
+    * `locales`: `"US"` or `"US-CA"` (country or country-subdivision) codes.
+    * `participated_qualification_ids`: Argus "participated" qualifications; a worker who
+      holds any of them cannot discover, preview or accept the HIT (`DoesNotExist`), which
       blocks retakes across batches.
-    * ``qualification_test_id``: a qualification type with a test the worker must pass with
-      score >= ``qualification_test_min_score``.
+    * `qualification_test_id`: a qualification type with a test the worker must pass with
+      score >= `qualification_test_min_score`.
     """
     reqs: list[dict] = []
     if min_approval_rate is not None:
@@ -213,9 +213,9 @@ def bonus_fee(amount: Decimal) -> Decimal:
 class CostEstimate:
     """What a launch will cost at most, in USD (Decimals, cents).
 
-    ``rewards`` = reward x assignments; ``fees`` = MTurk's commission on them (20%, 40% on
-    HITs with >= 10 assignments); ``bonuses`` + ``bonus_fees`` = the planned bonus budget;
-    ``total`` = the sum.
+    `rewards` = reward x assignments; `fees` = MTurk's commission on them (20%, 40% on
+    HITs with >= 10 assignments); `bonuses` + `bonus_fees` = the planned bonus budget;
+    `total` = the sum.
     """
 
     hit_sizes: tuple[int, ...]
@@ -251,9 +251,9 @@ class CostEstimate:
 
 
 def estimate_hits(reward: Any, hit_sizes: Sequence[int], planned_bonuses: Any = 0) -> CostEstimate:
-    """Worst-case cost of HITs with ``hit_sizes`` assignments each (every one approved).
+    """Worst-case cost of HITs with `hit_sizes` assignments each (every one approved).
 
-    ``planned_bonuses`` is the total bonus budget (USD); MTurk charges 20% on bonuses too, so
+    `planned_bonuses` is the total bonus budget (USD); MTurk charges 20% on bonuses too, so
     that is added. HITs with >= 10 assignments pay a 40% fee, which is why the launcher splits
     batches into HITs of at most 9 by default.
     """
@@ -270,15 +270,15 @@ def estimate_hits(reward: Any, hit_sizes: Sequence[int], planned_bonuses: Any = 
 
 
 def estimate_cost(reward: Any, n_hits: int, assignments_per_hit: int, planned_bonuses: Any = 0) -> CostEstimate:
-    """:func:`estimate_hits` for ``n_hits`` HITs of ``assignments_per_hit`` assignments each."""
+    """`estimate_hits` for `n_hits` HITs of `assignments_per_hit` assignments each."""
     if int(n_hits) < 0 or int(assignments_per_hit) < 1:
         raise ValueError(f"n_hits={n_hits!r}, assignments_per_hit={assignments_per_hit!r}: need n_hits >= 0 and >= 1 assignment")
     return estimate_hits(reward, [int(assignments_per_hit)] * int(n_hits), planned_bonuses)
 
 
 def split_assignments(total: int, per_hit: int = 9) -> list[int]:
-    """Split ``total`` assignments into HIT sizes of at most ``per_hit`` (default 9, to stay
-    in MTurk's 20% fee tier), e.g. ``split_assignments(20, 9) == [9, 9, 2]``."""
+    """Split `total` assignments into HIT sizes of at most `per_hit` (default 9, to stay
+    in MTurk's 20% fee tier), e.g. `split_assignments(20, 9) == [9, 9, 2]`."""
     if int(total) < 1 or int(per_hit) < 1:
         raise ValueError(f"assignments={total!r}, per_hit={per_hit!r}: both must be >= 1")
     full, rest = divmod(int(total), int(per_hit))
@@ -299,12 +299,12 @@ def make_boto_client(
     read_timeout: float = 30,
     profile: str | None = None,
 ):
-    """A boto3 ``mturk`` client for ``environment`` (``"sandbox"`` or ``"live"``).
+    """A boto3 `mturk` client for `environment` (`"sandbox"` or `"live"`).
 
-    ``endpoint_url`` overrides the endpoint (tests point it at a local fake). Retries use
-    botocore's ``retry_mode`` (``"standard"`` or ``"adaptive"``, which also rate-limits the
-    client side when MTurk throttles) with ``max_attempts`` attempts in total. Credentials
-    come from boto3's standard chain (``profile`` selects a named profile).
+    `endpoint_url` overrides the endpoint (tests point it at a local fake). Retries use
+    botocore's `retry_mode` (`"standard"` or `"adaptive"`, which also rate-limits the
+    client side when MTurk throttles) with `max_attempts` attempts in total. Credentials
+    come from boto3's standard chain (`profile` selects a named profile).
     """
     import boto3
     from botocore.config import Config
@@ -325,10 +325,10 @@ def make_boto_client(
 
 
 class MTurkClient:
-    """One method per MTurk call Argus uses; raises :class:`MTurkError` on failure.
+    """One method per MTurk call Argus uses; raises `MTurkError` on failure.
 
-    Build it with :meth:`connect` (real boto3 client) or pass any boto3 ``mturk`` client
-    (e.g. one wrapped by botocore's ``Stubber`` in tests).
+    Build it with `connect` (real boto3 client) or pass any boto3 `mturk` client
+    (e.g. one wrapped by botocore's `Stubber` in tests).
     """
 
     def __init__(self, boto_client, environment: str = "sandbox"):
@@ -339,12 +339,12 @@ class MTurkClient:
 
     @classmethod
     def connect(cls, environment: str = "sandbox", **kwargs) -> "MTurkClient":
-        """Connect to the sandbox (default) or live endpoint; kwargs go to :func:`make_boto_client`."""
+        """Connect to the sandbox (default) or live endpoint; kwargs go to `make_boto_client`."""
         return cls(make_boto_client(environment, **kwargs), environment)
 
     @property
     def submit_url(self) -> str:
-        """Where workers' pages POST the finished assignment (``externalSubmit``)."""
+        """Where workers' pages POST the finished assignment (`externalSubmit`)."""
         return LIVE_SUBMIT_URL if self.environment == "live" else SANDBOX_SUBMIT_URL
 
     # -- plumbing -------------------------------------------------------------------
@@ -379,7 +379,7 @@ class MTurkClient:
 
     # -- qualifications -------------------------------------------------------------
     def find_qualification_type(self, name: str) -> dict | None:
-        """The caller's qualification type named exactly ``name``, or None."""
+        """The caller's qualification type named exactly `name`, or None."""
         for qt in self._paginate("ListQualificationTypes", "QualificationTypes", Query=name,
                                  MustBeRequestable=False, MustBeOwnedByCaller=True):
             if qt.get("Name") == name:
@@ -389,7 +389,7 @@ class MTurkClient:
     def ensure_qualification_type(self, name: str, description: str, keywords: str = "argus",
                                   test: str | None = None, answer_key: str | None = None,
                                   test_duration_s: int = 600, retry_delay_s: int | None = None) -> str:
-        """Id of the caller's qualification type ``name``, creating it if it does not exist.
+        """Id of the caller's qualification type `name`, creating it if it does not exist.
 
         Names are unique per requester, so look-up-then-create is idempotent; a create that
         races a lost earlier create is resolved by looking up again.
@@ -415,7 +415,7 @@ class MTurkClient:
             return found["QualificationTypeId"]
 
     def grant_qualification(self, qualification_type_id: str, worker_id: str, value: int = 1) -> None:
-        """Give ``worker_id`` the qualification (silently, no e-mail). Idempotent on MTurk."""
+        """Give `worker_id` the qualification (silently, no e-mail). Idempotent on MTurk."""
         self._call("AssociateQualificationWithWorker", QualificationTypeId=qualification_type_id,
                    WorkerId=worker_id, IntegerValue=int(value), SendNotification=False)
 
@@ -438,8 +438,8 @@ class MTurkClient:
                    unique_request_token: str, annotation: str = "") -> dict:
         """Create one HIT, or return the one this token already created.
 
-        Returns the HIT as a dict (``HITId``, ``HITStatus``, ``MaxAssignments`` ...) plus
-        ``"Recovered": True`` when MTurk reported the token as used and the existing HIT was
+        Returns the HIT as a dict (`HITId`, `HITStatus`, `MaxAssignments` ...) plus
+        `"Recovered": True` when MTurk reported the token as used and the existing HIT was
         fetched instead.
         """
         if len(unique_request_token) > MAX_TOKEN_LEN:
@@ -477,7 +477,7 @@ class MTurkClient:
         return self._paginate("ListHITs", "HITs")
 
     def expire_hit(self, hit_id: str) -> None:
-        """Stop new workers from accepting the HIT (``ExpireAt`` in the past); accepted
+        """Stop new workers from accepting the HIT (`ExpireAt` in the past); accepted
         assignments can still be submitted."""
         self._call("UpdateExpirationForHIT", HITId=hit_id, ExpireAt=dt.datetime(2015, 1, 1, tzinfo=dt.timezone.utc))
 
@@ -487,7 +487,7 @@ class MTurkClient:
 
     # -- assignments ----------------------------------------------------------------
     def list_assignments(self, hit_id: str, statuses: Sequence[str] = ("Submitted", "Approved", "Rejected")) -> list[dict]:
-        """Every assignment of ``hit_id`` in ``statuses`` (walks all pages)."""
+        """Every assignment of `hit_id` in `statuses` (walks all pages)."""
         return list(self._paginate("ListAssignmentsForHIT", "Assignments", HITId=hit_id,
                                    AssignmentStatuses=list(statuses)))
 
@@ -495,7 +495,7 @@ class MTurkClient:
         return self._call("GetAssignment", AssignmentId=assignment_id)["Assignment"]
 
     def approve(self, assignment_id: str, feedback: str | None = None, override_rejection: bool = False) -> None:
-        """Approve (pay) a submitted assignment; ``override_rejection`` reverses a rejection."""
+        """Approve (pay) a submitted assignment; `override_rejection` reverses a rejection."""
         params: dict = dict(AssignmentId=assignment_id)
         if feedback:
             params["RequesterFeedback"] = feedback[:1024]
@@ -504,7 +504,7 @@ class MTurkClient:
         self._call("ApproveAssignment", **params)
 
     def reject(self, assignment_id: str, feedback: str) -> None:
-        """Reject a submitted assignment; MTurk shows ``feedback`` (required) to the worker."""
+        """Reject a submitted assignment; MTurk shows `feedback` (required) to the worker."""
         if not feedback or not feedback.strip():
             raise ValueError("feedback: rejecting needs a reason the worker can read")
         self._call("RejectAssignment", AssignmentId=assignment_id, RequesterFeedback=feedback[:1024])
@@ -550,7 +550,7 @@ class MTurkClient:
 
     def notify_workers(self, worker_ids: Iterable[str], subject: str, message: str) -> list[dict]:
         """E-mail workers through MTurk, 100 ids per call. Returns MTurk's per-worker failure
-        statuses (``WorkerId``, ``NotifyWorkersFailureCode``, ``NotifyWorkersFailureMessage``)."""
+        statuses (`WorkerId`, `NotifyWorkersFailureCode`, `NotifyWorkersFailureMessage`)."""
         ids = list(dict.fromkeys(worker_ids))  # de-duplicate, keep order
         if not subject or not message:
             raise ValueError("subject and message are required")
@@ -564,7 +564,7 @@ class MTurkClient:
 
 
 def chunked(items: Sequence, size: int) -> Iterator[list]:
-    """Consecutive slices of ``items`` of length <= ``size``."""
+    """Consecutive slices of `items` of length <= `size`."""
     for i in range(0, len(items), size):
         yield list(items[i:i + size])
 

@@ -1,8 +1,8 @@
-"""Tables of the MTurk adapter, declared on the crowd server's SQLAlchemy ``Base``.
+"""Tables of the MTurk adapter, declared on the crowd server's SQLAlchemy `Base`.
 
 They mirror what Argus asked MTurk to do and what MTurk reports, so every money-moving step
 is written down *before* it is attempted (a "pending"/"planned" row with its deterministic
-``UniqueRequestToken``) and confirmed after. A crash or a lost response between the two
+`UniqueRequestToken`) and confirmed after. A crash or a lost response between the two
 leaves a row that the next run finishes instead of repeating.
 
 Money is stored in integer cents. Statuses are Enums (stored as strings).
@@ -205,7 +205,7 @@ MTURK_TABLES = [m.__table__ for m in (MTurkHitType, MTurkHit, MTurkAssignment, M
 def ensure_tables(engine: Engine) -> None:
     """Create the MTurk tables if they are missing (idempotent; the crowd schema must exist).
 
-    ``argus crowd init-db`` creates them too once this module is imported, because they are
-    declared on the crowd server's ``Base``; this covers databases made before that.
+    `argus crowd init-db` creates them too once this module is imported, because they are
+    declared on the crowd server's `Base`; this covers databases made before that.
     """
     Base.metadata.create_all(engine, tables=MTURK_TABLES, checkfirst=True)

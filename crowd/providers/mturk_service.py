@@ -4,24 +4,24 @@ MTurk is the source of truth for HITs, assignment statuses and payments; the Arg
 is the source of truth for the work (visits, judgments, gold scores). Every operation here is
 safe to re-run after any failure:
 
-* **launch** writes one ``mturk_hit`` row per HIT (with its deterministic
-  ``UniqueRequestToken``) before calling ``CreateHITWithHITType``; a retry sends the same token,
+* **launch** writes one `mturk_hit` row per HIT (with its deterministic
+  `UniqueRequestToken`) before calling `CreateHITWithHITType`; a retry sends the same token,
   so MTurk answers "already used" with the existing HIT instead of making a second one. Rows
-  that were attempted before are first looked up in ``ListHITs`` by their annotation (the token
+  that were attempted before are first looked up in `ListHITs` by their annotation (the token
   is written there too), which also covers MTurk's 24-hour token memory;
-* **sync** pulls every assignment (``ListAssignmentsForHIT``, all pages) and overwrites the
+* **sync** pulls every assignment (`ListAssignmentsForHIT`, all pages) and overwrites the
   local status with MTurk's; local visits whose MTurk assignment never arrived (an
-  ``externalSubmit`` that failed, so MTurk reissued the slot) are reported as not submitted;
+  `externalSubmit` that failed, so MTurk reissued the slot) are reported as not submitted;
 * **review** approves submitted assignments whose gold accuracy reaches the threshold and flags
   the rest; rejecting needs feedback and an explicit confirmation; a call whose outcome is
-  unknown is settled by reading the assignment back (``GetAssignment``);
-* **bonus** writes the ledger row first, then ``SendBonus`` with a token; rows still "planned"
-  are matched against ``ListBonusPayments`` (the reason carries a ``[ref ...]`` tag) before any
+  unknown is settled by reading the assignment back (`GetAssignment`);
+* **bonus** writes the ledger row first, then `SendBonus` with a token; rows still "planned"
+  are matched against `ListBonusPayments` (the reason carries a `[ref ...]` tag) before any
   new attempt, so a payment is never sent twice.
 
-Functions take an :class:`crowd.db.Database` and an :class:`MTurkClient`. Worker and visit
-statuses change only through the crowd service's review functions (``review_worker``,
-``record_provider_review``), so the server's rules and event log see every change.
+Functions take an `crowd.db.Database` and an `MTurkClient`. Worker and visit
+statuses change only through the crowd service's review functions (`review_worker`,
+`record_provider_review`), so the server's rules and event log see every change.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ class MTurkService:
     def planned_assignments(self, batch_id: int) -> int:
         """Worker visits needed so every non-gold task gets R judgments.
 
-        A worker's first visit of k = ``tasks_per_visit`` tasks holds floor(k x ``gold_rate``)
+        A worker's first visit of k = `tasks_per_visit` tasks holds floor(k x `gold_rate`)
         gold tasks (the crowd server's deterministic mixing), the rest are real tasks.
         """
         with self.db.reading() as s:
@@ -146,7 +146,7 @@ class MTurkService:
         return batch
 
     def estimate(self, batch_id: int, settings: LaunchSettings) -> tuple[CostEstimate, list[int], Decimal]:
-        """(cost estimate, HIT sizes, reward) for launching ``batch_id`` with ``settings``."""
+        """(cost estimate, HIT sizes, reward) for launching `batch_id` with `settings`."""
         with self.db.reading() as s:
             batch = self._batch(s, batch_id)
             reward = money(settings.reward, "reward") if settings.reward is not None else _usd(batch.reward_cents)
@@ -161,7 +161,7 @@ class MTurkService:
                max_budget: Decimal | str | None = None) -> LaunchResult:
         """Create the HIT type and the batch's HITs (idempotent; dry run by default).
 
-        Refuses with :class:`BudgetExceeded` when the estimate is above ``max_budget`` (USD) or
+        Refuses with `BudgetExceeded` when the estimate is above `max_budget` (USD) or
         above the account balance. Re-running after any failure creates only the HITs that
         are still missing.
         """
@@ -276,10 +276,10 @@ class MTurkService:
     def sync(self, batch_id: int) -> dict:
         """Pull HIT and assignment state from MTurk into the database (MTurk wins).
 
-        Returns counts: ``hits``, ``assignments`` by MTurk status, ``new``, ``changed``,
-        ``no_local_work`` (submitted on MTurk, no visit here), ``not_submitted`` (visits here
+        Returns counts: `hits`, `assignments` by MTurk status, `new`, `changed`,
+        `no_local_work` (submitted on MTurk, no visit here), `not_submitted` (visits here
         whose MTurk assignment never arrived: in progress, returned, or a failed
-        ``externalSubmit`` that MTurk reissued), ``bonuses_confirmed``, ``granted``.
+        `externalSubmit` that MTurk reissued), `bonuses_confirmed`, `granted`.
         """
         with self.db.reading() as s:
             hits = [(h.id, h.hit_id) for h in self._hits(s, batch_id)]
@@ -371,10 +371,10 @@ class MTurkService:
 
     # ------------------------------------------------------------------ review
     def plan_review(self, batch_id: int, threshold: float = 0.7, no_gold: str = "approve") -> list[dict]:
-        """What :meth:`review` would do for each submitted, unreviewed assignment.
+        """What `review` would do for each submitted, unreviewed assignment.
 
-        Approve when the visit's gold accuracy >= ``threshold``; flag when below, when MTurk has
-        a submission without local work, or (``no_gold="flag"``) when the visit saw no gold.
+        Approve when the visit's gold accuracy >= `threshold`; flag when below, when MTurk has
+        a submission without local work, or (`no_gold="flag"`) when the visit saw no gold.
         """
         if not 0 <= threshold <= 1:
             raise MTurkServiceError(f"threshold: {threshold!r} must be in [0, 1]")
@@ -404,10 +404,10 @@ class MTurkService:
 
     def review(self, batch_id: int, threshold: float = 0.7, no_gold: str = "approve",
                feedback: str = "Thank you for your work.", dry_run: bool = False) -> list[dict]:
-        """Approve good submissions on MTurk and flag the rest for a person (see :meth:`plan_review`).
+        """Approve good submissions on MTurk and flag the rest for a person (see `plan_review`).
 
-        Flagged assignments stay Submitted on MTurk: decide them with :meth:`approve` or
-        :meth:`reject` before the HIT type's auto-approval delay runs out.
+        Flagged assignments stay Submitted on MTurk: decide them with `approve` or
+        `reject` before the HIT type's auto-approval delay runs out.
         """
         plan = self.plan_review(batch_id, threshold, no_gold)
         if dry_run:
@@ -481,12 +481,12 @@ class MTurkService:
     def approve(self, assignment_ids: Iterable[str], feedback: str | None = None,
                 override_rejection: bool = False) -> dict[str, str]:
         """Approve assignments by hand (e.g. flagged ones after a look); with
-        ``override_rejection`` also reverse earlier rejections (``OverrideRejection``)."""
+        `override_rejection` also reverse earlier rejections (`OverrideRejection`)."""
         return {a: self._approve_one(a, feedback, override_rejection) for a in self._bar(assignment_ids, "approving")}
 
     def reject(self, assignment_ids: Iterable[str], feedback: str, confirm: bool = False) -> dict[str, str]:
-        """Reject submitted assignments. Needs ``feedback`` the worker will read and
-        ``confirm=True`` (rejections hurt workers' approval rates and cannot be undone after
+        """Reject submitted assignments. Needs `feedback` the worker will read and
+        `confirm=True` (rejections hurt workers' approval rates and cannot be undone after
         30 days)."""
         if not feedback or len(feedback.strip()) < 10:
             raise MTurkServiceError("feedback: rejecting needs a reason of at least 10 characters the worker can read")
@@ -521,10 +521,10 @@ class MTurkService:
     # ------------------------------------------------------------------ bonuses
     def plan_bonuses(self, batch_id: int, amount: Decimal | str | None = None, min_gold: float | None = None,
                      per_worker: dict[str, Decimal | str] | None = None) -> list[dict]:
-        """Bonus rows for approved assignments of ``batch_id``.
+        """Bonus rows for approved assignments of `batch_id`.
 
-        Either one ``amount`` (USD) for every approved assignment whose gold accuracy is >=
-        ``min_gold`` (when given), or ``per_worker`` = {WorkerId: USD} paid once per worker (on
+        Either one `amount` (USD) for every approved assignment whose gold accuracy is >=
+        `min_gold` (when given), or `per_worker` = {WorkerId: USD} paid once per worker (on
         their latest approved assignment).
         """
         if (amount is None) == (per_worker is None):
@@ -552,14 +552,14 @@ class MTurkService:
 
     def bonus(self, batch_id: int, plan: list[dict], reason: str, key: str = "performance", *,
               dry_run: bool = True, max_budget: Decimal | str | None = None) -> dict:
-        """Pay ``plan`` (from :meth:`plan_bonuses`) exactly once per (assignment, ``key``).
+        """Pay `plan` (from `plan_bonuses`) exactly once per (assignment, `key`).
 
         1. every payment gets a ledger row (status planned, deterministic token) before any
            money moves; a repeated run finds the rows instead of adding new ones;
-        2. planned rows are matched against ``ListBonusPayments`` and marked paid if MTurk has
+        2. planned rows are matched against `ListBonusPayments` and marked paid if MTurk has
            them (a lost response on an earlier run);
-        3. the remaining planned rows are sent with ``SendBonus`` + their token.
-        Returns ``{"planned", "paid_now", "already_paid", "total_usd", "fees_usd"}``.
+        3. the remaining planned rows are sent with `SendBonus` + their token.
+        Returns `{"planned", "paid_now", "already_paid", "total_usd", "fees_usd"}`.
         """
         if not reason or not reason.strip():
             raise MTurkServiceError("reason: a bonus needs a reason the worker can read")
@@ -601,7 +601,7 @@ class MTurkService:
         return summary
 
     def _confirm_bonuses(self, batch_id: int) -> int:
-        """Mark planned ledger rows paid when ``ListBonusPayments`` shows them. Returns how many."""
+        """Mark planned ledger rows paid when `ListBonusPayments` shows them. Returns how many."""
         with self.db.reading() as s:
             planned = s.scalars(select(MTurkBonus).where(MTurkBonus.batch_id == batch_id,
                                                          MTurkBonus.environment == self.env,
@@ -711,7 +711,7 @@ class MTurkService:
     def delete(self, batch_id: int) -> dict:
         """Delete expired HITs whose assignments are all reviewed (approved or rejected).
 
-        Returns ``{"deleted": n, "waiting": [hit ids not yet deletable, with why]}``.
+        Returns `{"deleted": n, "waiting": [hit ids not yet deletable, with why]}`.
         """
         out = {"deleted": 0, "waiting": []}
         with self.db.reading() as s:

@@ -42,7 +42,7 @@ def fake_client(fake):
 @pytest.fixture
 def crowd_app(request, tmp_path):
     """The real crowd server app on a fresh SQLite database, or (indirect parameter
-    ``"postgres"``) in a fresh schema on the PostgreSQL server, dropped afterwards."""
+    `"postgres"`) in a fresh schema on the PostgreSQL server, dropped afterwards."""
     from crowd.app import create_app
 
     cfg = {"TESTING": True, "SECRET_KEY": "mturk-test-secret", "GOLD_MIN_ANSWERS": 1,

@@ -1,25 +1,25 @@
 """An in-process fake of the MTurk requester API, for offline tests.
 
-It speaks the service's JSON 1.1 protocol (``X-Amz-Target: MTurkRequesterServiceV20170117.<Op>``,
-``application/x-amz-json-1.1`` bodies, ``__type`` errors), so the *real* boto3 client can be
-pointed at it with ``endpoint_url``. It keeps MTurk's rules that matter for money and data:
-``UniqueRequestToken`` de-duplication (a repeat answers ``RequestError`` naming the existing
+It speaks the service's JSON 1.1 protocol (`X-Amz-Target: MTurkRequesterServiceV20170117.<Op>`,
+`application/x-amz-json-1.1` bodies, `__type` errors), so the *real* boto3 client can be
+pointed at it with `endpoint_url`. It keeps MTurk's rules that matter for money and data:
+`UniqueRequestToken` de-duplication (a repeat answers `RequestError` naming the existing
 HIT), assignment state machine (Submitted -> Approved | Rejected, OverrideRejection),
-qualifications with ``DoesNotExist`` and worker blocks enforced when a worker accepts, HIT
+qualifications with `DoesNotExist` and worker blocks enforced when a worker accepts, HIT
 expiry and deletion rules, paginated lists, and a balance that pays reward + fee on approval
 and bonus + fee on each bonus.
 
-Simulated workers use :meth:`FakeMTurk.accept` (what clicking "Accept" does), open the
-returned ExternalQuestion URL, and POST the finished assignment to ``/mturk/externalSubmit``.
+Simulated workers use `FakeMTurk.accept` (what clicking "Accept" does), open the
+returned ExternalQuestion URL, and POST the finished assignment to `/mturk/externalSubmit`.
 
-Failure injection (:meth:`FakeMTurk.inject`), per operation, consumed in order:
+Failure injection (`FakeMTurk.inject`), per operation, consumed in order:
 
-* ``"drop"``: apply the call, then close the connection without answering (the response is
+* `"drop"`: apply the call, then close the connection without answering (the response is
   lost; the client cannot know the call went through);
-* ``"timeout"``: apply the call, then hold the answer past the client's read time-out;
-* ``"fault"``: answer ``ServiceFault`` (HTTP 500) without applying;
-* ``"throttle"``: answer ``ThrottlingException`` (HTTP 400) without applying;
-* ``"pass"``: answer normally (to aim a failure at a later request).
+* `"timeout"`: apply the call, then hold the answer past the client's read time-out;
+* `"fault"`: answer `ServiceFault` (HTTP 500) without applying;
+* `"throttle"`: answer `ThrottlingException` (HTTP 400) without applying;
+* `"pass"`: answer normally (to aim a failure at a later request).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ TIMEOUT_HOLD = 1.4
 
 
 class FakeMTurk:
-    """The fake service; ``start()`` serves it on 127.0.0.1 and returns its base URL."""
+    """The fake service; `start()` serves it on 127.0.0.1 and returns its base URL."""
 
     def __init__(self, balance: str = "10000.00", seed: int = 0, timeout_sleep: float = TIMEOUT_HOLD):
         self._rng = random.Random(seed)
@@ -107,7 +107,7 @@ class FakeMTurk:
             self._server = None
 
     def inject(self, operation: str, *modes: str) -> None:
-        """Queue failures for ``operation`` (e.g. ``"CreateHITWithHITType"``, ``"externalSubmit"``)."""
+        """Queue failures for `operation` (e.g. `"CreateHITWithHITType"`, `"externalSubmit"`)."""
         for mode in modes:
             if mode not in ("pass", "drop", "timeout", "fault", "throttle"):
                 raise ValueError(mode)
@@ -388,7 +388,7 @@ class FakeMTurk:
 
     # -- the worker side ----------------------------------------------------------------
     def worker_can_accept(self, hit_id: str, worker_id: str) -> str | None:
-        """Why ``worker_id`` cannot accept ``hit_id`` (None if they can)."""
+        """Why `worker_id` cannot accept `hit_id` (None if they can)."""
         with self.lock:
             hit = self._hit(hit_id)
             self._refresh(hit_id)

@@ -2,7 +2,7 @@
 
 A simulated worker accepts a HIT on the fake MTurk, opens the ExternalQuestion URL with
 MTurk's parameters on the real Argus server, records consent, does its tasks through the
-worker JSON API, closes the visit and POSTs the returned ``externalSubmit`` form to the fake.
+worker JSON API, closes the visit and POSTs the returned `externalSubmit` form to the fake.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def label_batch(db, folder: Path, n_images: int = 6, redundancy: int = 2, tasks_
 
 
 def do_assignment(fake, hit_id: str, worker: str, server: str, good: bool = True, submit: bool = True) -> dict:
-    """One worker's whole MTurk assignment. ``good`` workers answer "cat" (right on gold),
+    """One worker's whole MTurk assignment. `good` workers answer "cat" (right on gold),
     others "dog". Returns {"assignment_id", "tasks", "submit_status"}."""
     url = fake.accept(hit_id, worker)
     params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))

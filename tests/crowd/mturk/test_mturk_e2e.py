@@ -23,7 +23,7 @@ MUTATING = ("CreateHITWithHITType", "ApproveAssignment", "RejectAssignment", "Se
 
 
 def converge(step, max_runs=8):
-    """Re-run ``step`` after each failure, as a researcher would; return (result, failed runs)."""
+    """Re-run `step` after each failure, as a researcher would; return (result, failed runs)."""
     for failures in range(max_runs):
         try:
             return step(), failures
