@@ -33,7 +33,8 @@ import click
 def demo(out, fresh, serve, small, quick, n_train, n_test, epochs, spurious, n_sheets, n_workers, redundancy, seed,
          device):
     """Run the whole pipeline on the embedded toy world and print what it found."""
-    from argus.pipelines.demo import demo_config, format_summary, run_demo, serve_for_people
+    from argus.pipelines.demo import demo_config, run_demo, serve_for_people
+    from argus.pipelines.demo_summary import format_summary
 
     try:
         cfg = demo_config(small or quick, n_train=n_train, n_test=n_test, epochs=epochs, spurious=spurious,
