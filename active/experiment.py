@@ -22,7 +22,6 @@ import json
 import time
 from pathlib import Path
 
-import click
 import numpy as np
 import pandas as pd
 
@@ -236,44 +235,3 @@ def run_experiment(out, strategies, methods, seeds, *, pool_size=3000, test_size
            "wall_s": time.perf_counter() - t_start}
     (out / "summary.json").write_text(json.dumps(doc, indent=2) + "\n")
     return {"summary": summary, "per_seed": per_seed, "verdict": ver, "curves": curves_df, "doc": doc}
-
-
-@click.command("active")
-@click.option("--strategies", default="random,margin,entropy,coreset,badge", show_default=True)
-@click.option("--train-methods", default="erm,center-distance", show_default=True)
-@click.option("--seeds", default="3", show_default=True, help="Number of seeds (0..N-1) or a comma-separated list.")
-@click.option("--data", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Dataset folder (train split = pool). Default: the lazily rendered toy world.")
-@click.option("--pool-size", type=int, default=3000, show_default=True)
-@click.option("--test-size", type=int, default=600, show_default=True)
-@click.option("--image-size", type=int, default=32, show_default=True)
-@click.option("--rounds", type=int, default=5, show_default=True)
-@click.option("--budget", type=int, default=150, show_default=True)
-@click.option("--initial", "initial_size", type=int, default=150, show_default=True)
-@click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--lr", type=float, default=0.05, show_default=True)
-@click.option("--device", default="auto", show_default=True)
-@click.option("--out", default="runs/experiment-active", show_default=True, type=click.Path(file_okay=False))
-@click.option("--quiet", is_flag=True)
-def active_command(strategies, train_methods, seeds, data, pool_size, test_size, image_size, rounds, budget,
-                   initial_size, epochs, lr, device, out, quiet):
-    """Strategies x training methods x seeds: accuracy vs labels (overall, minority mean, worst
-    domain), normalised AUBC, labels to 95% of full-pool worst-domain accuracy, minority share of
-    queries, query vs retrain time. Writes summary.csv/.md/.json, curves.csv, active_curves.png."""
-    from active.strategies import get_strategy
-
-    strat = [s.strip() for s in strategies.split(",") if s.strip()]
-    meths = [m.strip() for m in train_methods.split(",") if m.strip()]
-    try:
-        seed_list = list(range(int(seeds))) if "," not in seeds else [int(s) for s in seeds.split(",") if s.strip()]
-        for s in strat:
-            get_strategy(s)
-        res = run_experiment(out, strat, meths, seed_list, pool_size=pool_size, test_size=test_size,
-                             image_size=image_size, rounds=rounds, budget=budget, initial_size=initial_size,
-                             epochs=epochs, device=device, train_options={"lr": lr}, data=data, progress=not quiet)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(markdown(res["summary"]))
-    for k, v in res["verdict"].items():
-        click.echo(f"{k}: {v}")
-    click.echo(f"written: {out}/summary.csv, summary.md, summary.json, curves.csv, active_curves.png")

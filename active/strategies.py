@@ -28,34 +28,17 @@ import numpy as np
 import torch
 
 from training.evaluate import resolve_device
-
-REGISTRY: dict[str, type["Strategy"]] = {}
-
-
-def register(name: str):
-    """Class decorator: register a strategy under `name` (used by `--strategy`)."""
-
-    def wrap(cls):
-        cls.name = name
-        REGISTRY[name] = cls
-        return cls
-
-    return wrap
+from training.registry import Registry
 
 
 def available_strategies() -> list[str]:
-    return sorted(REGISTRY)
+    return STRATEGIES.names()
 
 
 def get_strategy(name: str, **kwargs) -> "Strategy":
-    """Build a registered strategy by name, e.g. `get_strategy("margin")`."""
-    key = name.strip().lower().replace("_", "-")
-    aliases = {"kcenter": "coreset", "k-center": "coreset", "least-confident": "least-confidence",
-               "cluster_margin": "cluster-margin"}
-    key = aliases.get(key, key)
-    if key not in REGISTRY:
-        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(available_strategies())}")
-    return REGISTRY[key](**kwargs)
+    """Build a registered strategy by name, e.g. `get_strategy("margin")` (any case, `_` for `-`,
+    `kcenter` for `coreset`)."""
+    return STRATEGIES.build(name, **kwargs)
 
 
 @dataclass
@@ -96,6 +79,11 @@ class Strategy:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+STRATEGIES: Registry[type[Strategy]] = Registry(
+    "strategy", base=Strategy, aliases={"kcenter": "coreset", "k-center": "coreset", "least-confident": "least-confidence"})
+register = STRATEGIES.register  # class decorator: `@register("name")`
 
 
 def _check_budget(budget: int, n: int) -> int:

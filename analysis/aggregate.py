@@ -1,9 +1,10 @@
 """Label aggregation: crowd-kit-style estimators over a judgment frame (`task, worker, label`).
 
-Conventions (as crowd-kit): hyperparameters in the constructor, `fit(data)` returns self,
-fitted state ends in `_` (`labels_`, `probas_`, `skills_`, `errors_`, ...), plus `fit_predict`
-and `fit_predict_proba`. `labels_` is a Series indexed by task; `probas_` a DataFrame indexed
-by task with one column per label (labels sorted).
+Conventions (as crowd-kit, carried by the base class `Aggregator`): hyperparameters in the
+constructor, `fit(data)` returns self, fitted state ends in `_` (`labels_`, `probas_`, `skills_`,
+`errors_`, ...), plus `fit_predict` and `fit_predict_proba`. `labels_` is a Series indexed by
+task; `probas_` a DataFrame indexed by task with one column per label (labels sorted). Every
+aggregator is registered by name in `AGGREGATORS` (`AGGREGATORS.build("ds", n_iter=50)`).
 
 The EM estimators follow crowd-kit 1.4's algorithms step for step (initialisation by majority
 vote, epsilon clipping, ELBO-based stopping rule) so their outputs match crowd-kit's, but every
@@ -22,6 +23,7 @@ from scipy.optimize import minimize
 from scipy.special import expit, logsumexp
 
 from crowd.judgments import JudgmentFrameError
+from training.registry import Registry
 
 from .validation import prepare_judgments
 
@@ -114,7 +116,29 @@ def _accuracy(c: _Codes, labels_idx: np.ndarray) -> pd.Series:
         return pd.Series(hits / n, index=c.workers, name="skill")
 
 
-class MajorityVote:
+class Aggregator:
+    """Base of the label aggregators. A subclass takes its hyperparameters in `__init__`
+    (stored under their own names, nothing fitted there) and implements `fit(data, ...)`, which
+    sets at least `labels_` (Series by task) and `probas_` (DataFrame task x label) and returns
+    self; fitted attributes end in `_`."""
+
+    def fit(self, data: pd.DataFrame, *args, **kwargs) -> "Aggregator":
+        raise NotImplementedError
+
+    def fit_predict(self, data: pd.DataFrame, *args, **kwargs) -> pd.Series:
+        """`fit(data, ...)`, then the aggregated label of each task (Series by task)."""
+        return self.fit(data, *args, **kwargs).labels_
+
+    def fit_predict_proba(self, data: pd.DataFrame, *args, **kwargs) -> pd.DataFrame:
+        """`fit(data, ...)`, then each task's label probabilities (DataFrame task x label)."""
+        return self.fit(data, *args, **kwargs).probas_
+
+
+AGGREGATORS: Registry[type[Aggregator]] = Registry("aggregator", base=Aggregator)
+
+
+@AGGREGATORS.register("mv")
+class MajorityVote(Aggregator):
     """Majority vote (optionally weighted by worker skills).
 
     Tie policy (`ties`): `"first"` (default) picks the tied label that sorts first, exactly as
@@ -154,14 +178,9 @@ class MajorityVote:
         self.skills_ = _accuracy(c, lab_idx)
         return self
 
-    def fit_predict(self, data: pd.DataFrame, skills: pd.Series | None = None) -> pd.Series:
-        return self.fit(data, skills).labels_
 
-    def fit_predict_proba(self, data: pd.DataFrame, skills: pd.Series | None = None) -> pd.DataFrame:
-        return self.fit(data, skills).probas_
-
-
-class Wawa:
+@AGGREGATORS.register("wawa")
+class Wawa(Aggregator):
     """Worker Agreement With Aggregate: skills = each worker's agreement with the majority vote,
     then a majority vote weighted by those skills. Fitted: `skills_`, `labels_`, `probas_`."""
 
@@ -180,14 +199,9 @@ class Wawa:
         self.degenerate_ = mv.degenerate_
         return self
 
-    def fit_predict(self, data: pd.DataFrame) -> pd.Series:
-        return self.fit(data).labels_
 
-    def fit_predict_proba(self, data: pd.DataFrame) -> pd.DataFrame:
-        return self.fit(data).probas_
-
-
-class DawidSkene:
+@AGGREGATORS.register("ds")
+class DawidSkene(Aggregator):
     """Dawid & Skene (1979) EM with a full confusion matrix per worker.
 
     Same algorithm as crowd-kit's `DawidSkene`: initial posteriors from the majority-vote
@@ -323,12 +337,6 @@ class DawidSkene:
         self.loss_history_ = history
         self.n_iter_ = len(history)
 
-    def fit_predict(self, data: pd.DataFrame, true_labels: pd.Series | None = None) -> pd.Series:
-        return self.fit(data, true_labels).labels_
-
-    def fit_predict_proba(self, data: pd.DataFrame, true_labels: pd.Series | None = None) -> pd.DataFrame:
-        return self.fit(data, true_labels).probas_
-
     def predict_proba(self, data: pd.DataFrame) -> pd.DataFrame:
         """Posteriors of (new) tasks from the fitted confusions and priors, without refitting.
 
@@ -362,6 +370,7 @@ class DawidSkene:
         return pd.Series(p.columns.to_numpy()[p.to_numpy().argmax(1)], index=p.index, name="agg_label")
 
 
+@AGGREGATORS.register("onecoin")
 class OneCoinDawidSkene(DawidSkene):
     """Dawid-Skene with one accuracy per worker ("one coin"; Zhang et al. 2016): P(observed = c
     | true = c) = s_w, every wrong label (1 - s_w)/(K - 1). The M-step sets s_w to the mean
@@ -385,7 +394,8 @@ class OneCoinDawidSkene(DawidSkene):
         return self
 
 
-class GLAD:
+@AGGREGATORS.register("glad")
+class GLAD(Aggregator):
     """GLAD (Whitehill et al. 2009): worker ability alpha_w, task inverse difficulty exp(beta_t),
     P(correct) = sigmoid(alpha_w * exp(beta_t)), wrong labels share the rest uniformly.
 
@@ -499,16 +509,6 @@ class GLAD:
         self.loss_history_ = history
         self.n_iter_ = len(history)
         return self
-
-    def fit_predict(self, data: pd.DataFrame) -> pd.Series:
-        return self.fit(data).labels_
-
-    def fit_predict_proba(self, data: pd.DataFrame) -> pd.DataFrame:
-        return self.fit(data).probas_
-
-
-AGGREGATORS = {"mv": MajorityVote, "wawa": Wawa, "ds": DawidSkene, "onecoin": OneCoinDawidSkene,
-               "glad": GLAD}
 
 
 # ----------------------------------------------------------------------------- diagnostics

@@ -32,7 +32,7 @@ def worker(args) -> None:
     import torch.distributed as dist
     from torch import nn
 
-    from training.method_base import build_method
+    from training.methods import build_method
     from training.models import build_model
     from training.trainer import _FeaturesAndLogits
 

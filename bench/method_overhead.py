@@ -52,7 +52,7 @@ def step_level(device: str, n_train: int, size: int, widths, batch: int, steps: 
     import torch
     import torch.nn.functional as F
 
-    from training.method_base import build_method
+    from training.methods import build_method
     from training.models import build_model
     from training.trainer import _FeaturesAndLogits
 

@@ -536,7 +536,7 @@ def run_blind_domains(data, out, methods=DEFAULT_METHODS, seeds: int | list[int]
 
     from training.datasets import load_dataset
     from training.evaluate import training_majority_domain
-    from training.method_base import available_methods
+    from training.methods import available_methods
     from training.trainer import TrainConfig, Trainer
 
     out = Path(out)

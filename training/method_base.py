@@ -3,29 +3,22 @@
 A `TrainingMethod` decides three things the ERM trainer otherwise does itself: which training
 rows an epoch draws (`epoch_indices`), the loss of a mini-batch (`loss`), and extra trainable
 state (`extra_parameters` / `extra_optimizers`). The default implementation IS ERM: uniform
-shuffle and mean cross-entropy. Methods register under a name:
+shuffle and mean cross-entropy. Methods register under a name in `training.methods.METHODS`
+(which registers this class as `erm`):
 
-    @register_method("center-loss")
+    @register_method("center-loss")      # from training.methods
     class CenterLoss(TrainingMethod): ...
 
     method = build_method("center-loss", weight=0.01)
 
-`build_method` imports `training.methods` on first use (if that module exists) so its
-registrations are visible. A method sees the `domain` column only when its class sets
+A method sees the `domain` column only when its class sets
 `reads_domains = True` (oracle baselines such as GroupDRO); the trainer never reads it otherwise.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
-
-_REGISTRY: dict[str, type] = {}
-_METHODS_IMPORTED = False
-
 
 class TrainingMethod:
     """Base class: ERM behaviour by default. Subclasses override what they change.
@@ -97,47 +90,3 @@ class TrainingMethod:
     def config(self) -> dict:
         """Options recorded in `model.json` (override to report hyperparameters)."""
         return {}
-
-
-def register_method(name: str) -> Callable[[type], type]:
-    """Class decorator: make a `TrainingMethod` subclass available as `--method NAME`."""
-
-    def deco(cls: type) -> type:
-        if not (isinstance(cls, type) and issubclass(cls, TrainingMethod)):
-            raise TypeError(f"register_method({name!r}): {cls!r} is not a TrainingMethod subclass")
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"training method {name!r} is already registered by {_REGISTRY[name].__module__}")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-def _import_methods() -> None:
-    global _METHODS_IMPORTED
-    if _METHODS_IMPORTED:
-        return
-    _METHODS_IMPORTED = True
-    try:
-        importlib.import_module("training.methods")
-    except ModuleNotFoundError as exc:
-        if exc.name != "training.methods":
-            raise
-
-
-def available_methods() -> list[str]:
-    """Registered method names (imports `training.methods` first)."""
-    _import_methods()
-    return sorted(_REGISTRY)
-
-
-def build_method(name: str, **kwargs) -> TrainingMethod:
-    """Instantiate the method registered as `name` with its options."""
-    _import_methods()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown training method {name!r}; available: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](**kwargs)
-
-
-register_method("erm")(TrainingMethod)

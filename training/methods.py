@@ -24,9 +24,24 @@ import torch
 import torch.nn.functional as F
 
 from training.losses import CenterLoss, GroupDROLoss, focal_loss
-from training.method_base import TrainingMethod, register_method
+from training.method_base import TrainingMethod
+from training.registry import Registry
 from training.samplers import (DistanceWeightedSampler, class_balanced_probabilities, jtt_upsampled_indices,
                                weighted_draw)
+
+METHODS: Registry[type[TrainingMethod]] = Registry("training method", base=TrainingMethod)
+register_method = METHODS.register  # class decorator: `@register_method("name")`
+register_method("erm")(TrainingMethod)
+
+
+def build_method(name: str, **options) -> TrainingMethod:
+    """The method registered as `name`, built with its options (keyword arguments)."""
+    return METHODS.build(name, **options)
+
+
+def available_methods() -> list[str]:
+    """Registered method names, sorted."""
+    return METHODS.names()
 
 
 def _no_options(name: str, kwargs: dict) -> None:

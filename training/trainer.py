@@ -41,7 +41,8 @@ from training.batches import Augment, augment_uint8, make_batches, prepare_batch
 from training.checkpoint import read_meta, save_checkpoint, write_json
 from training.datasets import DatasetInfo, load_dataset, open_split_cache
 from training.evaluate import class_report, predict_uint8, resolve_device
-from training.method_base import TrainingMethod, build_method
+from training.method_base import TrainingMethod
+from training.methods import build_method
 from training.models import build_model
 
 IMAGENET_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}

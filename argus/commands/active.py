@@ -69,7 +69,7 @@ def run(data, pool_size, test_size, image_size, domains, pool_seed, strategy, tr
 @active.command("strategies")
 def strategies():
     """List the registered query strategies."""
-    from active.strategies import REGISTRY
+    from active.strategies import STRATEGIES
 
-    for name, cls in sorted(REGISTRY.items()):
+    for name, cls in STRATEGIES.items():
         click.echo(f"{name:18s} {(cls.__doc__ or '').strip().splitlines()[0]}")

@@ -116,3 +116,21 @@ def test_estimator_conventions(simulated):
     assert (DawidSkene().fit(frame.assign(label="c0")).labels_ == "c0").all()  # unanimous: the label
     with pytest.raises(ValueError, match="gold label"):
         DawidSkene().fit(frame, pd.Series({"t0": "zzz"}))
+
+
+@pytest.mark.parametrize("name", ["mv", "wawa", "ds", "onecoin", "glad"])
+def test_aggregators_follow_crowd_kit_conventions(name):
+    """Hyperparameters only in the constructor, `fit` returns self, fitted state ends in `_`,
+    and the base class's `fit_predict` / `fit_predict_proba` give the fitted labels / probas."""
+    from analysis.aggregate import AGGREGATORS, Aggregator
+
+    frame = pd.DataFrame({"task": ["t1", "t1", "t1", "t2", "t2", "t2"], "worker": ["a", "b", "c"] * 2,
+                          "label": ["x", "x", "y", "y", "y", "x"]})
+    model = AGGREGATORS.build(name)
+    assert isinstance(model, Aggregator) and not [k for k in vars(model) if k.endswith("_")]
+    assert model.fit(frame) is model
+    fitted = {k for k in vars(model) if not k.startswith("_")} - set(vars(AGGREGATORS.build(name)))
+    assert {"labels_", "probas_"} <= fitted and all(k.endswith("_") for k in fitted)
+    assert model.labels_.to_dict() == {"t1": "x", "t2": "y"}
+    pd.testing.assert_series_equal(AGGREGATORS.build(name).fit_predict(frame), model.labels_)
+    pd.testing.assert_frame_equal(AGGREGATORS.build(name).fit_predict_proba(frame), model.probas_)

@@ -12,7 +12,8 @@ import torch
 
 from training.checkpoint import load_checkpoint, read_meta
 from training.evaluate import evaluate_predictions, evaluate_run, format_domain_table
-from training.method_base import TrainingMethod, available_methods, build_method, register_method
+from training.method_base import TrainingMethod
+from training.methods import available_methods, build_method, register_method
 from training.trainer import TrainConfig, Trainer, augment_uint8, channel_stats
 
 TINY = dict(epochs=1, batch_size=32, lr=0.05, model_kwargs={"widths": [8, 16, 16, 16]}, device="cpu")

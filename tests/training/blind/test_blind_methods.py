@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.method_base import build_method
+from training.methods import build_method
 
 LABELS = torch.tensor([0, 0, 0, 1, 1, 1])
 

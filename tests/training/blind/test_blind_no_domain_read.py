@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from training.datasets import DatasetInfo
-from training.method_base import available_methods, build_method
+from training.methods import available_methods, build_method
 from training.trainer import Trainer
 
 BLIND = ["erm", "class-balanced", "focal", "center", "distance-sampling", "center-distance", "jtt"]
