@@ -492,22 +492,6 @@ def rows_seen(run_dir) -> int | None:
     return total
 
 
-def parse_method_options(items) -> dict:
-    """`["center-distance.power=2", "jtt.upweight=10"]` -> {method: {option: value}} (JSON values)."""
-    out: dict = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        method, dot, option = key.partition(".")
-        if not sep or not dot or not method or not option:
-            raise ValueError(f"--method-option: expected METHOD.KEY=VALUE, got {item!r}")
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-        out.setdefault(method.strip(), {})[option.strip().replace("-", "_")] = parsed
-    return out
-
-
 def run_blind_domains(data, out, methods=DEFAULT_METHODS, seeds: int | list[int] = 5, epochs: int = 8,
                       imbalance: float | None = None, imbalance_seed: int = 0, method_options: dict | None = None,
                       train_options: dict | None = None, progress: bool = True,

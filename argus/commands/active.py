@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from argus.commands.shared import NameChoice, cli_errors
+
 
 @click.group("active", help="Run active-learning rounds.")
 def active():
@@ -18,9 +20,10 @@ def active():
 @click.option("--image-size", type=int, default=32, show_default=True)
 @click.option("--domains", default=None, help="Toy-world pool proportions, e.g. day=0.85,night=0.10,fog=0.05.")
 @click.option("--pool-seed", type=int, default=0, show_default=True)
-@click.option("--strategy", default="margin", show_default=True,
-              help="random|least-confidence|margin|entropy|bald|coreset|cluster-margin|badge")
-@click.option("--train-method", default="erm", show_default=True, help="Training method (erm, center-distance, ...).")
+@click.option("--strategy", default="margin", show_default=True, type=NameChoice("active.strategies:STRATEGIES"),
+              help="Query strategy.")
+@click.option("--train-method", default="erm", show_default=True, type=NameChoice("training.methods:METHODS"),
+              help="Training method.")
 @click.option("--rounds", type=int, default=5, show_default=True)
 @click.option("--budget", type=int, default=100, show_default=True, help="Labels bought per round.")
 @click.option("--initial", "initial_size", type=int, default=100, show_default=True, help="Initial random labelled set.")
@@ -40,6 +43,7 @@ def active():
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Pool scoring batch size.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (re-run to resume).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@cli_errors
 def run(data, pool_size, test_size, image_size, domains, pool_seed, strategy, train_method, rounds, budget, initial_size,
         retrain, epochs, arch, pool_subsample, oracle, label_noise, crowd_url, crowd_token, redundancy, crowd_timeout,
         seed, device, batch_size, out, quiet):
@@ -49,17 +53,14 @@ def run(data, pool_size, test_size, image_size, domains, pool_seed, strategy, tr
 
     from active.runner import build_oracle, build_pools, run_active
 
-    try:
-        pool, test, majority = build_pools(data, pool_size, test_size, image_size, domains, pool_seed)
-        orc = build_oracle(oracle, seed=seed, label_noise=label_noise, crowd_url=crowd_url, crowd_token=crowd_token,
-                           redundancy=redundancy, crowd_timeout=crowd_timeout, media_dir=Path(out) / "crowd-media",
-                           progress=not quiet)
-        history = run_active(out, pool, test, majority, strategy=strategy, train_method=train_method, rounds=rounds,
-                             budget=budget, initial_size=initial_size, seed=seed, retrain=retrain,
-                             pool_subsample=pool_subsample, epochs=epochs, arch=arch, device=device,
-                             batch_size=batch_size, oracle=orc, progress=not quiet)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
+    pool, test, majority = build_pools(data, pool_size, test_size, image_size, domains, pool_seed)
+    orc = build_oracle(oracle, seed=seed, label_noise=label_noise, crowd_url=crowd_url, crowd_token=crowd_token,
+                       redundancy=redundancy, crowd_timeout=crowd_timeout, media_dir=Path(out) / "crowd-media",
+                       progress=not quiet)
+    history = run_active(out, pool, test, majority, strategy=strategy, train_method=train_method, rounds=rounds,
+                         budget=budget, initial_size=initial_size, seed=seed, retrain=retrain,
+                         pool_subsample=pool_subsample, epochs=epochs, arch=arch, device=device,
+                         batch_size=batch_size, oracle=orc, progress=not quiet)
     from active.loop import history_table
 
     click.echo(history_table(history))

@@ -13,6 +13,8 @@ import sys
 
 import click
 
+from argus.commands.shared import cli_errors, format_table, list_option
+
 DB_OPTION = click.option("--database-url", envvar="ARGUS_DATABASE_URL", default=None,
                          help="SQLAlchemy URL (default: SQLite in the instance folder). Env: ARGUS_DATABASE_URL.")
 
@@ -24,15 +26,6 @@ def _app(database_url: str | None, auto_init: bool = True):
     if database_url:
         overrides["DATABASE_URL"] = database_url
     return create_app(overrides)
-
-
-def _table(rows: list[dict], columns: list[str]) -> str:
-    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths))
-    out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
-    return "\n".join(out)
 
 
 @click.group()
@@ -83,9 +76,8 @@ def _create_batch(app, sheets, kinds, images, classes, name, redundancy, gold_ra
 
 
 BATCH_OPTIONS = [
-    click.option("--kind", "kinds", multiple=True,
-                 type=click.Choice(["rate_arguments", "name_feature", "mark_rationale", "label"]),
-                 help="Task kind (repeat for a mixed batch). Default: rate_arguments."),
+    list_option("--kind", "kinds", names="crowd.kinds:KINDS",
+                help="Task kind (repeat, or comma-separate, for a mixed batch). Default: rate_arguments."),
     click.option("--redundancy", "-R", default=3, show_default=True, help="Judgments per task, from distinct workers."),
     click.option("--gold-rate", default=0.0, show_default=True, help="Share of gold tasks mixed into each visit."),
     click.option("--gold", "gold_file", type=click.Path(exists=True, dir_okay=False),
@@ -93,7 +85,7 @@ BATCH_OPTIONS = [
     click.option("--tasks-per-visit", "-k", default=5, show_default=True),
     click.option("--reward-cents", default=0, show_default=True, help="Pay per visit (cents)."),
     click.option("--lease-seconds", default=900, show_default=True),
-    click.option("--exclude", multiple=True, type=int, help="Batch id whose workers may not take this one (repeat)."),
+    list_option("--exclude", item=click.INT, help="Batch ids whose workers may not take this one (repeat or comma-separate)."),
     click.option("--name", default=None),
     click.option("--max-arguments", default=3, show_default=True),
     click.option("--max-marks", default=5, show_default=True),
@@ -116,23 +108,18 @@ def batch():
 @click.argument("sheets", required=False, type=click.Path(exists=True, file_okay=False))
 @click.option("--images", type=click.Path(exists=True, dir_okay=False),
               help="Text file with one image path per line: makes a label batch (needs --classes).")
-@click.option("--classes", multiple=True, help="Class names (label batches; repeat).")
+@list_option("--classes", help="Class names (label batches; repeat or comma-separate).")
 @batch_options
 @DB_OPTION
+@cli_errors
 def batch_create(sheets, images, classes, kinds, redundancy, gold_rate, gold_file, tasks_per_visit, reward_cents,
                  lease_seconds, exclude, name, max_arguments, max_marks, limit, database_url):
     """Create a batch from a SHEETS folder (or from --images + --classes)."""
-    from crowd.service import ServiceError
-    from explain.sheet_files import SheetError
-
     if not sheets and not images:
         raise click.UsageError("give a SHEETS folder or --images FILE")
     app = _app(database_url)
-    try:
-        status = _create_batch(app, sheets, kinds, images, classes, name, redundancy, gold_rate, tasks_per_visit,
-                               reward_cents, lease_seconds, gold_file, exclude, max_arguments, max_marks, limit)
-    except (ServiceError, SheetError) as exc:
-        raise click.ClickException(str(exc)) from None
+    status = _create_batch(app, sheets, kinds, images, classes, name, redundancy, gold_rate, tasks_per_visit,
+                           reward_cents, lease_seconds, gold_file, exclude, max_arguments, max_marks, limit)
     click.echo(f"batch {status['id']} created: {status['tasks']} tasks {status['tasks_by_kind']}, "
                f"{status['gold_tasks']} gold, R={status['redundancy']}")
     click.echo(f"worker link: /w/{status['id']}?worker=<id>   (MTurk: /w/{status['id']} as ExternalQuestion URL)")
@@ -142,6 +129,7 @@ def batch_create(sheets, images, classes, kinds, redundancy, gold_rate, gold_fil
 @click.argument("batch_id", required=False, type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @DB_OPTION
+@cli_errors
 def batch_status(batch_id, as_json, database_url):
     """Progress of one batch (or all)."""
     from crowd import service as S
@@ -149,10 +137,7 @@ def batch_status(batch_id, as_json, database_url):
 
     app = _app(database_url)
     with app.app_context(), get_database(app).reading() as session:
-        try:
-            rows = [S.batch_status(session, batch_id)] if batch_id else S.list_batches(session)
-        except S.ServiceError as exc:
-            raise click.ClickException(exc.message) from None
+        rows = [S.batch_status(session, batch_id)] if batch_id else S.list_batches(session)
         if as_json:
             click.echo(json.dumps(rows if batch_id is None else rows[0], indent=2))
             return
@@ -160,7 +145,7 @@ def batch_status(batch_id, as_json, database_url):
             r["kinds"] = ",".join(r["kinds"])
             r["judgments"] = f"{r['judgments']}/{r['judgments_needed']}"
             r["progress"] = f"{100 * r['progress']:.1f}%"
-        click.echo(_table(rows, ["id", "name", "kinds", "status", "tasks", "tasks_complete", "judgments", "progress",
+        click.echo(format_table(rows, ["id", "name", "kinds", "status", "tasks", "tasks_complete", "judgments", "progress",
                                  "active_leases", "workers"]))
 
 
@@ -171,6 +156,7 @@ def batch_status(batch_id, as_json, database_url):
               help="Default: from the file extension.")
 @click.option("--hash-workers", is_flag=True, help="Replace worker ids by salted SHA-256 (ARGUS_EXPORT_SALT).")
 @DB_OPTION
+@cli_errors
 def export(batch_id, out, fmt, hash_workers, database_url):
     """Export judgments (one row per answer; all batches when BATCH_ID is left out)."""
     from tqdm import tqdm
@@ -183,10 +169,7 @@ def export(batch_id, out, fmt, hash_workers, database_url):
     salt = S.export_salt(app.config) if hash_workers else None
     with app.app_context(), get_database(app).reading() as session:
         if batch_id is not None:
-            try:
-                S.get_batch(session, batch_id)
-            except S.ServiceError as exc:
-                raise click.ClickException(exc.message) from None
+            S.get_batch(session, batch_id)
         rows = tqdm(S.iter_judgment_rows(session, batch_id, hash_salt=salt), desc="export", unit="row",
                     disable=not sys.stderr.isatty())
         n = write_judgments(out, rows, fmt)
@@ -196,6 +179,7 @@ def export(batch_id, out, fmt, hash_workers, database_url):
 @crowd.command("workers")
 @click.argument("batch_id", type=int)
 @DB_OPTION
+@cli_errors
 def workers(batch_id, database_url):
     """Per-worker stats of a batch (tasks, median time, gold accuracy, agreement)."""
     from crowd import service as S
@@ -204,7 +188,7 @@ def workers(batch_id, database_url):
     app = _app(database_url)
     with app.app_context(), get_database(app).reading() as session:
         rows = S.worker_stats(session, batch_id)
-    click.echo(_table(rows, ["id", "worker", "status", "tasks", "median_duration_s", "gold_accuracy", "gold_answers",
+    click.echo(format_table(rows, ["id", "worker", "status", "tasks", "median_duration_s", "gold_accuracy", "gold_answers",
                              "agreement_with_majority"]))
 
 
@@ -216,10 +200,10 @@ def workers(batch_id, database_url):
 @click.option("--dev", is_flag=True, help="Flask's single-process development server instead of gunicorn.")
 @batch_options
 @DB_OPTION
+@cli_errors
 def serve(sheets, host, port, n_workers, dev, kinds, redundancy, gold_rate, gold_file, tasks_per_visit, reward_cents,
           lease_seconds, exclude, name, max_arguments, max_marks, limit, database_url):
     """Serve the task server; with SHEETS, first create a batch from that folder (unless one exists)."""
-    from crowd import service as S
     from crowd.db import get_database
     from crowd.models import Batch
 
@@ -235,11 +219,8 @@ def serve(sheets, host, port, n_workers, dev, kinds, redundancy, gold_rate, gold
             existing = session.scalar(select(Batch.id).where(Batch.media_root == str(Path(sheets).resolve()))
                                       .order_by(Batch.id.desc()).limit(1))
         if existing is None:
-            try:
-                status = _create_batch(app, sheets, kinds, None, (), name, redundancy, gold_rate, tasks_per_visit,
-                                       reward_cents, lease_seconds, gold_file, exclude, max_arguments, max_marks, limit)
-            except (S.ServiceError, ValueError) as exc:
-                raise click.ClickException(str(exc)) from None
+            status = _create_batch(app, sheets, kinds, None, (), name, redundancy, gold_rate, tasks_per_visit,
+                                   reward_cents, lease_seconds, gold_file, exclude, max_arguments, max_marks, limit)
             existing = status["id"]
             click.echo(f"created batch {existing} from {sheets}")
         click.echo(f"open http://{host}:{port}/w/{existing}?worker=YOUR_ID to do tasks")

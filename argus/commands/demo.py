@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from argus.commands.shared import cli_errors
+
 
 @click.command("demo")
 @click.option("--out", "out", default="runs/demo", show_default=True, type=click.Path(file_okay=False),
@@ -30,17 +32,15 @@ import click
 @click.option("--redundancy", "-R", type=click.IntRange(min=1, max=10), default=None, help="Judgments per task.")
 @click.option("--seed", default=None, type=int, help="Seed of every stage [default: 0].")
 @click.option("--device", default=None, type=click.Choice(["auto", "cpu", "cuda"]), help="[default: auto]")
+@cli_errors
 def demo(out, fresh, serve, small, quick, n_train, n_test, epochs, spurious, n_sheets, n_workers, redundancy, seed,
          device):
     """Run the whole pipeline on the embedded toy world and print what it found."""
     from argus.pipelines.demo import demo_config, run_demo, serve_for_people
     from argus.pipelines.demo_summary import format_summary
 
-    try:
-        cfg = demo_config(small or quick, n_train=n_train, n_test=n_test, epochs=epochs, spurious=spurious,
-                          n_sheets=n_sheets, n_workers=n_workers, redundancy=redundancy, seed=seed, device=device)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    cfg = demo_config(small or quick, n_train=n_train, n_test=n_test, epochs=epochs, spurious=spurious,
+                      n_sheets=n_sheets, n_workers=n_workers, redundancy=redundancy, seed=seed, device=device)
     out = Path(out)
     summary, server = run_demo(cfg, out, fresh=fresh, echo=click.echo, keep_server=serve)
     click.echo(format_summary(summary))

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from argus.commands.shared import cli_errors
+
 
 def format_ground_truth(summary: dict) -> str:
     """The pointing-game / relevance-mass table by domain, as printed by `argus explain`."""
@@ -46,17 +48,15 @@ def format_ground_truth(summary: dict) -> str:
               help="Pixels of slack for the pointing game [default: 15 px at 224 px, scaled to the input size].")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@cli_errors
 def explain(model_dir, data_dir, out, split, limit, top_m, device, workers, batch_size, top_n, exemplar_split, layer,
             pointing_tolerance, as_json, quiet):
     """Explain a model's predictions as argument sheets (JSON + HTML + PNG) with an index page."""
     from explain.pipeline import run_explain
 
-    try:
-        summary = run_explain(model_dir, data_dir, out, split=split, limit=limit, top_m=top_m, device=device, workers=workers,
-                              batch_size=batch_size, exemplar_split=exemplar_split, top_n=top_n, layer=layer,
-                              pointing_tolerance=pointing_tolerance, progress=not quiet)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    summary = run_explain(model_dir, data_dir, out, split=split, limit=limit, top_m=top_m, device=device, workers=workers,
+                          batch_size=batch_size, exemplar_split=exemplar_split, top_n=top_n, layer=layer,
+                          pointing_tolerance=pointing_tolerance, progress=not quiet)
     if as_json:
         click.echo(json.dumps({k: v for k, v in summary.items() if k != "sheets"}))
         return

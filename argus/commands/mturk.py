@@ -13,6 +13,8 @@ import re
 
 import click
 
+from argus.commands.shared import cli_errors, format_table, list_option
+
 LIVE_WORD = "LIVE"
 
 
@@ -24,18 +26,8 @@ def _seconds(value: str, field: str) -> int:
     return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
-def _table(rows: list[dict] | list[tuple], headers: list[str] | None = None) -> str:
-    """A plain-text table (columns padded to their widest cell)."""
-    if not rows:
-        return "(none)"
-    if isinstance(rows[0], dict):
-        headers = headers or list(rows[0])
-        rows = [[r.get(h) for h in headers] for r in rows]
-    cells = [[("" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))) for v in r] for r in rows]
-    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    line = "  ".join(str(h).ljust(w) for h, w in zip(headers, widths))
-    sep = "  ".join("-" * w for w in widths)
-    return "\n".join([line, sep] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells])
+def _table(rows, headers=None) -> str:
+    return format_table(rows, headers, float_format="{:.2f}")  # money and gold accuracies: 2 decimals
 
 
 class Ctx:
@@ -84,28 +76,6 @@ class Ctx:
         return self._service
 
 
-def _errors(fn):
-    """Turn adapter errors into clean CLI errors (no tracebacks, never any credentials)."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from crowd.providers.mturk_client import MTurkError
-        from crowd.providers.mturk_service import MTurkServiceError
-
-        try:
-            return fn(*args, **kwargs)
-        except (MTurkError, MTurkServiceError, ValueError) as exc:
-            raise click.ClickException(str(exc)) from None
-        except Exception as exc:  # botocore credential errors name the missing source, never a secret
-            if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError", "ProfileNotFound"):
-                raise click.ClickException(
-                    f"{exc}. Set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or use --profile (see docs/mturk.md).") from None
-            raise
-
-    return wrapper
-
-
 def pass_ctx(fn):
     """Pass the invocation's Ctx; add `--sandbox/--live` to the subcommand too, so both
     `argus mturk --live launch ...` and `argus mturk launch --live ...` work."""
@@ -143,7 +113,7 @@ def mturk(ctx, sandbox, db_url, profile, retry_mode, max_attempts, endpoint_url,
 
 @mturk.command()
 @pass_ctx
-@_errors
+@cli_errors
 def balance(c: Ctx):
     """Show the account's available balance."""
     click.echo(_table([(c.environment, f"${c.client().balance()}")], ["environment", "available balance"]))
@@ -167,10 +137,10 @@ def balance(c: Ctx):
 @click.option("--min-approval", type=click.IntRange(0, 100), default=95, show_default=True,
               help="Minimum percent of a worker's assignments approved.")
 @click.option("--min-approved-hits", type=click.IntRange(0), default=None, help="Minimum number of approved HITs.")
-@click.option("--locale", "locales", multiple=True, help="Allowed worker locale (US, US-CA, ...); repeatable.")
+@list_option("--locale", "locales", help="Allowed worker locale (US, US-CA, ...); repeatable.")
 @click.option("--study", default=None, help="Retake-blocking scope: workers of any batch of this study see its "
                                             "HITs only once (default: batch-<id>).")
-@click.option("--exclude-study", "exclude_studies", multiple=True, help="Also hide from workers of this study.")
+@list_option("--exclude-study", "exclude_studies", help="Also hide from workers of this study.")
 @click.option("--qual-test", type=click.Path(exists=True, dir_okay=False), help="QuestionForm XML of a qualification test.")
 @click.option("--qual-answer-key", type=click.Path(exists=True, dir_okay=False), help="AnswerKey XML for --qual-test.")
 @click.option("--qual-min-score", type=int, default=1, show_default=True)
@@ -181,7 +151,7 @@ def balance(c: Ctx):
 @click.option("--frame-height", type=click.IntRange(0, 5000), default=0, show_default=True)
 @click.option("--execute", is_flag=True, help="Really create the HITs (otherwise: dry run with the cost estimate).")
 @pass_ctx
-@_errors
+@cli_errors
 def launch(c: Ctx, batch_id, server_url, entry_url, title, description, keywords, reward, assignments, per_hit,
            duration, lifetime, auto_approve, min_approval, min_approved_hits, locales, study, exclude_studies,
            qual_test, qual_answer_key, qual_min_score, planned_bonuses, max_budget, round_, frame_height, execute):
@@ -221,7 +191,7 @@ def launch(c: Ctx, batch_id, server_url, entry_url, title, description, keywords
 @click.argument("batch_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @pass_ctx
-@_errors
+@cli_errors
 def status(c: Ctx, batch_id, as_json):
     """Local view of BATCH_ID's HITs, assignments and payments (run `sync` first)."""
     st = c.service.status(batch_id)
@@ -246,7 +216,7 @@ def status(c: Ctx, batch_id, as_json):
 @mturk.command()
 @click.argument("batch_id", type=int)
 @pass_ctx
-@_errors
+@cli_errors
 def sync(c: Ctx, batch_id):
     """Pull HITs, assignments and bonus payments from MTurk (MTurk is the source of truth)."""
     c.confirm_live("syncing (grants the participated qualification)")
@@ -260,15 +230,15 @@ def sync(c: Ctx, batch_id):
               help="Approve when the assignment's gold accuracy is at least this; flag otherwise.")
 @click.option("--no-gold", type=click.Choice(["approve", "flag"]), default="approve", show_default=True,
               help="What to do with assignments that saw no gold question.")
-@click.option("--approve", "approve_ids", multiple=True, help="Approve this assignment (e.g. a flagged one).")
-@click.option("--override", "override_ids", multiple=True, help="Approve a rejected assignment (OverrideRejection).")
-@click.option("--reject", "reject_ids", multiple=True, help="Reject this assignment (needs --feedback).")
+@list_option("--approve", "approve_ids", help="Approve this assignment (e.g. a flagged one).")
+@list_option("--override", "override_ids", help="Approve a rejected assignment (OverrideRejection).")
+@list_option("--reject", "reject_ids", help="Reject this assignment (needs --feedback).")
 @click.option("--reject-flagged", is_flag=True, help="Reject every flagged assignment (needs --feedback).")
 @click.option("--feedback", default=None, help="Message the worker reads (required to reject).")
 @click.option("--yes", is_flag=True, help="Confirm rejections without the prompt.")
 @click.option("--execute", is_flag=True, help="Really approve/flag (otherwise: show the plan).")
 @pass_ctx
-@_errors
+@cli_errors
 def review(c: Ctx, batch_id, threshold, no_gold, approve_ids, override_ids, reject_ids, reject_flagged, feedback,
            yes, execute):
     """Approve good work of BATCH_ID by gold accuracy, flag the rest; manual approve/reject/override."""
@@ -316,7 +286,7 @@ def review(c: Ctx, batch_id, threshold, no_gold, approve_ids, override_ids, reje
 @click.option("--max-budget", default=None, help="Refuse if bonuses + fees are above this (USD).")
 @click.option("--execute", is_flag=True, help="Really pay (otherwise: show the plan).")
 @pass_ctx
-@_errors
+@cli_errors
 def bonus(c: Ctx, batch_id, amount, min_gold, csv_path, reason, key, max_budget, execute):
     """Pay bonuses for approved work of BATCH_ID, exactly once (ledger + UniqueRequestToken)."""
     if bool(amount) == bool(csv_path):
@@ -347,7 +317,7 @@ def bonus(c: Ctx, batch_id, amount, min_gold, csv_path, reason, key, max_budget,
 @click.option("--reason", required=True, help="Why (MTurk keeps it; the worker may see it).")
 @click.option("--unblock", is_flag=True, help="Lift the blocks instead.")
 @pass_ctx
-@_errors
+@cli_errors
 def block(c: Ctx, worker_ids, reason, unblock):
     """Block MTurk workers from your HITs and from new Argus tasks (or --unblock)."""
     c.confirm_live("blocking workers")
@@ -359,7 +329,7 @@ def block(c: Ctx, worker_ids, reason, unblock):
 @click.argument("batch_id", type=int)
 @click.option("--delete", "delete_after", is_flag=True, help="Also delete HITs whose assignments are all reviewed.")
 @pass_ctx
-@_errors
+@cli_errors
 def expire(c: Ctx, batch_id, delete_after):
     """Expire BATCH_ID's HITs now (no new workers; accepted work can still be submitted)."""
     c.confirm_live("expiring HITs")
@@ -378,7 +348,7 @@ def _delete(c: Ctx, batch_id: int) -> None:
 @mturk.command()
 @click.argument("batch_id", type=int)
 @pass_ctx
-@_errors
+@cli_errors
 def delete(c: Ctx, batch_id):
     """Delete BATCH_ID's expired HITs once every assignment is approved or rejected."""
     c.confirm_live("deleting HITs")
@@ -387,11 +357,11 @@ def delete(c: Ctx, batch_id):
 
 @mturk.command()
 @click.argument("batch_id", type=int, required=False)
-@click.option("--worker", "worker_ids", multiple=True, help="Notify this worker (default: every worker of BATCH_ID).")
+@list_option("--worker", "worker_ids", help="Notify this worker (default: every worker of BATCH_ID).")
 @click.option("--subject", required=True)
 @click.option("--message", required=True)
 @pass_ctx
-@_errors
+@cli_errors
 def notify(c: Ctx, batch_id, worker_ids, subject, message):
     """E-mail workers through MTurk (100 per call; never twice for the same message)."""
     if batch_id is None and not worker_ids:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from argus.commands.shared import cli_errors
+
 
 @click.command("report")
 @click.option("--judgments", "judgments", required=True, type=click.Path(exists=True, dir_okay=False),
@@ -21,14 +23,11 @@ import click
 @click.option("--dropna", is_flag=True, help="Leave out answers without a label (default: they are an error).")
 @click.option("--duplicates", type=click.Choice(["error", "first", "last"]), default="error", show_default=True,
               help="Two answers of one worker to one unit: an error, or keep the first / last.")
+@cli_errors
 def report(judgments, sheets, out, data, n_boot, seed, confidence, title, dropna, duplicates):
     """Agreement, aggregation and model-vs-human analysis -> OUT/report.html + tables/*.csv."""
-    from crowd.judgments import JudgmentFrameError
     from analysis.report import build_report
 
-    try:
-        path = build_report(judgments, sheets, out, data_dir=data, n_boot=n_boot, seed=seed,
-                            confidence=confidence, title=title, dropna=dropna, duplicates=duplicates)
-    except (JudgmentFrameError, FileNotFoundError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+    path = build_report(judgments, sheets, out, data_dir=data, n_boot=n_boot, seed=seed, confidence=confidence,
+                        title=title, dropna=dropna, duplicates=duplicates)
     click.echo(f"wrote {path}")

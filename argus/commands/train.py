@@ -2,37 +2,30 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
+from argus.commands.shared import KeyValue, NameChoice, cli_errors, config_default, options_dict
 
-def _parse_options(items) -> dict:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--method-option")
-        key, value = item.split("=", 1)
-        try:
-            out[key.strip().replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip().replace("-", "_")] = value
-    return out
+CONFIG = "training.trainer:TrainConfig"
 
 
 @click.command("train")
 @click.option("--data", "data_root", required=True, type=click.Path(exists=True, file_okay=False), help="Dataset folder.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run folder (model.pt, model.json, metrics.json).")
-@click.option("--arch", default="small-cnn", show_default=True, help="small-cnn | resnet18 | resnet50")
-@click.option("--method", default="erm", show_default=True, help="Training method (erm or one registered in training.methods).")
-@click.option("--method-option", "method_options", multiple=True, metavar="KEY=VALUE", help="Option for the method (repeatable; JSON values).")
+@click.option("--arch", default=config_default(CONFIG, "arch"), show_default=True,
+              type=NameChoice("training.models:ARCHITECTURES"))
+@click.option("--method", default=config_default(CONFIG, "method"), show_default=True,
+              type=NameChoice("training.methods:METHODS"), help="Training method.")
+@click.option("--method-option", "method_options", multiple=True, type=KeyValue(),
+              help="Option for the method (repeatable; JSON values).")
 @click.option("--epochs", default=None, type=click.IntRange(min=1), help="Epochs [default: 15].")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Global mini-batch [default: 128].")
+@click.option("--batch-size", default=config_default(CONFIG, "batch_size"), show_default=True, type=click.IntRange(min=1),
+              help="Global mini-batch.")
 @click.option("--lr", default=None, type=float, help="Peak learning rate [default: 0.05 (sgd)].")
 @click.option("--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "adamw"]))
-@click.option("--weight-decay", default=None, type=float, help="[default: 5e-4]")
+@click.option("--weight-decay", default=config_default(CONFIG, "weight_decay"), show_default=True, type=float)
 @click.option("--image-size", default=None, type=click.IntRange(min=16), help="Model input side (default: the dataset's).")
 @click.option("--weights", default=None, type=click.Path(exists=True, dir_okay=False), help="Torchvision state dict to start from (resnets).")
 @click.option("--no-augment", is_flag=True, help="No random shifts / mirroring.")
@@ -40,6 +33,7 @@ def _parse_options(items) -> dict:
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0), help="Processes decoding images (once; cached).")
 @click.option("--resume", is_flag=True, help="Continue from RUN/last.pt.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@cli_errors
 def train(data_root, out, arch, method, method_options, epochs, seed, device, batch_size, lr, optimizer, weight_decay, image_size, weights,
           no_augment, no_amp, workers, resume, quiet):
     """Train a model; the selected checkpoint is RUN/model.pt (worst-class val accuracy by default).
@@ -48,23 +42,18 @@ def train(data_root, out, arch, method, method_options, epochs, seed, device, ba
     """
     from training.trainer import Trainer, TrainConfig
 
-    cfg = TrainConfig(arch=arch, method=method, method_options=_parse_options(method_options), seed=seed, device=device,
+    cfg = TrainConfig(arch=arch, method=method, method_options=options_dict(method_options), seed=seed, device=device,
                       optimizer=optimizer, image_size=image_size, weights=weights, augment=not no_augment, amp=not no_amp, workers=workers)
     if epochs is not None:
         cfg.epochs = epochs
-    if batch_size is not None:
-        cfg.batch_size = batch_size
+    cfg.batch_size = batch_size
     if lr is not None:
         cfg.lr = lr
     elif optimizer == "adamw":
         cfg.lr = 2e-3
-    if weight_decay is not None:
-        cfg.weight_decay = weight_decay
-    try:
-        trainer = Trainer(data_root, out, cfg, progress=not quiet)
-        metrics = trainer.fit(resume=resume)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
+    cfg.weight_decay = weight_decay
+    trainer = Trainer(data_root, out, cfg, progress=not quiet)
+    metrics = trainer.fit(resume=resume)
     if trainer.is_main:
         best = next((r for r in metrics["epochs"] if r["epoch"] == metrics.get("best_epoch")), None)
         msg = f"trained {arch} ({method}) for {cfg.epochs} epochs in {metrics.get('train_time_s', 0):.0f}s on {metrics.get('device')}"

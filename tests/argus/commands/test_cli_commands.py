@@ -76,7 +76,7 @@ def test_train_resume_extends_a_run(cli_world, tmp_path):
 
 def test_train_errors_are_clear(cli_world, tmp_path):
     result = run_cli("train", "--data", cli_world, "--out", tmp_path / "r", "--method", "nope", "--quiet")
-    assert result.exit_code == 1 and "unknown training method 'nope'" in result.output
+    assert result.exit_code == 2 and "Invalid value for '--method': unknown training method 'nope'" in result.output
     result = run_cli("train", "--data", cli_world, "--out", tmp_path / "r2", "--resume", "--quiet", "--device", "cpu")
     assert result.exit_code == 1 and "nothing to resume" in result.output
     result = run_cli("eval", "--model", tmp_path, "--data", cli_world)
