@@ -79,6 +79,9 @@ class Registry(Generic[T]):
         """The class registered as `name`."""
         return self._classes[self.resolve(name)]
 
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
+
     def build(self, name: str, /, **options):
         """An instance of the class registered as `name`, built with `options`."""
         return self.get(name)(**options)

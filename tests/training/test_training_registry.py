@@ -23,7 +23,7 @@ def test_register_build_and_list():
         pass
 
     assert reg.names() == ["large-one", "small"] and list(reg) == reg.names() and len(reg) == 2
-    assert Large.name == "large-one" and reg.get("Large_One") is Large and reg.get("BIG") is Large
+    assert Large.name == "large-one" and reg.get("Large_One") is Large and reg.get("BIG") is Large and reg["small"] is Small
     assert reg.build("large-one", size=3).size == 3
     assert "small" in reg and "big" in reg and "medium" not in reg and 3 not in reg
     assert reg.items() == [("large-one", Large), ("small", Small)]
