@@ -92,7 +92,7 @@ class GridConfig:
 
     def check(self) -> None:
         from active.strategies import get_strategy
-        from training.method_base import build_method
+        from training.methods import build_method
 
         for s in self.strategies:
             get_strategy(s, device="cpu")

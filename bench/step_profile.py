@@ -67,7 +67,7 @@ def profile(arch: str, size: int, batch: int, method_name: str, amp_dtype: str, 
     import torch
 
     from training.batches import Augment, DeviceBatches, prepare_batch
-    from training.method_base import build_method
+    from training.methods import build_method
     from training.models import build_model
     from training.trainer import _FeaturesAndLogits
 
