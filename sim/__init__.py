@@ -13,5 +13,6 @@ checks it). Nothing here makes a real secret: tokens come from `crowd.tokens`.
   simulated crowd through the worker pages;
 - `sim.load`: gunicorn as a subprocess, load runs, chaos (SIGKILL), `check_run`;
 - `sim.frames`: `simulate_crowd`, vectorised judgment frames for aggregator tests and benchmarks;
+- `sim.crowd_judgments`: simulated exports with worker types and gold, for the worker-quality model;
 - `sim.checks`: the demo's checks against the simulated truth.
 """
