@@ -76,7 +76,7 @@ def _create_batch(app, sheets, kinds, images, classes, name, redundancy, gold_ra
 
 
 BATCH_OPTIONS = [
-    list_option("--kind", "kinds", names="crowd.kinds:KINDS",
+    list_option("--kind", "kinds", names="crowd.judgments:KINDS",
                 help="Task kind (repeat, or comma-separate, for a mixed batch). Default: rate_arguments."),
     click.option("--redundancy", "-R", default=3, show_default=True, help="Judgments per task, from distinct workers."),
     click.option("--gold-rate", default=0.0, show_default=True, help="Share of gold tasks mixed into each visit."),

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[3]
 @click.command()
 @list_option("--strategies", names="active.strategies:STRATEGIES", default=LazyDefault(lambda: ("random", "margin")),
              show_default=True)
-@list_option("--kind", "kinds", names="crowd.kinds:KINDS")
+@list_option("--kind", "kinds", names="crowd.judgments:KINDS")
 @list_option("--exclude", item=click.INT)
 @click.option("--seeds", type=Seeds(), default="3", show_default=True)
 @click.option("--opt", "opts", type=KeyValue(scope="METHOD"), multiple=True)
