@@ -95,7 +95,7 @@ def run(quick: bool) -> dict:
             for f, hits in ((fake, [h["hit_id"] for h in res.hits]), (bare_fake, bare_hits)):
                 for h in hits:
                     for w in range(per_hit):
-                        f.accept(h, f"W{w:03d}")
+                        f.accept(h, f"AW{w:03d}")
                 for a in f.assignments.values():
                     a["AssignmentStatus"], a["SubmitTime"] = "Submitted", time.time()
             n_asg = n_hits * per_hit

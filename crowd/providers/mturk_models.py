@@ -65,6 +65,17 @@ class NoticeStatus(str, enum.Enum):
     sent = "sent"
 
 
+class ExtensionStatus(str, enum.Enum):
+    planned = "planned"  # ledger row written; CreateAdditionalAssignmentsForHIT not confirmed
+    done = "done"  # MTurk shows the HIT with the added assignments
+
+
+class CompensationStatus(str, enum.Enum):
+    pending = "pending"  # qualification and HIT being set up
+    live = "live"  # the HIT waits for the worker
+    paid = "paid"  # the worker's assignment was approved
+
+
 class MTurkHitType(Base):
     __tablename__ = "mturk_hit_type"
     __table_args__ = (UniqueConstraint("environment", "hit_type_id", "batch_id", name="uq_mturk_hit_type"),)
@@ -180,6 +191,20 @@ class MTurkQualificationGrant(Base):
     granted_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
 
 
+class MTurkRevocation(Base):
+    """A qualification taken back from a worker (sync never grants it again on its own)."""
+
+    __tablename__ = "mturk_revocation"
+    __table_args__ = (UniqueConstraint("environment", "qualification_type_id", "worker_id", name="uq_mturk_revocation"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    environment: Mapped[MTurkEnv] = mapped_column(enum_type(MTurkEnv))
+    qualification_type_id: Mapped[str] = mapped_column(String(64))
+    worker_id: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    revoked_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
 class MTurkNotification(Base):
     """One NotifyWorkers call (<= 100 workers), recorded so a re-run never e-mails twice."""
 
@@ -198,8 +223,57 @@ class MTurkNotification(Base):
     sent_at: Mapped[datetime | None] = mapped_column(TZDateTime)
 
 
+class MTurkSetting(Base):
+    """Per-database values of the adapter; ``token_salt`` makes every UniqueRequestToken unique
+    to this database, so a re-initialised database never collides with an earlier one's HITs."""
+
+    __tablename__ = "mturk_setting"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class MTurkExtension(Base):
+    """One CreateAdditionalAssignmentsForHIT (+ new expiry), written before the call."""
+
+    __tablename__ = "mturk_extension"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    environment: Mapped[MTurkEnv] = mapped_column(enum_type(MTurkEnv))
+    unique_request_token: Mapped[str] = mapped_column(String(64), unique=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id", ondelete="CASCADE"))
+    hit_id: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(64))  # what the extension is for; one per (HIT, key)
+    added: Mapped[int] = mapped_column(Integer)
+    max_before: Mapped[int] = mapped_column(Integer)  # MaxAssignments when the row was written
+    expire_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    status: Mapped[ExtensionStatus] = mapped_column(enum_type(ExtensionStatus), default=ExtensionStatus.planned)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
+class MTurkCompensation(Base):
+    """A one-worker compensation HIT, hidden from everyone but that worker by a qualification."""
+
+    __tablename__ = "mturk_compensation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    environment: Mapped[MTurkEnv] = mapped_column(enum_type(MTurkEnv))
+    unique_request_token: Mapped[str] = mapped_column(String(64), unique=True)
+    worker_id: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(64))  # one compensation per (worker, key)
+    reward_cents: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    qualification_type_id: Mapped[str | None] = mapped_column(String(64))
+    hit_type_id: Mapped[str | None] = mapped_column(String(64))
+    hit_id: Mapped[str | None] = mapped_column(String(64))
+    assignment_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[CompensationStatus] = mapped_column(enum_type(CompensationStatus), default=CompensationStatus.pending)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
 MTURK_TABLES = [m.__table__ for m in (MTurkHitType, MTurkHit, MTurkAssignment, MTurkBonus, MTurkBlock,
-                                      MTurkQualificationGrant, MTurkNotification)]
+                                      MTurkQualificationGrant, MTurkRevocation, MTurkNotification, MTurkSetting, MTurkExtension,
+                                      MTurkCompensation)]
 
 
 def ensure_tables(engine: Engine) -> None:

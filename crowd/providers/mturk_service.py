@@ -4,24 +4,29 @@ MTurk is the source of truth for HITs, assignment statuses and payments; the Arg
 is the source of truth for the work (visits, judgments, gold scores). Every operation here is
 safe to re-run after any failure:
 
-* **launch** writes one `mturk_hit` row per HIT (with its deterministic
-  `UniqueRequestToken`) before calling `CreateHITWithHITType`; a retry sends the same token,
-  so MTurk answers "already used" with the existing HIT instead of making a second one. Rows
-  that were attempted before are first looked up in `ListHITs` by their annotation (the token
-  is written there too), which also covers MTurk's 24-hour token memory;
-* **sync** pulls every assignment (`ListAssignmentsForHIT`, all pages) and overwrites the
-  local status with MTurk's; local visits whose MTurk assignment never arrived (an
-  `externalSubmit` that failed, so MTurk reissued the slot) are reported as not submitted;
+* **launch** checks every setting against MTurk's limits, then writes one ``mturk_hit`` row per
+  HIT (with its ``UniqueRequestToken``: deterministic, and salted with a random value kept in
+  this database, so another database never shares it) before calling ``CreateHITWithHITType``;
+  a retry sends the same token, so MTurk refuses it (``AWS.MechanicalTurk.HitAlreadyExists``)
+  instead of making a second HIT. Rows that were attempted before are first looked up in
+  ``ListHITs`` by their annotation (the token is written there too), which also covers MTurk's
+  24-hour token memory; a HIT is adopted only if its annotation and its URL are ours;
+* **sync** and **expire** first do the same look-up, so a HIT whose create answer was lost is
+  never left live and untracked; sync pulls every assignment (``ListAssignmentsForHIT``, all
+  pages) and overwrites the local status with MTurk's. An assignment is matched to the visit of
+  the same (assignmentId, workerId): MTurk gives a returned assignment's id to the next worker,
+  so the id alone may point at someone else's work. Visits MTurk never received (an
+  ``externalSubmit`` that failed, a returned HIT) are reported as not submitted;
 * **review** approves submitted assignments whose gold accuracy reaches the threshold and flags
   the rest; rejecting needs feedback and an explicit confirmation; a call whose outcome is
-  unknown is settled by reading the assignment back (`GetAssignment`);
-* **bonus** writes the ledger row first, then `SendBonus` with a token; rows still "planned"
-  are matched against `ListBonusPayments` (the reason carries a `[ref ...]` tag) before any
+  unknown is settled by reading the assignment back (``GetAssignment``);
+* **bonus** writes the ledger row first, then ``SendBonus`` with a token; rows still "planned"
+  are matched against ``ListBonusPayments`` (the reason carries a ``[ref ...]`` tag) before any
   new attempt, so a payment is never sent twice.
 
-Functions take an `crowd.db.Database` and an `MTurkClient`. Worker and visit
-statuses change only through the crowd service's review functions (`review_worker`,
-`record_provider_review`), so the server's rules and event log see every change.
+Functions take an :class:`crowd.db.Database` and an :class:`MTurkClient`. Worker and visit
+statuses change only through the crowd service's review functions (``review_worker``,
+``record_provider_review``), so the server's rules and event log see every change.
 """
 
 from __future__ import annotations
@@ -39,15 +44,18 @@ from crowd.db import Database
 from crowd.models import Assignment, Batch, Judgment, Provider, Task, Visit, Worker, WorkerStatus, utcnow
 from crowd.service import ServiceError, log_event, record_provider_review, review_worker
 from crowd.providers.mturk_client import (
-    CostEstimate, MTurkClient, MTurkError, bonus_fee, chunked, estimate_hits, external_question_xml, money,
+    EXTERNAL_QUESTION_NS, CostEstimate, MTurkClient, MTurkError, bonus_fee, check_hit_type, check_lifetime,
+    check_worker_id, check_worker_ids, chunked, estimate_hits, external_question_xml, money,
     qualification_requirements, split_assignments, unique_request_token,
 )
 from crowd.providers.mturk_models import (
     BlockStatus, BonusStatus, Decision, HitState, MTurkAssignment, MTurkAssignmentStatus, MTurkBlock, MTurkBonus,
-    MTurkEnv, MTurkHit, MTurkHitType, MTurkNotification, MTurkQualificationGrant, NoticeStatus, ensure_tables,
+    MTurkEnv, MTurkHit, MTurkHitType, MTurkNotification, MTurkQualificationGrant, MTurkSetting, NoticeStatus,
+    ensure_tables,
 )
 
 PARTICIPATED_PREFIX = "Argus participated: "
+LOW_QUALITY_QUALIFICATION = "Argus excluded: low-quality work"
 
 
 class MTurkServiceError(ServiceError):
@@ -84,8 +92,10 @@ class LaunchSettings:
     assignment_duration_s: int = 3600
     lifetime_s: int = 7 * 86400
     auto_approval_delay_s: int = 3 * 86400
-    min_approval_rate: int | None = 95
-    min_approved_hits: int | None = None
+    min_approval_rate: int | None = 95  # PercentAssignmentsApproved
+    min_approved_hits: int | None = None  # NumberHITsApproved
+    masters: bool = False  # only Masters workers (MTurk adds 5% to its fee)
+    exclude_low_quality: bool = True  # hide from workers `review` excluded for low-quality work
     locales: tuple[str, ...] = ()
     study: str | None = None  # participated-qualification scope; None: "batch-<id>"
     exclude_studies: tuple[str, ...] = ()  # also hide from workers of these earlier studies
@@ -93,6 +103,7 @@ class LaunchSettings:
     qualification_answer_key: str | None = None
     qualification_min_score: int = 1
     planned_bonuses: Decimal | str = "0"
+    planned_bonus_count: int | None = None  # payments the bonus budget is split into; None: one per assignment
     frame_height: int = 0
     round: int = 1
     allow_http: bool = False  # only for offline tests against a local server
@@ -118,6 +129,7 @@ class MTurkService:
         self.client = client
         self.env = MTurkEnv(client.environment)
         self.progress = progress
+        self._salt: str | None = None
         ensure_tables(db.engine)
 
     def _bar(self, items, desc: str):
@@ -128,7 +140,7 @@ class MTurkService:
     def planned_assignments(self, batch_id: int) -> int:
         """Worker visits needed so every non-gold task gets R judgments.
 
-        A worker's first visit of k = `tasks_per_visit` tasks holds floor(k x `gold_rate`)
+        A worker's first visit of k = ``tasks_per_visit`` tasks holds floor(k x ``gold_rate``)
         gold tasks (the crowd server's deterministic mixing), the rest are real tasks.
         """
         with self.db.reading() as s:
@@ -146,22 +158,65 @@ class MTurkService:
         return batch
 
     def estimate(self, batch_id: int, settings: LaunchSettings) -> tuple[CostEstimate, list[int], Decimal]:
-        """(cost estimate, HIT sizes, reward) for launching `batch_id` with `settings`."""
+        """(cost estimate, HIT sizes, reward) for launching ``batch_id`` with ``settings``.
+
+        Every setting is checked against MTurk's limits first (``ValueError`` naming the field),
+        so a dry run already shows what MTurk would refuse.
+        """
         with self.db.reading() as s:
             batch = self._batch(s, batch_id)
             reward = money(settings.reward, "reward") if settings.reward is not None else _usd(batch.reward_cents)
+        self._check_settings(settings, reward)
         total = settings.assignments or self.planned_assignments(batch_id)
         if int(settings.per_hit) < 1:
             raise MTurkServiceError(f"per_hit: {settings.per_hit!r} must be >= 1")
         sizes = split_assignments(total, settings.per_hit)
-        return estimate_hits(reward, sizes, settings.planned_bonuses), sizes, reward
+        est = estimate_hits(reward, sizes, settings.planned_bonuses, settings.planned_bonus_count, settings.masters)
+        return est, sizes, reward
+
+    def _check_settings(self, settings: LaunchSettings, reward: Decimal) -> None:
+        check_hit_type(settings.title, settings.description, reward, settings.assignment_duration_s,
+                       settings.auto_approval_delay_s, settings.keywords)
+        check_lifetime(settings.lifetime_s)
+        external_question_xml(settings.entry_url, settings.frame_height, settings.allow_http)
+        # the requirements as launch will build them (placeholder ids): locales, count <= 10
+        n_excluded = 1 + len(set(settings.exclude_studies)) + bool(settings.exclude_low_quality)
+        qualification_requirements(
+            settings.min_approval_rate, settings.min_approved_hits, settings.locales, ["Q"] * n_excluded,
+            "Q" if settings.qualification_test else None, settings.qualification_min_score, settings.masters,
+            self.env.value)
+
+    # ------------------------------------------------------------------ tokens
+    def token_salt(self) -> str:
+        """This database's random salt for UniqueRequestTokens (made on first use, never changed)."""
+        import secrets
+
+        from sqlalchemy.exc import IntegrityError
+
+        if self._salt is None:
+            with self.db.reading() as s:
+                row = s.get(MTurkSetting, "token_salt")
+            if row is None:
+                try:
+                    with self.db.transaction() as s:
+                        s.add(MTurkSetting(key="token_salt", value=secrets.token_hex(16)))
+                except IntegrityError:  # another process made it first: use theirs
+                    pass
+                with self.db.reading() as s:
+                    row = s.get(MTurkSetting, "token_salt")
+            self._salt = row.value
+        return self._salt
+
+    def token(self, kind: str, *parts) -> str:
+        """A UniqueRequestToken for ``kind`` + ``parts``, unique to this database and environment."""
+        return unique_request_token(kind, self.env.value, self.token_salt(), *parts)
 
     # ------------------------------------------------------------------ launch
     def launch(self, batch_id: int, settings: LaunchSettings, *, dry_run: bool = True,
                max_budget: Decimal | str | None = None) -> LaunchResult:
         """Create the HIT type and the batch's HITs (idempotent; dry run by default).
 
-        Refuses with `BudgetExceeded` when the estimate is above `max_budget` (USD) or
+        Refuses with :class:`BudgetExceeded` when the estimate is above ``max_budget`` (USD) or
         above the account balance. Re-running after any failure creates only the HITs that
         are still missing.
         """
@@ -169,9 +224,9 @@ class MTurkService:
         if max_budget is not None and est.total > money(max_budget, "max budget"):
             raise BudgetExceeded(f"estimated cost ${est.total} is above --max-budget ${money(max_budget)}")
         result = LaunchResult(batch_id, self.env.value, est, dry_run)
-        external_question_xml(settings.entry_url, settings.frame_height, settings.allow_http)  # validate early
         if dry_run:
             return result
+        self.token_salt()  # made (once) outside the transactions below
         with self.db.reading() as s:
             existing = s.scalars(select(MTurkHit).where(
                 MTurkHit.batch_id == batch_id, MTurkHit.environment == self.env, MTurkHit.round == settings.round)).all()
@@ -184,7 +239,7 @@ class MTurkService:
         if existing:  # only what is still to create counts against the balance
             done = {h.chunk_index for h in existing if h.hit_id}
             left = [n for i, n in enumerate(sizes) if i not in done]
-            pending_cost = estimate_hits(reward, left).total if left else Decimal("0")
+            pending_cost = estimate_hits(reward, left, masters=settings.masters).total if left else Decimal("0")
         if pending_cost > 0:
             balance = self.client.balance()
             if balance < pending_cost:
@@ -197,7 +252,9 @@ class MTurkService:
             f"Granted by Argus to workers who took part in study {study}; HITs of the study hide from them.")
         excluded = [qual_id] + [
             self.client.ensure_qualification_type(PARTICIPATED_PREFIX + other, f"Argus study {other}")
-            for other in settings.exclude_studies if other != study]
+            for other in dict.fromkeys(settings.exclude_studies) if other != study]
+        if settings.exclude_low_quality:
+            excluded.append(self._low_quality_qualification())
         test_id = None
         if settings.qualification_test:
             test_id = self.client.ensure_qualification_type(
@@ -205,7 +262,7 @@ class MTurkService:
                 test=settings.qualification_test, answer_key=settings.qualification_answer_key)
         reqs = qualification_requirements(
             settings.min_approval_rate, settings.min_approved_hits, settings.locales, excluded, test_id,
-            settings.qualification_min_score)
+            settings.qualification_min_score, settings.masters, self.env.value)
         hit_type_id = self.client.create_hit_type(
             settings.title, settings.description, reward, settings.assignment_duration_s,
             settings.auto_approval_delay_s, settings.keywords, reqs)
@@ -217,53 +274,99 @@ class MTurkService:
                                    title=settings.title, reward_cents=_cents(reward),
                                    participated_qualification_id=qual_id,
                                    params=dict(keywords=settings.keywords, requirements=reqs, study=study,
+                                               masters=settings.masters,
                                                assignment_duration_s=settings.assignment_duration_s,
                                                auto_approval_delay_s=settings.auto_approval_delay_s)))
             # 2. write every HIT row before any HIT is created
             for i, n in enumerate(sizes):
-                token = unique_request_token("hit", self.env.value, batch_id, settings.round, i)
-                if s.scalar(select(MTurkHit.id).where(MTurkHit.unique_request_token == token)) is None:
+                if s.scalar(select(MTurkHit.id).where(
+                        MTurkHit.batch_id == batch_id, MTurkHit.environment == self.env,
+                        MTurkHit.round == settings.round, MTurkHit.chunk_index == i)) is None:
                     s.add(MTurkHit(environment=self.env, batch_id=batch_id, round=settings.round, chunk_index=i,
-                                   unique_request_token=token, hit_type_id=hit_type_id, max_assignments=n,
+                                   unique_request_token=self.token("hit", batch_id, settings.round, i),
+                                   hit_type_id=hit_type_id, max_assignments=n,
                                    reward_cents=_cents(reward), lifetime_s=settings.lifetime_s,
                                    entry_url=settings.entry_url, state=HitState.pending))
         question = external_question_xml(settings.entry_url, settings.frame_height, settings.allow_http)
 
-        # 3. create the HITs still pending
+        # 3. HITs tried before may exist on MTurk: find them by annotation; then create the rest
+        result.recovered += self._recover_unconfirmed(batch_id, settings.round)
         with self.db.reading() as s:
             rows = s.scalars(select(MTurkHit).where(
                 MTurkHit.batch_id == batch_id, MTurkHit.environment == self.env,
                 MTurkHit.round == settings.round).order_by(MTurkHit.chunk_index)).all()
-        by_annotation = None
         for row in self._bar(rows, "creating HITs"):
             if row.hit_id:
-                result.hits.append(dict(chunk=row.chunk_index, hit_id=row.hit_id, max_assignments=row.max_assignments, new=False))
+                result.hits.append(dict(chunk=row.chunk_index, hit_id=row.hit_id, max_assignments=row.max_assignments,
+                                        new=False))
                 continue
-            hit = None
-            if row.attempts:  # an earlier try may have gone through: look before creating again
-                if by_annotation is None:
-                    by_annotation = {h.get("RequesterAnnotation"): h for h in self.client.list_hits()}
-                hit = by_annotation.get(row.unique_request_token)
             with self.db.transaction() as s:
                 s.get(MTurkHit, row.id).attempts += 1
-            if hit is None:
-                hit = self.client.create_hit(row.hit_type_id, question, row.max_assignments, row.lifetime_s,
-                                             row.unique_request_token, annotation=row.unique_request_token)
-                if hit.get("Recovered"):
-                    result.recovered += 1
-                else:
-                    result.created += 1
-            else:
+            hit = self.client.create_hit(row.hit_type_id, question, row.max_assignments, row.lifetime_s,
+                                         row.unique_request_token, annotation=row.unique_request_token)
+            self._adopt(row, hit)
+            if hit.get("Recovered"):
                 result.recovered += 1
-            with self.db.transaction() as s:
-                r = s.get(MTurkHit, row.id)
-                r.hit_id, r.state, r.mturk_status = hit["HITId"], HitState.live, hit.get("HITStatus")
-                r.expiration = hit.get("Expiration")
-                log_event(s, "mturk_hit_created", batch_id=batch_id, hit=hit["HITId"], env=self.env.value,
-                           chunk=row.chunk_index, assignments=row.max_assignments)
+            else:
+                result.created += 1
             result.hits.append(dict(chunk=row.chunk_index, hit_id=hit["HITId"], max_assignments=row.max_assignments,
                                     new=not hit.get("Recovered")))
         return result
+
+    def _low_quality_qualification(self) -> str:
+        return self.client.ensure_qualification_type(
+            LOW_QUALITY_QUALIFICATION,
+            "Granted by Argus to workers whose work in a study was below the quality bar; "
+            "later Argus HITs hide from them.")
+
+    @staticmethod
+    def _question_url(question: str | None) -> str | None:
+        from xml.etree import ElementTree
+
+        if not question:
+            return None
+        try:
+            return ElementTree.fromstring(question.encode()).findtext(f"{{{EXTERNAL_QUESTION_NS}}}ExternalURL")
+        except ElementTree.ParseError:
+            return None
+
+    def _adopt(self, row: MTurkHit, hit: dict) -> None:
+        """Record ``hit`` as the HIT of ``row``, after checking it is ours: our token in its
+        annotation and our entry URL in its question. Anything else is refused, never adopted."""
+        if hit.get("RequesterAnnotation") != row.unique_request_token:
+            raise MTurkServiceError(f"HIT {hit['HITId']} does not carry this row's token "
+                                    f"({hit.get('RequesterAnnotation')!r}); not adopting it")
+        url = self._question_url(hit.get("Question"))
+        if hit.get("Question") is not None and url != row.entry_url:
+            raise MTurkServiceError(
+                f"HIT {hit['HITId']} carries the token of batch {row.batch_id} chunk {row.chunk_index} but opens "
+                f"{url!r}, not {row.entry_url!r}; not adopting it (inspect it on MTurk and expire it by hand)")
+        with self.db.transaction() as s:
+            r = s.get(MTurkHit, row.id)
+            r.hit_id, r.state, r.mturk_status = hit["HITId"], HitState.live, hit.get("HITStatus")
+            r.expiration = hit.get("Expiration")
+            log_event(s, "mturk_hit_created", batch_id=row.batch_id, hit=hit["HITId"], env=self.env.value,
+                       chunk=row.chunk_index, assignments=row.max_assignments, recovered=bool(hit.get("Recovered")))
+
+    def _recover_unconfirmed(self, batch_id: int, round_: int | None = None) -> int:
+        """Find HITs whose create was tried but never confirmed (the answer was lost, or the
+        run crashed) in ``ListHITs`` by their annotation, and adopt them. Returns how many."""
+        with self.db.reading() as s:
+            q = select(MTurkHit).where(MTurkHit.batch_id == batch_id, MTurkHit.environment == self.env,
+                                       MTurkHit.hit_id.is_(None), MTurkHit.attempts > 0)
+            if round_ is not None:
+                q = q.where(MTurkHit.round == round_)
+            rows = s.scalars(q.order_by(MTurkHit.round, MTurkHit.chunk_index)).all()
+        if not rows:
+            return 0
+        by_annotation = {h.get("RequesterAnnotation"): h for h in self.client.list_hits()}
+        found = 0
+        for row in rows:
+            hit = by_annotation.get(row.unique_request_token)
+            if hit is not None:
+                self._adopt(row, dict(hit, Recovered=True))
+                found += 1
+        return found
 
     def _hits(self, session, batch_id: int, states: Iterable[HitState] | None = None) -> list[MTurkHit]:
         q = select(MTurkHit).where(MTurkHit.batch_id == batch_id, MTurkHit.environment == self.env,
@@ -276,17 +379,19 @@ class MTurkService:
     def sync(self, batch_id: int) -> dict:
         """Pull HIT and assignment state from MTurk into the database (MTurk wins).
 
-        Returns counts: `hits`, `assignments` by MTurk status, `new`, `changed`,
-        `no_local_work` (submitted on MTurk, no visit here), `not_submitted` (visits here
-        whose MTurk assignment never arrived: in progress, returned, or a failed
-        `externalSubmit` that MTurk reissued), `bonuses_confirmed`, `granted`.
+        Returns counts: ``hits``, ``assignments`` by MTurk status, ``new``, ``changed``,
+        ``no_local_work`` (submitted on MTurk, no visit of that worker here), ``not_submitted``
+        (visits here whose MTurk assignment never arrived: in progress, returned, or a failed
+        ``externalSubmit`` whose slot MTurk gave to someone else under the same assignment id),
+        ``bonuses_confirmed``, ``granted``, ``recovered`` (HITs whose create answer was lost).
         """
+        recovered = self._recover_unconfirmed(batch_id)
         with self.db.reading() as s:
             hits = [(h.id, h.hit_id) for h in self._hits(s, batch_id)]
             qual = s.scalar(select(MTurkHitType.participated_qualification_id).where(
                 MTurkHitType.batch_id == batch_id, MTurkHitType.environment == self.env).limit(1))
-        report = Counter()
-        seen: set[str] = set()
+        report = Counter(recovered=recovered)
+        seen: set[tuple[str, str]] = set()  # (AssignmentId, WorkerId): MTurk re-issues ids
         for row_id, hit_id in self._bar(hits, "syncing HITs"):
             hit = self.client.get_hit(hit_id)
             assignments = self.client.list_assignments(hit_id)
@@ -298,25 +403,34 @@ class MTurkService:
                 elif row.state == HitState.live and hit.get("Expiration") and hit["Expiration"] <= utcnow():
                     row.state = HitState.expired
                 for a in assignments:
-                    seen.add(a["AssignmentId"])
+                    seen.add((a["AssignmentId"], a["WorkerId"]))
                     report[a["AssignmentStatus"]] += 1
                     self._upsert_assignment(s, batch_id, a, report)
         with self.db.transaction() as s:
             # visits of this batch that MTurk never received
             hit_ids = [h for _, h in hits]
             if hit_ids:
-                visits = s.scalars(select(Visit).where(Visit.batch_id == batch_id, Visit.provider == Provider.mturk,
-                                                       Visit.hit_id.in_(hit_ids))).all()
-                report["not_submitted"] = sum(1 for v in visits if v.external_assignment_id not in seen)
+                report["not_submitted"] = sum(1 for key in self._mturk_visits(s, batch_id, hit_ids) if key not in seen)
         report["bonuses_confirmed"] = self._confirm_bonuses(batch_id)
         if qual:
             report["granted"] = self._grant_participated(batch_id, qual)
         report["hits"] = len(hits)
         return dict(report)
 
+    @staticmethod
+    def _mturk_visits(s, batch_id: int, hit_ids: list[str]) -> dict[tuple[str, str], Visit]:
+        """The batch's MTurk visits on these HITs, keyed by (assignment id, MTurk worker id)."""
+        rows = s.execute(select(Visit, Worker.external_id).join(Worker, Worker.id == Visit.worker_id).where(
+            Visit.batch_id == batch_id, Visit.provider == Provider.mturk, Visit.hit_id.in_(hit_ids))).all()
+        return {(v.external_assignment_id, worker): v for v, worker in rows}
+
     def _upsert_assignment(self, s, batch_id: int, a: dict, report: Counter) -> None:
         status = MTurkAssignmentStatus(a["AssignmentStatus"])
         row = s.scalar(select(MTurkAssignment).where(MTurkAssignment.assignment_id == a["AssignmentId"]))
+        if row is not None and row.worker_id != a["WorkerId"]:
+            raise MTurkServiceError(  # a submitted assignment is never re-issued: MTurk changed under us
+                f"assignment {a['AssignmentId']} was synced as {row.worker_id}'s and MTurk now reports "
+                f"{a['WorkerId']}; not overwriting it")
         if row is None:
             row = MTurkAssignment(environment=self.env, assignment_id=a["AssignmentId"], hit_id=a["HITId"],
                                   batch_id=batch_id, worker_id=a["WorkerId"], status=status, decision=Decision.pending)
@@ -332,8 +446,10 @@ class MTurkService:
         if a.get("RequesterFeedback"):
             row.feedback = a["RequesterFeedback"]
         row.synced_at = utcnow()
-        visit = s.scalar(select(Visit).where(Visit.provider == Provider.mturk,
-                                             Visit.external_assignment_id == a["AssignmentId"]))
+        # the same assignment id may have been another worker's visit before MTurk re-issued it
+        visit = s.scalar(select(Visit).join(Worker, Worker.id == Visit.worker_id).where(
+            Visit.provider == Provider.mturk, Visit.external_assignment_id == a["AssignmentId"],
+            Worker.provider == Provider.mturk, Worker.external_id == a["WorkerId"]))
         row.visit_id = visit.id if visit else None
         row.has_local_work = bool(visit and visit.n_submitted > 0)
         if visit is None:
@@ -371,10 +487,10 @@ class MTurkService:
 
     # ------------------------------------------------------------------ review
     def plan_review(self, batch_id: int, threshold: float = 0.7, no_gold: str = "approve") -> list[dict]:
-        """What `review` would do for each submitted, unreviewed assignment.
+        """What :meth:`review` would do for each submitted, unreviewed assignment.
 
-        Approve when the visit's gold accuracy >= `threshold`; flag when below, when MTurk has
-        a submission without local work, or (`no_gold="flag"`) when the visit saw no gold.
+        Approve when the visit's gold accuracy >= ``threshold``; flag when below, when MTurk has
+        a submission without local work, or (``no_gold="flag"``) when the visit saw no gold.
         """
         if not 0 <= threshold <= 1:
             raise MTurkServiceError(f"threshold: {threshold!r} must be in [0, 1]")
@@ -404,10 +520,10 @@ class MTurkService:
 
     def review(self, batch_id: int, threshold: float = 0.7, no_gold: str = "approve",
                feedback: str = "Thank you for your work.", dry_run: bool = False) -> list[dict]:
-        """Approve good submissions on MTurk and flag the rest for a person (see `plan_review`).
+        """Approve good submissions on MTurk and flag the rest for a person (see :meth:`plan_review`).
 
-        Flagged assignments stay Submitted on MTurk: decide them with `approve` or
-        `reject` before the HIT type's auto-approval delay runs out.
+        Flagged assignments stay Submitted on MTurk: decide them with :meth:`approve` or
+        :meth:`reject` before the HIT type's auto-approval delay runs out.
         """
         plan = self.plan_review(batch_id, threshold, no_gold)
         if dry_run:
@@ -481,12 +597,12 @@ class MTurkService:
     def approve(self, assignment_ids: Iterable[str], feedback: str | None = None,
                 override_rejection: bool = False) -> dict[str, str]:
         """Approve assignments by hand (e.g. flagged ones after a look); with
-        `override_rejection` also reverse earlier rejections (`OverrideRejection`)."""
+        ``override_rejection`` also reverse earlier rejections (``OverrideRejection``)."""
         return {a: self._approve_one(a, feedback, override_rejection) for a in self._bar(assignment_ids, "approving")}
 
     def reject(self, assignment_ids: Iterable[str], feedback: str, confirm: bool = False) -> dict[str, str]:
-        """Reject submitted assignments. Needs `feedback` the worker will read and
-        `confirm=True` (rejections hurt workers' approval rates and cannot be undone after
+        """Reject submitted assignments. Needs ``feedback`` the worker will read and
+        ``confirm=True`` (rejections hurt workers' approval rates and cannot be undone after
         30 days)."""
         if not feedback or len(feedback.strip()) < 10:
             raise MTurkServiceError("feedback: rejecting needs a reason of at least 10 characters the worker can read")
@@ -521,10 +637,10 @@ class MTurkService:
     # ------------------------------------------------------------------ bonuses
     def plan_bonuses(self, batch_id: int, amount: Decimal | str | None = None, min_gold: float | None = None,
                      per_worker: dict[str, Decimal | str] | None = None) -> list[dict]:
-        """Bonus rows for approved assignments of `batch_id`.
+        """Bonus rows for approved assignments of ``batch_id``.
 
-        Either one `amount` (USD) for every approved assignment whose gold accuracy is >=
-        `min_gold` (when given), or `per_worker` = {WorkerId: USD} paid once per worker (on
+        Either one ``amount`` (USD) for every approved assignment whose gold accuracy is >=
+        ``min_gold`` (when given), or ``per_worker`` = {WorkerId: USD} paid once per worker (on
         their latest approved assignment).
         """
         if (amount is None) == (per_worker is None):
@@ -541,6 +657,7 @@ class MTurkService:
                     continue
                 plan.append(dict(worker_id=r.worker_id, assignment_id=r.assignment_id, hit_id=r.hit_id, amount=value))
         else:
+            check_worker_ids(per_worker, "bonus worker id")
             latest = {r.worker_id: r for r in rows}
             for worker, value in per_worker.items():
                 if worker not in latest:
@@ -552,14 +669,16 @@ class MTurkService:
 
     def bonus(self, batch_id: int, plan: list[dict], reason: str, key: str = "performance", *,
               dry_run: bool = True, max_budget: Decimal | str | None = None) -> dict:
-        """Pay `plan` (from `plan_bonuses`) exactly once per (assignment, `key`).
+        """Pay ``plan`` (from :meth:`plan_bonuses`) exactly once per (assignment, ``key``).
 
         1. every payment gets a ledger row (status planned, deterministic token) before any
            money moves; a repeated run finds the rows instead of adding new ones;
-        2. planned rows are matched against `ListBonusPayments` and marked paid if MTurk has
+        2. planned rows are matched against ``ListBonusPayments`` and marked paid if MTurk has
            them (a lost response on an earlier run);
-        3. the remaining planned rows are sent with `SendBonus` + their token.
-        Returns `{"planned", "paid_now", "already_paid", "total_usd", "fees_usd"}`.
+        3. the account balance must cover what is left to pay (bonus + MTurk's fee, at least
+           $0.01 per bonus), or nothing is sent (:class:`BudgetExceeded`);
+        4. the remaining planned rows are sent with ``SendBonus`` + their token.
+        Returns ``{"planned", "paid_now", "already_paid", "total_usd", "fees_usd"}``.
         """
         if not reason or not reason.strip():
             raise MTurkServiceError("reason: a bonus needs a reason the worker can read")
@@ -570,10 +689,11 @@ class MTurkService:
         summary = dict(planned=len(plan), paid_now=0, already_paid=0, total_usd=total, fees_usd=fees)
         if dry_run:
             return summary
+        self._check_bonus_balance(plan, key)
         tokens = []
         with self.db.transaction() as s:
             for p in plan:
-                token = unique_request_token("bonus", self.env.value, p["assignment_id"], key)
+                token = self._bonus_token(p["assignment_id"], key)
                 row = s.scalar(select(MTurkBonus).where(MTurkBonus.unique_request_token == token))
                 if row is None:
                     s.add(MTurkBonus(environment=self.env, unique_request_token=token, batch_id=batch_id, key=key,
@@ -600,8 +720,25 @@ class MTurkService:
             summary["paid_now" if sent else "already_paid"] += 1
         return summary
 
+    def _bonus_token(self, assignment_id: str, key: str) -> str:
+        return self.token("bonus", assignment_id, key)
+
+    def _check_bonus_balance(self, plan: list[dict], key: str) -> None:
+        """Refuse before any payment when the balance cannot cover the bonuses not paid yet."""
+        with self.db.reading() as s:
+            paid = set(s.scalars(select(MTurkBonus.unique_request_token).where(
+                MTurkBonus.status == BonusStatus.paid,
+                MTurkBonus.unique_request_token.in_([self._bonus_token(p["assignment_id"], key) for p in plan]))))
+        todo = [p for p in plan if self._bonus_token(p["assignment_id"], key) not in paid]
+        need = sum((p["amount"] + bonus_fee(p["amount"]) for p in todo), Decimal("0.00"))
+        if need > 0:
+            balance = self.client.balance()
+            if balance < need:
+                raise BudgetExceeded(f"{len(todo)} bonuses need ${need} with MTurk's fees; the available balance "
+                                     f"${balance} is not enough, so nothing was paid")
+
     def _confirm_bonuses(self, batch_id: int) -> int:
-        """Mark planned ledger rows paid when `ListBonusPayments` shows them. Returns how many."""
+        """Mark planned ledger rows paid when ``ListBonusPayments`` shows them. Returns how many."""
         with self.db.reading() as s:
             planned = s.scalars(select(MTurkBonus).where(MTurkBonus.batch_id == batch_id,
                                                          MTurkBonus.environment == self.env,
@@ -628,8 +765,9 @@ class MTurkService:
         """Block MTurk workers from all your HITs and from new Argus tasks."""
         if not reason or not reason.strip():
             raise MTurkServiceError("reason: blocking needs a reason")
+        worker_ids = check_worker_ids(worker_ids)
         out = {}
-        for worker in self._bar(list(worker_ids), "blocking"):
+        for worker in self._bar(worker_ids, "blocking"):
             with self.db.transaction() as s:
                 row = s.scalar(select(MTurkBlock).where(MTurkBlock.environment == self.env, MTurkBlock.worker_id == worker))
                 if row is None:
@@ -652,7 +790,7 @@ class MTurkService:
 
     def unblock(self, worker_ids: Iterable[str], reason: str = "") -> dict[str, str]:
         out = {}
-        for worker in list(worker_ids):
+        for worker in check_worker_ids(worker_ids):
             self.client.unblock_worker(worker, reason)
             with self.db.transaction() as s:
                 row = s.scalar(select(MTurkBlock).where(MTurkBlock.environment == self.env, MTurkBlock.worker_id == worker))
@@ -667,13 +805,13 @@ class MTurkService:
 
     def notify(self, worker_ids: Iterable[str], subject: str, message: str, batch_id: int | None = None) -> dict:
         """E-mail workers in chunks of 100; each chunk is recorded and never sent twice."""
-        ids = sorted(set(worker_ids))
+        ids = sorted(set(check_worker_ids(worker_ids)))
         if not ids:
             raise MTurkServiceError("no workers to notify")
         sent = skipped = 0
         failures: list[dict] = []
         for chunk in self._bar(list(chunked(ids, 100)), "notifying"):
-            token = unique_request_token("notify", self.env.value, subject, message, *chunk)
+            token = self.token("notify", subject, message, *chunk)
             with self.db.transaction() as s:
                 row = s.scalar(select(MTurkNotification).where(MTurkNotification.token == token))
                 if row is not None and row.status == NoticeStatus.sent:
@@ -697,21 +835,28 @@ class MTurkService:
 
     # ------------------------------------------------------------------ expire / delete
     def expire(self, batch_id: int) -> int:
-        """Expire every live HIT of the batch now (no new workers; accepted work can finish)."""
+        """Expire every live HIT of the batch now (no new workers; accepted work can finish).
+
+        HITs whose create answer was lost are found first (by annotation), so none is left
+        live. A HIT MTurk has already expired (a retry after a lost answer, a re-run after a
+        crash: MTurk refuses the repeated (HITId, ExpireAt)) counts as expired once read back.
+        Returns how many HITs are now expired that were live here.
+        """
+        self._recover_unconfirmed(batch_id)
         with self.db.reading() as s:
             rows = [(h.id, h.hit_id) for h in self._hits(s, batch_id, [HitState.live])]
         for row_id, hit_id in self._bar(rows, "expiring HITs"):
-            self.client.expire_hit(hit_id)
+            now = self.client.expire_hit(hit_id)
             with self.db.transaction() as s:
                 r = s.get(MTurkHit, row_id)
                 r.state, r.expiration = HitState.expired, utcnow()
-                log_event(s, "mturk_hit_expired", batch_id=batch_id, hit=hit_id)
+                log_event(s, "mturk_hit_expired", batch_id=batch_id, hit=hit_id, already=not now)
         return len(rows)
 
     def delete(self, batch_id: int) -> dict:
         """Delete expired HITs whose assignments are all reviewed (approved or rejected).
 
-        Returns `{"deleted": n, "waiting": [hit ids not yet deletable, with why]}`.
+        Returns ``{"deleted": n, "waiting": [hit ids not yet deletable, with why]}``.
         """
         out = {"deleted": 0, "waiting": []}
         with self.db.reading() as s:
@@ -750,9 +895,8 @@ class MTurkService:
             bonuses = s.scalars(select(MTurkBonus).where(MTurkBonus.batch_id == batch_id,
                                                          MTurkBonus.environment == self.env)).all()
             hit_ids = [h.hit_id for h in hits if h.hit_id]
-            visits = s.scalars(select(Visit).where(Visit.batch_id == batch_id, Visit.provider == Provider.mturk,
-                                                   Visit.hit_id.in_(hit_ids))).all() if hit_ids else []
-        known = {a.assignment_id for a in asg}
+            visits = self._mturk_visits(s, batch_id, hit_ids) if hit_ids else {}
+        known = {(a.assignment_id, a.worker_id) for a in asg}
         reward = {h.hit_id: h.reward_cents for h in hits}
         approved_cents = sum(reward.get(a.hit_id, 0) for a in asg if a.status == MTurkAssignmentStatus.Approved)
         return dict(
@@ -764,8 +908,9 @@ class MTurkService:
             decisions=dict(Counter(a.decision.value for a in asg)),
             flagged=[dict(assignment_id=a.assignment_id, worker_id=a.worker_id, gold_accuracy=a.gold_accuracy)
                      for a in asg if a.decision == Decision.flag and a.status == MTurkAssignmentStatus.Submitted],
-            not_submitted=[dict(visit=v.id, assignment_id=v.external_assignment_id, status=v.status.value)
-                           for v in visits if v.external_assignment_id not in known],
+            not_submitted=[dict(visit=v.id, assignment_id=aid, worker_id=worker, status=v.status.value)
+                           for (aid, worker), v in sorted(visits.items(), key=lambda kv: kv[1].id)
+                           if (aid, worker) not in known],
             rewards_usd=_usd(approved_cents),
             bonuses_paid_usd=_usd(sum(b.amount_cents for b in bonuses if b.status == BonusStatus.paid)),
             bonuses_planned=sum(b.status == BonusStatus.planned for b in bonuses),

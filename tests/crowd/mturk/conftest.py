@@ -1,5 +1,6 @@
 """Fixtures for the MTurk adapter tests: dummy AWS credentials, the in-process fake MTurk
-endpoint, and a real boto3 client pointed at it."""
+endpoint, a real boto3 client pointed at it, and service-model validation of every request and
+response of every MTurk client a test makes (directly, through the service or through the CLI)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,32 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))  # fake_mturk.py lives next to the tests
 
 from fake_mturk import CLIENT_READ_TIMEOUT, FakeMTurk  # noqa: E402
+from service_model import attach_validator  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
 def aws_env(aws_credentials):
     """Dummy credentials only: nothing can reach AWS."""
     aws_credentials()
+
+
+@pytest.fixture(autouse=True)
+def validated_calls(monkeypatch):
+    """Every boto3 MTurk client built by Argus validates each request (botocore's Stubber checks
+    plus the model's pattern/max/enum constraints) and each response against the service model.
+    Yields the list of operations validated, in order."""
+    from crowd.providers import mturk_client
+
+    calls: list[str] = []
+    make = mturk_client.make_boto_client
+
+    def validating(*args, **kwargs):
+        boto = make(*args, **kwargs)
+        attach_validator(boto).calls = calls
+        return boto
+
+    monkeypatch.setattr(mturk_client, "make_boto_client", validating)
+    return calls
 
 
 @pytest.fixture

@@ -78,7 +78,7 @@ def test_full_cycle_through_the_cli(run, fake, make_batch, argus_server, tmp_pat
     assert out.exit_code == 0, out.output
     (hit,) = fake.hits
     assert fake.hits[hit]["QualificationRequirements"][1]["LocaleValues"] == [{"Country": "US"}]
-    for w in ("W1", "W2"):
+    for w in ("AW1", "AW2"):
         do_assignment(fake, hit, w, argus_server)
     assert "Submitted" in run("sync", bid).output
     out = run("review", bid)
@@ -86,7 +86,7 @@ def test_full_cycle_through_the_cli(run, fake, make_batch, argus_server, tmp_pat
     assert {a["AssignmentStatus"] for a in fake.assignments.values()} == {"Submitted"}
     assert run("review", bid, "--execute").exit_code == 0
     assert {a["AssignmentStatus"] for a in fake.assignments.values()} == {"Approved"}
-    (tmp_path / "bonus.csv").write_text("worker_id,amount\nW1,0.30\n")
+    (tmp_path / "bonus.csv").write_text("worker_id,amount\nAW1,0.30\n")
     out = run("bonus", bid, "--csv", tmp_path / "bonus.csv", "--reason", "Thanks", "--execute")
     assert out.exit_code == 0 and "Paid now: 1" in out.output
     out = run("bonus", bid, "--csv", tmp_path / "bonus.csv", "--reason", "Thanks", "--execute")
@@ -95,7 +95,7 @@ def test_full_cycle_through_the_cli(run, fake, make_batch, argus_server, tmp_pat
     assert "bonuses paid" in out.output and "$0.30" in out.output and "$1.00" in out.output
     out = run("review", bid, "--reject", next(iter(fake.assignments)), "--feedback", "Wrong answers everywhere", "--yes")
     assert out.exit_code != 0 and "already approved" in out.output
-    assert run("block", "W2", "--reason", "test").exit_code == 0 and "W2" in fake.blocks
+    assert run("block", "AW2", "--reason", "test").exit_code == 0 and "AW2" in fake.blocks
     assert "Sent to 2 workers" in run("notify", bid, "--subject", "Hi", "--message", "Thanks").output
     out = run("expire", bid, "--delete")
     assert "Expired 1 HITs" in out.output and "Deleted 1 HITs" in out.output

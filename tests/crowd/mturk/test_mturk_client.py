@@ -10,6 +10,8 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
+from service_model import attach_validator
+
 from crowd.providers.mturk_client import (
     EXTERNAL_QUESTION_NS, LIVE_ENDPOINT, SANDBOX_ENDPOINT, MTurkClient, MTurkError, estimate_cost,
     external_question_xml, make_boto_client, money, qualification_requirements, split_assignments,
@@ -22,6 +24,7 @@ HIT_ID = "3HITAAAAAAAAAAAAAAAAAAAAAAAAAA"  # 30 chars like MTurk's ids
 @pytest.fixture
 def stubbed():
     boto = boto3.client("mturk", region_name="us-east-1", endpoint_url=SANDBOX_ENDPOINT)
+    attach_validator(boto)  # the model's pattern/max/enum constraints too, not only Stubber's checks
     with Stubber(boto) as stub:
         yield MTurkClient(boto, "sandbox"), stub
         stub.assert_no_pending_responses()
@@ -128,12 +131,15 @@ def test_create_hit_request_and_recovery_from_used_token(stubbed):
                 "RequesterAnnotation": token, "UniqueRequestToken": token}
     stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": HIT_ID, "HITStatus": "Assignable"}}, expected)
     assert client.create_hit("TYPE1", xml, 9, 86400, token, token)["HITId"] == HIT_ID
-    # the same token again: MTurk refuses and names the HIT; the client fetches it instead
+    # the same token again: MTurk refuses it by TurkErrorCode, naming no HIT; the client finds
+    # the HIT by its annotation in ListHITs
     stub.add_client_error("create_hit_with_hit_type", "RequestError",
-                          f'The HIT with ID "{HIT_ID}" already exists. The UniqueRequestToken has already been used.',
-                          expected_params=expected)
-    stub.add_response("get_hit", {"HIT": {"HITId": HIT_ID, "HITStatus": "Assignable", "MaxAssignments": 9}},
-                      {"HITId": HIT_ID})
+                          "There is already a HIT which exists with the same client token. (1619128282649 s)",
+                          expected_params=expected, modeled_fields={"TurkErrorCode": "AWS.MechanicalTurk.HitAlreadyExists"})
+    stub.add_response("list_hits", {"NumResults": 2, "HITs": [
+        {"HITId": "3OTHERAAAAAAAAAAAAAAAAAAAAAAAA", "RequesterAnnotation": "someone else"},
+        {"HITId": HIT_ID, "HITStatus": "Assignable", "MaxAssignments": 9, "RequesterAnnotation": token}]},
+        {"MaxResults": 100})
     hit = client.create_hit("TYPE1", xml, 9, 86400, token, token)
     assert hit["HITId"] == HIT_ID and hit["Recovered"] is True
     # any other RequestError is raised, never swallowed
@@ -147,10 +153,10 @@ def test_list_assignments_walks_every_page(stubbed):
     client, stub = stubbed
     statuses = ["Submitted", "Approved", "Rejected"]
     stub.add_response("list_assignments_for_hit", {"NextToken": "p2", "NumResults": 1, "Assignments": [
-        {"AssignmentId": "A1", "WorkerId": "W1", "HITId": HIT_ID, "AssignmentStatus": "Submitted"}]},
+        {"AssignmentId": "A1", "WorkerId": "AW1", "HITId": HIT_ID, "AssignmentStatus": "Submitted"}]},
         {"HITId": HIT_ID, "AssignmentStatuses": statuses, "MaxResults": 100})
     stub.add_response("list_assignments_for_hit", {"NumResults": 1, "Assignments": [
-        {"AssignmentId": "A2", "WorkerId": "W2", "HITId": HIT_ID, "AssignmentStatus": "Approved"}]},
+        {"AssignmentId": "A2", "WorkerId": "AW2", "HITId": HIT_ID, "AssignmentStatus": "Approved"}]},
         {"HITId": HIT_ID, "AssignmentStatuses": statuses, "MaxResults": 100, "NextToken": "p2"})
     assert [a["AssignmentId"] for a in client.list_assignments(HIT_ID)] == ["A1", "A2"]
 
@@ -173,19 +179,27 @@ def test_review_calls(stubbed):
 
 def test_bonus_calls_and_used_token(stubbed):
     client, stub = stubbed
-    params = {"WorkerId": "W1", "AssignmentId": "A1", "BonusAmount": "0.75", "Reason": "Accurate work",
+    params = {"WorkerId": "AW1", "AssignmentId": "A1", "BonusAmount": "0.75", "Reason": "Accurate work",
               "UniqueRequestToken": "tok-1"}
+    paid = {"NumResults": 1, "BonusPayments": [
+        {"WorkerId": "AW1", "BonusAmount": "0.75", "AssignmentId": "A1", "Reason": "Accurate work"}]}
     stub.add_response("send_bonus", {}, params)
-    stub.add_client_error("send_bonus", "RequestError",
-                          "The UniqueRequestToken tok-1 has already been used (request id 42).", expected_params=params)
-    stub.add_response("list_bonus_payments", {"NumResults": 1, "BonusPayments": [
-        {"WorkerId": "W1", "BonusAmount": "0.75", "AssignmentId": "A1", "Reason": "Accurate work"}]},
-        {"HITId": HIT_ID, "MaxResults": 100})
-    assert client.send_bonus("W1", "A1", "0.75", "Accurate work", "tok-1") is True
-    assert client.send_bonus("W1", "A1", Decimal("0.75"), "Accurate work", "tok-1") is False
+    # a repeated token is refused; whatever the wording, the payment is looked up by assignment
+    stub.add_client_error("send_bonus", "RequestError", "This request has already been processed. (42 s)",
+                          expected_params=params)
+    stub.add_response("list_bonus_payments", paid, {"AssignmentId": "A1", "MaxResults": 100})
+    stub.add_response("list_bonus_payments", paid, {"HITId": HIT_ID, "MaxResults": 100})
+    assert client.send_bonus("AW1", "A1", "0.75", "Accurate work", "tok-1") is True
+    assert client.send_bonus("AW1", "A1", Decimal("0.75"), "Accurate work", "tok-1") is False
     assert client.list_bonus_payments(hit_id=HIT_ID)[0]["BonusAmount"] == "0.75"
+    # a RequestError whose payment is not on MTurk is raised
+    stub.add_client_error("send_bonus", "RequestError", "Assignment A2 does not exist. (42 s)")
+    stub.add_response("list_bonus_payments", {"NumResults": 0, "BonusPayments": []},
+                      {"AssignmentId": "A2", "MaxResults": 100})
+    with pytest.raises(MTurkError, match="does not exist"):
+        client.send_bonus("AW1", "A2", "0.75", "Accurate work", "tok-2")
     with pytest.raises(ValueError, match="positive"):
-        client.send_bonus("W1", "A1", "0", "x", "tok-2")
+        client.send_bonus("AW1", "A1", "0", "x", "tok-2")
 
 
 def test_qualification_calls(stubbed):
@@ -196,9 +210,9 @@ def test_qualification_calls(stubbed):
     stub.add_response("create_qualification_type", {"QualificationType": {"QualificationTypeId": "QP"}}, {
         "Name": name, "Description": "did it", "Keywords": "argus", "QualificationTypeStatus": "Active"})
     stub.add_response("associate_qualification_with_worker", {}, {
-        "QualificationTypeId": "QP", "WorkerId": "W1", "IntegerValue": 1, "SendNotification": False})
+        "QualificationTypeId": "QP", "WorkerId": "AW1", "IntegerValue": 1, "SendNotification": False})
     assert client.ensure_qualification_type(name, "did it") == "QP"
-    client.grant_qualification("QP", "W1")
+    client.grant_qualification("QP", "AW1")
     # existing type: found by name, nothing created
     stub.add_response("list_qualification_types", {"NumResults": 1, "QualificationTypes": [
         {"QualificationTypeId": "QP", "Name": name}]}, list_params)
@@ -207,19 +221,19 @@ def test_qualification_calls(stubbed):
 
 def test_block_notify_expire_delete_calls(stubbed):
     client, stub = stubbed
-    stub.add_response("create_worker_block", {}, {"WorkerId": "W9", "Reason": "Random answers on gold"})
-    stub.add_response("delete_worker_block", {}, {"WorkerId": "W9", "Reason": "appeal accepted"})
-    stub.add_response("list_worker_blocks", {"NumResults": 1, "WorkerBlocks": [{"WorkerId": "W8", "Reason": "r"}]},
+    stub.add_response("create_worker_block", {}, {"WorkerId": "AW9", "Reason": "Random answers on gold"})
+    stub.add_response("delete_worker_block", {}, {"WorkerId": "AW9", "Reason": "appeal accepted"})
+    stub.add_response("list_worker_blocks", {"NumResults": 1, "WorkerBlocks": [{"WorkerId": "AW8", "Reason": "r"}]},
                       {"MaxResults": 100})
-    workers = [f"W{i:03d}" for i in range(250)]
+    workers = [f"AW{i:03d}" for i in range(250)]
     for chunk in (workers[:100], workers[100:200], workers[200:]):
         stub.add_response("notify_workers", {"NotifyWorkersFailureStatuses": []},
                           {"Subject": "New batch", "MessageText": "Hello", "WorkerIds": chunk})
     stub.add_response("update_expiration_for_hit", {}, {"HITId": HIT_ID, "ExpireAt": ANY})
     stub.add_response("delete_hit", {}, {"HITId": HIT_ID})
-    client.block_worker("W9", "Random answers on gold")
-    client.unblock_worker("W9", "appeal accepted")
-    assert client.list_worker_blocks() == [{"WorkerId": "W8", "Reason": "r"}]
+    client.block_worker("AW9", "Random answers on gold")
+    client.unblock_worker("AW9", "appeal accepted")
+    assert client.list_worker_blocks() == [{"WorkerId": "AW8", "Reason": "r"}]
     assert client.notify_workers(workers + workers[:5], "New batch", "Hello") == []
     client.expire_hit(HIT_ID)
     client.delete_hit(HIT_ID)
@@ -258,14 +272,14 @@ def test_lost_response_never_duplicates_a_hit_or_bonus(fake, fake_client, mode):
     xml = external_question_xml("http://127.0.0.1:1/entry", allow_http=True)
     token = unique_request_token("hit", "sandbox", "b1", 0)
     fake.inject("CreateHITWithHITType", mode)
-    hit = fake_client.create_hit(hit_type, xml, 2, 3600, token)
+    hit = fake_client.create_hit(hit_type, xml, 2, 3600, token, annotation=token)
     assert hit["Recovered"] is True  # botocore retried; the fake said the token was used
     assert len(fake.hits) == 1 and fake.requests["CreateHITWithHITType"] == 2
     # a worker submits, then a bonus whose response is lost
-    url = fake.accept(hit["HITId"], "W1")
+    url = fake.accept(hit["HITId"], "AW1")
     aid = dict(p.split("=") for p in url.split("?")[1].split("&"))["assignmentId"]
     fake.assignments[aid]["AssignmentStatus"] = "Submitted"
     fake.inject("SendBonus", mode)
-    assert fake_client.send_bonus("W1", aid, "0.30", "thanks", "bonus-token-1") is False
-    assert fake_client.send_bonus("W1", aid, "0.30", "thanks", "bonus-token-1") is False
+    assert fake_client.send_bonus("AW1", aid, "0.30", "thanks", "bonus-token-1") is False
+    assert fake_client.send_bonus("AW1", aid, "0.30", "thanks", "bonus-token-1") is False
     assert fake.total_bonus() == Decimal("0.30") and fake.balance == Decimal("10000.00") - Decimal("0.36")

@@ -87,18 +87,18 @@ def test_sync_review_and_retake_blocking(service, fake, make_batch, argus_server
     bid = make_batch(n_images=6, redundancy=2, tasks_per_visit=3, gold_rate=0.34)
     res = service.launch(bid, settings(argus_server, bid, study="pilot"), dry_run=False)
     hit = res.hits[0]["hit_id"]
-    good = do_assignment(fake, hit, "WGOOD", argus_server, good=True)
-    bad = do_assignment(fake, hit, "WBAD", argus_server, good=False)
+    good = do_assignment(fake, hit, "AWGOOD", argus_server, good=True)
+    bad = do_assignment(fake, hit, "AWBAD", argus_server, good=False)
     assert good["submit_status"] == bad["submit_status"] == 200
     report = service.sync(bid)
     assert report["Submitted"] == 2 and report["new"] == 2 and report["granted"] == 2
     plan = {p["worker_id"]: p for p in service.review(bid, threshold=0.7)}
-    assert plan["WGOOD"]["outcome"] == "approved" and plan["WGOOD"]["gold_accuracy"] == 1.0
-    assert plan["WBAD"]["outcome"] == "flagged" and plan["WBAD"]["gold_accuracy"] == 0.0
+    assert plan["AWGOOD"]["outcome"] == "approved" and plan["AWGOOD"]["gold_accuracy"] == 1.0
+    assert plan["AWBAD"]["outcome"] == "flagged" and plan["AWBAD"]["gold_accuracy"] == 0.0
     statuses = {a["WorkerId"]: a["AssignmentStatus"] for a in fake.assignments.values()}
-    assert statuses == {"WGOOD": "Approved", "WBAD": "Submitted"}
+    assert statuses == {"AWGOOD": "Approved", "AWBAD": "Submitted"}
     with crowd_db.reading() as s:
-        bad_worker = s.scalar(select(Worker).where(Worker.external_id == "WBAD"))
+        bad_worker = s.scalar(select(Worker).where(Worker.external_id == "AWBAD"))
         good_visit = s.scalar(select(Visit).where(Visit.external_assignment_id == good["assignment_id"]))
     assert bad_worker.status == WorkerStatus.flagged and good_visit.status == VisitStatus.approved
     # rejecting needs feedback and confirmation; OverrideRejection reverses it
@@ -114,33 +114,31 @@ def test_sync_review_and_retake_blocking(service, fake, make_batch, argus_server
     # a second batch of the same study hides from both workers; a new worker may take it
     bid2 = make_batch(n_images=2, redundancy=1, tasks_per_visit=2, gold_rate=0.0)
     hit2 = service.launch(bid2, settings(argus_server, bid2, study="pilot"), dry_run=False).hits[0]["hit_id"]
-    assert fake.worker_can_accept(hit2, "WGOOD") == "qualification"
-    assert fake.worker_can_accept(hit2, "WNEW") is None
+    assert fake.worker_can_accept(hit2, "AWGOOD") == "qualification"
+    assert fake.worker_can_accept(hit2, "AWNEW") is None
 
 
 def test_sync_reconciles_a_reissued_assignment(service, fake, make_batch, argus_server):
-    """Worker A's externalSubmit fails, A returns the HIT, MTurk reissues the slot to B."""
+    """Worker A accepts and returns the HIT without opening it; MTurk re-issues the slot, with the
+    same assignment id, to B, who does the work and is approved. (When A had opened the task
+    first, see test_mturk_defects.py: B must never be credited with A's work.)"""
     bid = make_batch(n_images=4, redundancy=1, tasks_per_visit=2, gold_rate=0.0)
     hit = service.launch(bid, settings(argus_server, bid, assignments=1), dry_run=False).hits[0]["hit_id"]
-    fake.inject("externalSubmit", "fault")
-    a = do_assignment(fake, hit, "WA", argus_server)
-    assert a["submit_status"] == 503 and a["tasks"] == 2
-    fake.return_assignment(a["assignment_id"])
-    b = do_assignment(fake, hit, "WB", argus_server)
-    assert b["submit_status"] == 200
+    first = fake.accept(hit, "AWA")
+    fake.return_assignment(first.split("assignmentId=")[1].split("&")[0])
+    b = do_assignment(fake, hit, "AWB", argus_server)
+    assert b["submit_status"] == 200 and b["assignment_id"] in first
     report = service.sync(bid)
-    assert report["Submitted"] == 1 and report["not_submitted"] == 1
-    st = service.status(bid)
-    assert [n["assignment_id"] for n in st["not_submitted"]] == [a["assignment_id"]]
-    assert st["assignments"] == {"Submitted": 1}
+    assert report["Submitted"] == 1 and report["not_submitted"] == 0 and "no_local_work" not in report
+    assert service.status(bid)["assignments"] == {"Submitted": 1}
     plan = service.plan_review(bid)
-    assert [(p["worker_id"], p["action"]) for p in plan] == [("WB", "approve")]
+    assert [(p["worker_id"], p["action"]) for p in plan] == [("AWB", "approve")]
 
 
 def test_submission_without_local_work_is_flagged(service, fake, make_batch, argus_server):
     bid = make_batch(n_images=2, redundancy=1, tasks_per_visit=2, gold_rate=0.0)
     hit = service.launch(bid, settings(argus_server, bid, assignments=1), dry_run=False).hits[0]["hit_id"]
-    url = fake.accept(hit, "WSKIP")
+    url = fake.accept(hit, "AWSKIP")
     aid = url.split("assignmentId=")[1].split("&")[0]
     import requests
 
@@ -152,7 +150,7 @@ def test_submission_without_local_work_is_flagged(service, fake, make_batch, arg
 def test_bonus_ledger_pays_once_after_lost_response(crowd_db, fake, make_batch, argus_server, service):
     bid = make_batch(n_images=4, redundancy=1, tasks_per_visit=2, gold_rate=0.0)
     hit = service.launch(bid, settings(argus_server, bid), dry_run=False).hits[0]["hit_id"]
-    for w in ("W1", "W2"):
+    for w in ("AW1", "AW2"):
         do_assignment(fake, hit, w, argus_server)
     service.sync(bid)
     service.review(bid)
@@ -171,7 +169,7 @@ def test_bonus_ledger_pays_once_after_lost_response(crowd_db, fake, make_batch, 
     assert out == dict(planned=2, paid_now=1, already_paid=1, total_usd=Decimal("0.80"), fees_usd=Decimal("0.16"))
     again = svc1.bonus(bid, service.plan_bonuses(bid, amount="0.40"), "Careful work", dry_run=False)
     assert again["paid_now"] == 0 and again["already_paid"] == 2
-    assert sorted(b["WorkerId"] for b in fake.bonuses) == ["W1", "W2"]
+    assert sorted(b["WorkerId"] for b in fake.bonuses) == ["AW1", "AW2"]
     assert fake.requests["SendBonus"] == 2  # the re-run found W1's payment in ListBonusPayments
     with pytest.raises(MTurkServiceError, match="another --key"):
         svc1.bonus(bid, service.plan_bonuses(bid, amount="0.50"), "Careful work", dry_run=False)
@@ -182,15 +180,15 @@ def test_bonus_ledger_pays_once_after_lost_response(crowd_db, fake, make_batch, 
 def test_block_notify_expire_delete(service, fake, make_batch, argus_server, crowd_db):
     bid = make_batch(n_images=4, redundancy=1, tasks_per_visit=2, gold_rate=0.0)
     hit = service.launch(bid, settings(argus_server, bid), dry_run=False).hits[0]["hit_id"]
-    do_assignment(fake, hit, "W1", argus_server)
+    do_assignment(fake, hit, "AW1", argus_server)
     service.sync(bid)
     fake.inject("CreateWorkerBlock", "drop")
-    assert service.block(["W1"], "Copied answers") == {"W1": "blocked"}
-    assert service.block(["W1"], "Copied answers") == {"W1": "already blocked"}
-    assert fake.blocks == {"W1": "Copied answers"} and fake.worker_can_accept(hit, "W1") == "blocked"
+    assert service.block(["AW1"], "Copied answers") == {"AW1": "blocked"}
+    assert service.block(["AW1"], "Copied answers") == {"AW1": "already blocked"}
+    assert fake.blocks == {"AW1": "Copied answers"} and fake.worker_can_accept(hit, "AW1") == "blocked"
     with crowd_db.reading() as s:
-        assert s.scalar(select(Worker).where(Worker.external_id == "W1")).blocked
-    workers = ["W1"] + [f"X{i:03d}" for i in range(249)]
+        assert s.scalar(select(Worker).where(Worker.external_id == "AW1")).blocked
+    workers = ["AW1"] + [f"AX{i:03d}" for i in range(249)]
     out = service.notify(workers, "Thanks", "A new batch is up.", bid)
     assert fake.requests["NotifyWorkers"] == 3 and out["sent"] == 1 and len(out["failures"]) == 249
     assert service.notify(workers, "Thanks", "A new batch is up.", bid)["skipped"] == 250
