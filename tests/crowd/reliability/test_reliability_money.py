@@ -35,7 +35,7 @@ from crowd.providers.mturk_service import LaunchSettings, MTurkService  # noqa: 
 
 MODES = ("drop", "timeout", "fault", "throttle")
 BOOKS = ("hit_types", "hits", "assignments", "bonuses", "blocks", "qual_types", "worker_quals", "notifications",
-         "hit_tokens", "bonus_tokens", "balance")
+         "hit_tokens", "bonus_tokens", "balance", "workers", "released", "expirations_seen", "extension_tokens")
 # Calls that create a resource or move money. (CreateHITType and AssociateQualificationWithWorker
 # are idempotent on MTurk itself: the same properties give the same HIT type, a grant is a set.)
 MUTATING = ("CreateQualificationType", "CreateHITWithHITType", "ApproveAssignment", "RejectAssignment", "SendBonus",
@@ -106,11 +106,12 @@ def stages(tmp_path_factory):
             src.backup(dst)
         return path, {n: copy.deepcopy(getattr(fake, n)) for n in BOOKS}
 
-    out = {"batch": bid, "plan": plan, "tmp": tmp, "before_launch": snap("s0")}
     svc = MTurkService(db, MTurkClient.connect("sandbox", endpoint_url=fake.url, max_attempts=1), progress=False)
+    svc.token_salt()  # the database's token salt is part of every copy, as in a restored backup
+    out = {"batch": bid, "plan": plan, "tmp": tmp, "before_launch": snap("s0")}
     hits = [h["hit_id"] for h in svc.launch(bid, plan, dry_run=False).hits]
-    for worker, hit in [("W1", hits[0]), ("W2", hits[0]), ("W3", hits[0]), ("W4", hits[1]), ("W5", hits[1])]:
-        do_assignment(fake, hit, worker, url, good=worker != "W5")
+    for worker, hit in [("AW1", hits[0]), ("AW2", hits[0]), ("AW3", hits[0]), ("AW4", hits[1]), ("AW5", hits[1])]:
+        do_assignment(fake, hit, worker, url, good=worker != "AW5")
     svc.sync(bid)
     out["before_review"] = snap("s1")
     svc.review(bid, threshold=0.7)
@@ -179,7 +180,7 @@ def test_every_failure_at_every_call_of_launch_review_bonus_converges(stages):
             w.close()
     assert len(reference["launch"]["hits"]) == 2
     assert Counter(s for _, s in reference["review"]["assignments"]) == {"Approved": 4, "Submitted": 1}
-    assert [b[0][0] for b in reference["bonus"]["bonuses"]] == ["W1", "W2", "W3", "W4"]
+    assert [b[0][0] for b in reference["bonus"]["bonuses"]] == ["AW1", "AW2", "AW3", "AW4"]
 
     cases = _cases(stages)
     ops = {(s, op) for s, op, _, _ in cases}
