@@ -13,8 +13,6 @@ import re
 
 import click
 
-from argus.commands.shared import cli_errors, format_table, list_option
-
 LIVE_WORD = "LIVE"
 
 
@@ -26,8 +24,18 @@ def _seconds(value: str, field: str) -> int:
     return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
-def _table(rows, headers=None) -> str:
-    return format_table(rows, headers, float_format="{:.2f}")  # money and gold accuracies: 2 decimals
+def _table(rows: list[dict] | list[tuple], headers: list[str] | None = None) -> str:
+    """A plain-text table (columns padded to their widest cell)."""
+    if not rows:
+        return "(none)"
+    if isinstance(rows[0], dict):
+        headers = headers or list(rows[0])
+        rows = [[r.get(h) for h in headers] for r in rows]
+    cells = [[("" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))) for v in r] for r in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    line = "  ".join(str(h).ljust(w) for h, w in zip(headers, widths))
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([line, sep] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells])
 
 
 class Ctx:
@@ -76,6 +84,28 @@ class Ctx:
         return self._service
 
 
+def _errors(fn):
+    """Turn adapter errors into clean CLI errors (no tracebacks, never any credentials)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from crowd.providers.mturk_client import MTurkError
+        from crowd.providers.mturk_service import MTurkServiceError
+
+        try:
+            return fn(*args, **kwargs)
+        except (MTurkError, MTurkServiceError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+        except Exception as exc:  # botocore credential errors name the missing source, never a secret
+            if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError", "ProfileNotFound"):
+                raise click.ClickException(
+                    f"{exc}. Set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or use --profile (see docs/mturk.md).") from None
+            raise
+
+    return wrapper
+
+
 def pass_ctx(fn):
     """Pass the invocation's Ctx; add `--sandbox/--live` to the subcommand too, so both
     `argus mturk --live launch ...` and `argus mturk launch --live ...` work."""
@@ -113,7 +143,7 @@ def mturk(ctx, sandbox, db_url, profile, retry_mode, max_attempts, endpoint_url,
 
 @mturk.command()
 @pass_ctx
-@cli_errors
+@_errors
 def balance(c: Ctx):
     """Show the account's available balance."""
     click.echo(_table([(c.environment, f"${c.client().balance()}")], ["environment", "available balance"]))
@@ -136,25 +166,33 @@ def balance(c: Ctx):
 @click.option("--auto-approve", default="3d", show_default=True, help="Delay before MTurk approves on its own.")
 @click.option("--min-approval", type=click.IntRange(0, 100), default=95, show_default=True,
               help="Minimum percent of a worker's assignments approved.")
-@click.option("--min-approved-hits", type=click.IntRange(0), default=None, help="Minimum number of approved HITs.")
-@list_option("--locale", "locales", help="Allowed worker locale (US, US-CA, ...); repeatable.")
+@click.option("--min-approved-hits", type=click.IntRange(0), default=None,
+              help="Minimum number of the worker's approved HITs (NumberHITsApproved).")
+@click.option("--masters", is_flag=True, help="Only Masters workers (MTurk adds 5% to its fee).")
+@click.option("--allow-excluded", is_flag=True,
+              help="Do not hide the HITs from workers an earlier review excluded for low-quality work.")
+@click.option("--locale", "locales", multiple=True, help="Allowed worker locale (US, US-CA, ...); repeatable.")
 @click.option("--study", default=None, help="Retake-blocking scope: workers of any batch of this study see its "
                                             "HITs only once (default: batch-<id>).")
-@list_option("--exclude-study", "exclude_studies", help="Also hide from workers of this study.")
+@click.option("--exclude-study", "exclude_studies", multiple=True, help="Also hide from workers of this study.")
 @click.option("--qual-test", type=click.Path(exists=True, dir_okay=False), help="QuestionForm XML of a qualification test.")
 @click.option("--qual-answer-key", type=click.Path(exists=True, dir_okay=False), help="AnswerKey XML for --qual-test.")
 @click.option("--qual-min-score", type=int, default=1, show_default=True)
 @click.option("--planned-bonuses", default="0", show_default=True, help="USD set aside for bonuses (in the estimate).")
+@click.option("--planned-bonus-count", type=click.IntRange(1), default=None,
+              help="How many bonus payments that budget is split into (default: one per assignment); MTurk "
+                   "takes at least $0.01 per payment.")
 @click.option("--max-budget", default=None, help="Refuse to launch if the estimate is above this (USD).")
 @click.option("--round", "round_", type=click.IntRange(1), default=1, show_default=True,
               help="Launch another set of HITs for the same batch.")
 @click.option("--frame-height", type=click.IntRange(0, 5000), default=0, show_default=True)
 @click.option("--execute", is_flag=True, help="Really create the HITs (otherwise: dry run with the cost estimate).")
 @pass_ctx
-@cli_errors
+@_errors
 def launch(c: Ctx, batch_id, server_url, entry_url, title, description, keywords, reward, assignments, per_hit,
-           duration, lifetime, auto_approve, min_approval, min_approved_hits, locales, study, exclude_studies,
-           qual_test, qual_answer_key, qual_min_score, planned_bonuses, max_budget, round_, frame_height, execute):
+           duration, lifetime, auto_approve, min_approval, min_approved_hits, masters, allow_excluded, locales, study,
+           exclude_studies, qual_test, qual_answer_key, qual_min_score, planned_bonuses, planned_bonus_count,
+           max_budget, round_, frame_height, execute):
     """Create the HIT type and HITs of BATCH_ID (dry run unless --execute)."""
     from crowd.providers.mturk_service import LaunchSettings
 
@@ -165,11 +203,13 @@ def launch(c: Ctx, batch_id, server_url, entry_url, title, description, keywords
         entry_url=url, title=title, description=description, keywords=keywords, reward=reward,
         assignments=assignments, per_hit=per_hit, assignment_duration_s=_seconds(duration, "--duration"),
         lifetime_s=_seconds(lifetime, "--lifetime"), auto_approval_delay_s=_seconds(auto_approve, "--auto-approve"),
-        min_approval_rate=min_approval, min_approved_hits=min_approved_hits, locales=tuple(locales), study=study,
+        min_approval_rate=min_approval, min_approved_hits=min_approved_hits, masters=masters,
+        exclude_low_quality=not allow_excluded, locales=tuple(locales), study=study,
         exclude_studies=tuple(exclude_studies),
         qualification_test=open(qual_test).read() if qual_test else None,
         qualification_answer_key=open(qual_answer_key).read() if qual_answer_key else None,
-        qualification_min_score=qual_min_score, planned_bonuses=planned_bonuses, frame_height=frame_height,
+        qualification_min_score=qual_min_score, planned_bonuses=planned_bonuses,
+        planned_bonus_count=planned_bonus_count, frame_height=frame_height,
         round=round_, allow_http=bool(c.endpoint_url),  # plain http only against a local fake endpoint
     )
     if execute:
@@ -191,7 +231,7 @@ def launch(c: Ctx, batch_id, server_url, entry_url, title, description, keywords
 @click.argument("batch_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @pass_ctx
-@cli_errors
+@_errors
 def status(c: Ctx, batch_id, as_json):
     """Local view of BATCH_ID's HITs, assignments and payments (run `sync` first)."""
     st = c.service.status(batch_id)
@@ -216,7 +256,7 @@ def status(c: Ctx, batch_id, as_json):
 @mturk.command()
 @click.argument("batch_id", type=int)
 @pass_ctx
-@cli_errors
+@_errors
 def sync(c: Ctx, batch_id):
     """Pull HITs, assignments and bonus payments from MTurk (MTurk is the source of truth)."""
     c.confirm_live("syncing (grants the participated qualification)")
@@ -230,15 +270,15 @@ def sync(c: Ctx, batch_id):
               help="Approve when the assignment's gold accuracy is at least this; flag otherwise.")
 @click.option("--no-gold", type=click.Choice(["approve", "flag"]), default="approve", show_default=True,
               help="What to do with assignments that saw no gold question.")
-@list_option("--approve", "approve_ids", help="Approve this assignment (e.g. a flagged one).")
-@list_option("--override", "override_ids", help="Approve a rejected assignment (OverrideRejection).")
-@list_option("--reject", "reject_ids", help="Reject this assignment (needs --feedback).")
+@click.option("--approve", "approve_ids", multiple=True, help="Approve this assignment (e.g. a flagged one).")
+@click.option("--override", "override_ids", multiple=True, help="Approve a rejected assignment (OverrideRejection).")
+@click.option("--reject", "reject_ids", multiple=True, help="Reject this assignment (needs --feedback).")
 @click.option("--reject-flagged", is_flag=True, help="Reject every flagged assignment (needs --feedback).")
 @click.option("--feedback", default=None, help="Message the worker reads (required to reject).")
 @click.option("--yes", is_flag=True, help="Confirm rejections without the prompt.")
 @click.option("--execute", is_flag=True, help="Really approve/flag (otherwise: show the plan).")
 @pass_ctx
-@cli_errors
+@_errors
 def review(c: Ctx, batch_id, threshold, no_gold, approve_ids, override_ids, reject_ids, reject_flagged, feedback,
            yes, execute):
     """Approve good work of BATCH_ID by gold accuracy, flag the rest; manual approve/reject/override."""
@@ -286,7 +326,7 @@ def review(c: Ctx, batch_id, threshold, no_gold, approve_ids, override_ids, reje
 @click.option("--max-budget", default=None, help="Refuse if bonuses + fees are above this (USD).")
 @click.option("--execute", is_flag=True, help="Really pay (otherwise: show the plan).")
 @pass_ctx
-@cli_errors
+@_errors
 def bonus(c: Ctx, batch_id, amount, min_gold, csv_path, reason, key, max_budget, execute):
     """Pay bonuses for approved work of BATCH_ID, exactly once (ledger + UniqueRequestToken)."""
     if bool(amount) == bool(csv_path):
@@ -317,7 +357,7 @@ def bonus(c: Ctx, batch_id, amount, min_gold, csv_path, reason, key, max_budget,
 @click.option("--reason", required=True, help="Why (MTurk keeps it; the worker may see it).")
 @click.option("--unblock", is_flag=True, help="Lift the blocks instead.")
 @pass_ctx
-@cli_errors
+@_errors
 def block(c: Ctx, worker_ids, reason, unblock):
     """Block MTurk workers from your HITs and from new Argus tasks (or --unblock)."""
     c.confirm_live("blocking workers")
@@ -329,7 +369,7 @@ def block(c: Ctx, worker_ids, reason, unblock):
 @click.argument("batch_id", type=int)
 @click.option("--delete", "delete_after", is_flag=True, help="Also delete HITs whose assignments are all reviewed.")
 @pass_ctx
-@cli_errors
+@_errors
 def expire(c: Ctx, batch_id, delete_after):
     """Expire BATCH_ID's HITs now (no new workers; accepted work can still be submitted)."""
     c.confirm_live("expiring HITs")
@@ -348,7 +388,7 @@ def _delete(c: Ctx, batch_id: int) -> None:
 @mturk.command()
 @click.argument("batch_id", type=int)
 @pass_ctx
-@cli_errors
+@_errors
 def delete(c: Ctx, batch_id):
     """Delete BATCH_ID's expired HITs once every assignment is approved or rejected."""
     c.confirm_live("deleting HITs")
@@ -357,11 +397,11 @@ def delete(c: Ctx, batch_id):
 
 @mturk.command()
 @click.argument("batch_id", type=int, required=False)
-@list_option("--worker", "worker_ids", help="Notify this worker (default: every worker of BATCH_ID).")
+@click.option("--worker", "worker_ids", multiple=True, help="Notify this worker (default: every worker of BATCH_ID).")
 @click.option("--subject", required=True)
 @click.option("--message", required=True)
 @pass_ctx
-@cli_errors
+@_errors
 def notify(c: Ctx, batch_id, worker_ids, subject, message):
     """E-mail workers through MTurk (100 per call; never twice for the same message)."""
     if batch_id is None and not worker_ids:
@@ -374,3 +414,142 @@ def notify(c: Ctx, batch_id, worker_ids, subject, message):
         click.echo(_table([dict(worker=f["WorkerId"], code=f["NotifyWorkersFailureCode"],
                                 message=f["NotifyWorkersFailureMessage"]) for f in out["failures"]]))
 
+
+
+@mturk.command()
+@click.argument("batch_id", type=int)
+@click.option("--hit", "hit_ids", multiple=True, help="Only this HIT (default: every live or expired HIT of the batch).")
+@click.option("--assignments", type=click.IntRange(0), default=0, show_default=True,
+              help="Assignments to add to each HIT (CreateAdditionalAssignmentsForHIT).")
+@click.option("--time", "extend_time", default=None, help="Keep the HITs open this long from now (e.g. 2d).")
+@click.option("--key", default="extend-1", show_default=True,
+              help="What the extension is for; each (HIT, key) is extended at most once.")
+@click.option("--max-budget", default=None, help="Refuse if the added assignments could cost more (USD).")
+@click.option("--execute", is_flag=True, help="Really extend (otherwise: show the plan and its cost).")
+@pass_ctx
+@_errors
+def extend(c: Ctx, batch_id, hit_ids, assignments, extend_time, key, max_budget, execute):
+    """Give BATCH_ID's HITs more assignments and/or more time (dry run unless --execute)."""
+    seconds = _seconds(extend_time, "--time") if extend_time else None
+    if execute:
+        c.confirm_live(f"extending batch {batch_id}")
+    out = c.service.extend(batch_id, assignments, seconds, hit_ids or None, key, dry_run=not execute,
+                           max_budget=max_budget)
+    click.echo(_table(out["hits"], ["hit_id", "max_before", "max_after", "expire_at", "outcome"]))
+    click.echo(f"\nAdded assignments cost at most ${out['cost_usd']} with MTurk's fee.")
+    if not execute:
+        click.echo("Dry run: add --execute to extend.")
+
+
+@mturk.command()
+@click.argument("worker_id")
+@click.option("--amount", required=True, help="USD to pay (the HIT's reward).")
+@click.option("--reason", required=True, help="Why; the worker reads it on the HIT and in the e-mail.")
+@click.option("--key", default="compensation", show_default=True,
+              help="What it is for; each (worker, key) is compensated at most once.")
+@click.option("--notify/--no-notify", default=True, show_default=True, help="E-mail the worker the HIT's link.")
+@click.option("--execute", is_flag=True, help="Really create the HIT (otherwise: show the cost).")
+@pass_ctx
+@_errors
+def compensate(c: Ctx, worker_id, amount, reason, key, notify, execute):
+    """Pay WORKER_ID through a HIT only they can see; run it again to approve their submission."""
+    if execute:
+        c.confirm_live(f"paying worker {worker_id}")
+    out = c.service.compensate(worker_id, amount, reason, key, notify=notify, dry_run=not execute)
+    click.echo(_table([(k, "" if v is None else str(v)) for k, v in out.items()], ["", ""]))
+    if not execute:
+        click.echo("Dry run: add --execute to create the compensation HIT.")
+    elif out["status"] == "live":
+        click.echo("Run the same command again after the worker has submitted, to approve and pay.")
+
+
+def _qualification_option(fn):
+    fn = click.option("--id", "qualification_id", default=None, help="Qualification type id.")(fn)
+    fn = click.option("--low-quality", is_flag=True, help="The exclusion `review` grants for low-quality work.")(fn)
+    return click.option("--study", default=None, help="The study's \"participated\" qualification.")(fn)
+
+
+@mturk.group("qualification")
+def qualification():
+    """Grant, revoke and grade MTurk qualifications (exclusions, retakes, qualification tests)."""
+
+
+@qualification.command("revoke")
+@click.argument("worker_ids", nargs=-1, required=True)
+@_qualification_option
+@click.option("--reason", default="", help="Why (MTurk may show it to the worker).")
+@pass_ctx
+@_errors
+def qualification_revoke(c: Ctx, worker_ids, study, low_quality, qualification_id, reason):
+    """Take a qualification back from WORKER_IDS (sync will not grant it again)."""
+    c.confirm_live("revoking qualifications")
+    qid = c.service.qualification_id(study, low_quality, qualification_id)
+    click.echo(_table(sorted(c.service.revoke(qid, worker_ids, reason).items()), ["worker", "outcome"]))
+
+
+@qualification.command("grant")
+@click.argument("worker_ids", nargs=-1, required=True)
+@_qualification_option
+@click.option("--value", type=int, default=1, show_default=True)
+@pass_ctx
+@_errors
+def qualification_grant(c: Ctx, worker_ids, study, low_quality, qualification_id, value):
+    """Give WORKER_IDS a qualification (e.g. --low-quality to exclude them from later batches)."""
+    c.confirm_live("granting qualifications")
+    qid = c.service.qualification_id(study, low_quality, qualification_id)
+    click.echo(_table(sorted(c.service.grant(qid, worker_ids, value).items()), ["worker", "outcome"]))
+
+
+@qualification.command("requests")
+@click.option("--id", "qualification_id", default=None, help="Only requests for this qualification type.")
+@click.option("--grant", "grants", multiple=True, metavar="REQUEST_ID[:SCORE]", help="Grant a request (score 1 "
+                                                                                      "unless given).")
+@click.option("--reject", "rejects", multiple=True, metavar="REQUEST_ID", help="Reject a request (needs --reason).")
+@click.option("--reason", default=None, help="What a rejected worker reads.")
+@click.option("--show-answers", is_flag=True, help="Print each request's test answers.")
+@pass_ctx
+@_errors
+def qualification_requests(c: Ctx, qualification_id, grants, rejects, reason, show_answers):
+    """List workers' pending qualification requests, or grant and reject them."""
+    if grants or rejects:
+        if rejects and not reason:
+            raise click.UsageError("rejecting needs --reason (the worker reads it)")
+        c.confirm_live("grading qualification requests")
+        parsed = {}
+        for g in grants:
+            rid, _, score = g.partition(":")
+            try:
+                parsed[rid] = int(score or 1)
+            except ValueError:
+                raise click.BadParameter(f"{g!r}: the score after ':' must be an integer", param_hint="--grant") from None
+        out = c.service.grade_requests(parsed, {r: reason for r in rejects})
+        click.echo(_table(sorted(out.items()), ["request", "outcome"]))
+        return
+    rows = c.service.qualification_requests(qualification_id)
+    cols = ["request_id", "qualification_type_id", "worker_id", "submitted"] + (["answer"] if show_answers else [])
+    click.echo(_table(rows, cols))
+
+
+@mturk.command()
+@click.argument("batch_id", type=int)
+@click.option("--sns", "sns_arn", default=None, help="SNS topic ARN that receives the events.")
+@click.option("--sqs", "sqs_url", default=None, help="SQS queue URL that receives the events.")
+@click.option("--event", "events", multiple=True,
+              help="Event type (repeatable; default: AssignmentSubmitted, AssignmentReturned, AssignmentAbandoned, "
+                   "HITReviewable, HITExpired).")
+@click.option("--off", is_flag=True, help="Stop sending events for the batch's HIT types.")
+@click.option("--test", is_flag=True, help="Also send a test event to the destination.")
+@pass_ctx
+@_errors
+def notifications(c: Ctx, batch_id, sns_arn, sqs_url, events, off, test):
+    """Send MTurk's events for BATCH_ID's HIT types to SNS or SQS (UpdateNotificationSettings)."""
+    if off and (sns_arn or sqs_url):
+        raise click.UsageError("--off takes no destination")
+    if not off and bool(sns_arn) == bool(sqs_url):
+        raise click.UsageError("give exactly one of --sns and --sqs (or --off)")
+    c.confirm_live("changing notification settings")
+    kw = {} if off else dict(destination=sns_arn or sqs_url, transport="SNS" if sns_arn else "SQS")
+    if events:
+        kw["events"] = events
+    rows = c.service.notifications(batch_id, active=not off, test=test, **kw)
+    click.echo(_table(rows, ["hit_type_id", "active", "transport", "destination", "events"]))

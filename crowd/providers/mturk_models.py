@@ -268,6 +268,7 @@ class MTurkCompensation(Base):
     hit_id: Mapped[str | None] = mapped_column(String(64))
     assignment_id: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[CompensationStatus] = mapped_column(enum_type(CompensationStatus), default=CompensationStatus.pending)
+    notified: Mapped[bool] = mapped_column(default=False)  # the worker was e-mailed the HIT's link
     created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
 
 

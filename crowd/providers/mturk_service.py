@@ -32,7 +32,9 @@ statuses change only through the crowd service's review functions (``review_work
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
+import re
 from collections import Counter, defaultdict
 from decimal import Decimal
 from typing import Iterable
@@ -45,17 +47,27 @@ from crowd.models import Assignment, Batch, Judgment, Provider, Task, Visit, Wor
 from crowd.service import ServiceError, log_event, record_provider_review, review_worker
 from crowd.providers.mturk_client import (
     EXTERNAL_QUESTION_NS, CostEstimate, MTurkClient, MTurkError, bonus_fee, check_hit_type, check_lifetime,
-    check_worker_id, check_worker_ids, chunked, estimate_hits, external_question_xml, money,
+    check_worker_id, check_worker_ids, chunked, estimate_hits, external_question_xml, money, mturk_fee,
     qualification_requirements, split_assignments, unique_request_token,
 )
 from crowd.providers.mturk_models import (
     BlockStatus, BonusStatus, Decision, HitState, MTurkAssignment, MTurkAssignmentStatus, MTurkBlock, MTurkBonus,
-    MTurkEnv, MTurkHit, MTurkHitType, MTurkNotification, MTurkQualificationGrant, MTurkSetting, NoticeStatus,
-    ensure_tables,
+    CompensationStatus, ExtensionStatus, MTurkCompensation, MTurkEnv, MTurkExtension, MTurkHit, MTurkHitType,
+    MTurkNotification, MTurkQualificationGrant, MTurkRevocation, MTurkSetting, NoticeStatus, ensure_tables,
 )
 
 PARTICIPATED_PREFIX = "Argus participated: "
 LOW_QUALITY_QUALIFICATION = "Argus excluded: low-quality work"
+COMPENSATION_PREFIX = "Argus compensation "
+NOTIFICATION_VERSION = "2014-08-15"  # the only version UpdateNotificationSettings accepts
+EVENT_TYPES = ("AssignmentAccepted", "AssignmentAbandoned", "AssignmentReturned", "AssignmentSubmitted",
+               "AssignmentRejected", "AssignmentApproved", "HITCreated", "HITExpired", "HITReviewable",
+               "HITExtended", "HITDisposed")
+DESTINATIONS = {  # what MTurk accepts as a destination per transport
+    "SNS": re.compile(r"^arn:aws:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$"),
+    "SQS": re.compile(r"^https://sqs\.[a-z0-9-]+\.amazonaws\.com/\d{12}/[A-Za-z0-9_-]{1,80}$"),
+}
+QUESTION_FORM_NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2017-11-06/QuestionForm.xsd"
 
 
 class MTurkServiceError(ServiceError):
@@ -478,7 +490,9 @@ class MTurkService:
             done = set(s.scalars(select(MTurkQualificationGrant.worker_id).where(
                 MTurkQualificationGrant.environment == self.env,
                 MTurkQualificationGrant.qualification_type_id == qual_id)))
-        todo = sorted(workers - done)
+            revoked = set(s.scalars(select(MTurkRevocation.worker_id).where(  # taken back on purpose
+                MTurkRevocation.environment == self.env, MTurkRevocation.qualification_type_id == qual_id)))
+        todo = sorted(workers - done - revoked)
         for worker in self._bar(todo, "granting participated"):
             self.client.grant_qualification(qual_id, worker)  # idempotent on MTurk
             with self.db.transaction() as s:
@@ -883,6 +897,317 @@ class MTurkService:
                 log_event(s, "mturk_hit_deleted", batch_id=batch_id, hit=hit_id)
             out["deleted"] += 1
         return out
+
+    # ------------------------------------------------------------------ extend
+    def extend(self, batch_id: int, add_assignments: int = 0, extend_s: int | None = None,
+               hit_ids: Iterable[str] | None = None, key: str = "extend-1", *, dry_run: bool = True,
+               max_budget: Decimal | str | None = None) -> dict:
+        """Give the batch's HITs (or ``hit_ids``) ``add_assignments`` more assignments
+        (CreateAdditionalAssignmentsForHIT with a token) and/or ``extend_s`` more seconds from
+        now before they expire. Each (HIT, ``key``) is extended at most once: the ledger row is
+        written first, a lost answer is settled by reading the HIT back. MTurk refuses to take a
+        HIT created with fewer than 10 assignments to 10 or more; that is checked here first.
+
+        Returns ``{"hits": [{hit_id, max_before, max_after, expire_at, outcome}], "cost_usd"}``.
+        """
+        n = int(add_assignments)
+        if n < 0 or (n == 0 and not extend_s):
+            raise MTurkServiceError("extend needs --assignments N (>= 1) and/or --time")
+        if extend_s is not None:
+            check_lifetime(extend_s)
+        with self.db.reading() as s:
+            rows = [r for r in self._hits(s, batch_id, [HitState.live, HitState.expired])
+                    if hit_ids is None or r.hit_id in set(hit_ids)]
+            masters = {t.hit_type_id: bool((t.params or {}).get("masters"))
+                       for t in s.scalars(select(MTurkHitType).where(MTurkHitType.batch_id == batch_id))}
+            ledger = {e.hit_id: e for e in s.scalars(select(MTurkExtension).where(
+                MTurkExtension.batch_id == batch_id, MTurkExtension.environment == self.env,
+                MTurkExtension.key == key))}
+        if hit_ids is not None and len(rows) != len(set(hit_ids)):
+            missing = set(hit_ids) - {r.hit_id for r in rows}
+            raise MTurkServiceError(f"HITs {sorted(missing)} are not live or expired HITs of batch {batch_id}")
+        plan, cost = [], Decimal("0.00")
+        for r in rows:
+            before = ledger[r.hit_id].max_before if r.hit_id in ledger else r.max_assignments
+            if n and before < 10 <= before + n:
+                raise MTurkServiceError(
+                    f"HIT {r.hit_id} has {before} assignments; MTurk does not let a HIT created with fewer than 10 "
+                    f"reach 10 or more (AWS.MechanicalTurk.InvalidMaximumAssignmentsIncrease): add at most "
+                    f"{9 - before}, or launch another --round")
+            reward = _usd(r.reward_cents)
+            if r.hit_id not in ledger or ledger[r.hit_id].status != ExtensionStatus.done:
+                cost += n * (reward + (mturk_fee(reward, before + n, masters.get(r.hit_type_id, False))
+                                       if reward > 0 else Decimal("0")))
+            plan.append(dict(hit_id=r.hit_id, row_id=r.id, max_before=before, max_after=before + n,
+                             expire_at=None, outcome="planned"))
+        if max_budget is not None and cost > money(max_budget, "max budget"):
+            raise BudgetExceeded(f"extending costs up to ${cost}, above --max-budget ${money(max_budget)}")
+        out = dict(hits=plan, cost_usd=cost)
+        if dry_run:
+            return out
+        if cost > 0:
+            balance = self.client.balance()
+            if balance < cost:
+                raise BudgetExceeded(f"extending costs up to ${cost}, above the available balance ${balance}")
+        expire_at = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=int(extend_s))).replace(microsecond=0) \
+            if extend_s else None
+        self.token_salt()
+        with self.db.transaction() as s:  # the ledger first
+            for p in plan:
+                if p["hit_id"] not in ledger:
+                    s.add(MTurkExtension(environment=self.env, unique_request_token=self.token("extend", p["hit_id"], key),
+                                         batch_id=batch_id, hit_id=p["hit_id"], key=key, added=n,
+                                         max_before=p["max_before"], expire_at=expire_at))
+        with self.db.reading() as s:
+            ledger = {e.hit_id: e for e in s.scalars(select(MTurkExtension).where(
+                MTurkExtension.batch_id == batch_id, MTurkExtension.environment == self.env,
+                MTurkExtension.key == key))}
+        for p in self._bar(plan, "extending HITs"):
+            e = ledger[p["hit_id"]]
+            p["expire_at"] = e.expire_at
+            if e.status == ExtensionStatus.done:
+                p["outcome"] = "already extended"
+                continue
+            if e.added:
+                try:
+                    self.client.add_assignments(e.hit_id, e.added, e.unique_request_token)
+                except MTurkError as exc:  # a repeat of an applied call is refused: read the HIT back
+                    if exc.code != "RequestError" or self.client.get_hit(e.hit_id)["MaxAssignments"] < e.max_before + e.added:
+                        raise
+            if e.expire_at is not None:
+                try:
+                    self.client.update_expiration(e.hit_id, e.expire_at)
+                except MTurkError as exc:  # (HITId, ExpireAt) repeats are refused: read back
+                    expiration = self.client.get_hit(e.hit_id).get("Expiration") if exc.code == "RequestError" else None
+                    if expiration is None or abs((expiration - e.expire_at).total_seconds()) > 1:
+                        raise
+            with self.db.transaction() as s:
+                s.get(MTurkExtension, e.id).status = ExtensionStatus.done
+                r = s.get(MTurkHit, p["row_id"])
+                r.max_assignments = e.max_before + e.added
+                if e.expire_at is not None:
+                    r.state, r.expiration = HitState.live, e.expire_at
+                _log_event(s, "mturk_hit_extended", batch_id=batch_id, hit=e.hit_id, added=e.added,
+                           expire_at=e.expire_at.isoformat() if e.expire_at else None)
+            p["outcome"] = "extended"
+        return out
+
+    # ------------------------------------------------------------------ compensation
+    def compensate(self, worker_id: str, amount: Decimal | str, reason: str, key: str = "compensation", *,
+                   notify: bool = True, dry_run: bool = True, lifetime_s: int = 7 * 86400) -> dict:
+        """Pay one worker through a HIT only they can see (e.g. their externalSubmit failed, or
+        MTurk gave their slot to someone else): a qualification granted to that worker alone
+        gates a one-assignment QuestionForm HIT with ``amount`` as reward; they are told by
+        e-mail (``notify``). Re-running finishes the setup and approves their submission, so
+        the payment happens once per (worker, ``key``).
+
+        Returns ``{"worker_id", "amount_usd", "cost_usd", "hit_id", "status", "url"}``.
+        """
+        check_worker_id(worker_id)
+        reward = money(amount, "compensation amount")
+        if not reason or not reason.strip():
+            raise MTurkServiceError("reason: a compensation HIT needs a reason the worker can read")
+        title = "Compensation for an Argus study you worked on"
+        check_hit_type(title, reason, reward, 3600, 3600)
+        cost = reward + mturk_fee(reward, 1)
+        out = dict(worker_id=worker_id, amount_usd=reward, cost_usd=cost, hit_id=None, status="planned", url=None)
+        if dry_run:
+            return out
+        self.token_salt()
+        token = self.token("compensation", worker_id, key)
+        with self.db.transaction() as s:
+            row = s.scalar(select(MTurkCompensation).where(MTurkCompensation.unique_request_token == token))
+            if row is None:
+                s.add(MTurkCompensation(environment=self.env, unique_request_token=token, worker_id=worker_id, key=key,
+                                        reward_cents=_cents(reward), reason=reason.strip(),
+                                        status=CompensationStatus.pending))
+            elif row.reward_cents != _cents(reward):
+                raise MTurkServiceError(f"worker {worker_id} already has a {key!r} compensation of "
+                                        f"${_usd(row.reward_cents)}; use another --key for a second one")
+        with self.db.reading() as s:
+            row = s.scalar(select(MTurkCompensation).where(MTurkCompensation.unique_request_token == token))
+        if row.status == CompensationStatus.pending:
+            balance = self.client.balance()
+            if balance < cost:
+                raise BudgetExceeded(f"the compensation costs ${cost}, above the available balance ${balance}")
+            qual = self.client.ensure_qualification_type(
+                COMPENSATION_PREFIX + token[-16:], f"Lets worker {worker_id} see the compensation HIT Argus made for them.")
+            self.client.grant_qualification(qual, worker_id)
+            hit_type = self.client.create_hit_type(
+                title, reason.strip(), reward, 3600, 3600, "compensation",
+                qualification_requirements(None, required_qualification_ids=[(qual, 1)]))
+            hit = self.client.create_hit(hit_type, self._compensation_form(reason.strip()), 1, lifetime_s, token,
+                                         annotation=token)
+            with self.db.transaction() as s:
+                r = s.get(MTurkCompensation, row.id)
+                r.qualification_type_id, r.hit_type_id, r.hit_id = qual, hit_type, hit["HITId"]
+                r.status = CompensationStatus.live
+                _log_event(s, "mturk_compensation", mturk_worker=worker_id, hit=hit["HITId"],
+                           amount_cents=r.reward_cents)
+            with self.db.reading() as s:
+                row = s.get(MTurkCompensation, row.id)
+        if notify and row.status == CompensationStatus.live and not row.notified:
+            self.client.notify_workers([worker_id], "A compensation HIT for you",
+                                       f"{row.reason}\n\nWe made a HIT that only you can see; it pays "
+                                       f"${reward}: {self._hit_group_url(self.client.get_hit(row.hit_id))}")
+            with self.db.transaction() as s:
+                s.get(MTurkCompensation, row.id).notified = True
+        out.update(hit_id=row.hit_id, status=row.status.value)
+        if row.status == CompensationStatus.live:
+            done = [a for a in self.client.list_assignments(row.hit_id) if a["WorkerId"] == worker_id]
+            for a in done:
+                if a["AssignmentStatus"] == "Submitted":
+                    self.client.approve(a["AssignmentId"], "Thank you.")
+            if any(a["AssignmentStatus"] in ("Submitted", "Approved") for a in done):
+                with self.db.transaction() as s:
+                    r = s.get(MTurkCompensation, row.id)
+                    r.status, r.assignment_id = CompensationStatus.paid, done[0]["AssignmentId"]
+                out["status"] = CompensationStatus.paid.value
+        out["url"] = self._hit_group_url(self.client.get_hit(row.hit_id)) if row.hit_id else None
+        return out
+
+    @staticmethod
+    def _compensation_form(reason: str) -> str:
+        from xml.sax.saxutils import escape
+
+        return (f'<QuestionForm xmlns="{QUESTION_FORM_NS}"><Question>'
+                "<QuestionIdentifier>confirm</QuestionIdentifier><IsRequired>true</IsRequired>"
+                f"<QuestionContent><Text>{escape(reason)} Type OK and submit to receive the payment.</Text>"
+                "</QuestionContent><AnswerSpecification><FreeTextAnswer/></AnswerSpecification>"
+                "</Question></QuestionForm>")
+
+    def _hit_group_url(self, hit: dict) -> str:
+        site = "https://workersandbox.mturk.com" if self.env == MTurkEnv.sandbox else "https://worker.mturk.com"
+        return f"{site}/projects/{hit.get('HITGroupId', '')}/tasks"
+
+    # ------------------------------------------------------------------ qualifications
+    def qualification_id(self, study: str | None = None, low_quality: bool = False,
+                         qualification_type_id: str | None = None) -> str:
+        """The qualification type id for a study's "participated" qualification, the low-quality
+        exclusion, or an explicit id (exactly one)."""
+        if sum(x is not None and x is not False for x in (study, low_quality or None, qualification_type_id)) != 1:
+            raise MTurkServiceError("give exactly one of a study, the low-quality exclusion or a qualification id")
+        if qualification_type_id:
+            return qualification_type_id
+        name = LOW_QUALITY_QUALIFICATION if low_quality else PARTICIPATED_PREFIX + study
+        found = self.client.find_qualification_type(name)
+        if found is None:
+            raise MTurkServiceError(f"no qualification type named {name!r} on MTurk {self.env.value}")
+        return found["QualificationTypeId"]
+
+    def grant(self, qualification_type_id: str, worker_ids: Iterable[str], value: int = 1) -> dict[str, str]:
+        """Give workers a qualification (e.g. exclude them for low-quality work)."""
+        out = {}
+        for worker in self._bar(check_worker_ids(worker_ids), "granting"):
+            self.client.grant_qualification(qualification_type_id, worker, value)
+            with self.db.transaction() as s:
+                if s.scalar(select(MTurkQualificationGrant.id).where(
+                        MTurkQualificationGrant.environment == self.env, MTurkQualificationGrant.worker_id == worker,
+                        MTurkQualificationGrant.qualification_type_id == qualification_type_id)) is None:
+                    s.add(MTurkQualificationGrant(environment=self.env, qualification_type_id=qualification_type_id,
+                                                  worker_id=worker))
+                s.execute(MTurkRevocation.__table__.delete().where(
+                    MTurkRevocation.environment == self.env, MTurkRevocation.worker_id == worker,
+                    MTurkRevocation.qualification_type_id == qualification_type_id))
+            out[worker] = "granted"
+        return out
+
+    def revoke(self, qualification_type_id: str, worker_ids: Iterable[str], reason: str = "") -> dict[str, str]:
+        """Take a qualification back (e.g. let an excluded worker in again, or allow a retake).
+        ``sync`` will not grant it again on its own."""
+        out = {}
+        for worker in self._bar(check_worker_ids(worker_ids), "revoking"):
+            now = self.client.revoke_qualification(qualification_type_id, worker, reason)
+            with self.db.transaction() as s:
+                s.execute(MTurkQualificationGrant.__table__.delete().where(
+                    MTurkQualificationGrant.environment == self.env, MTurkQualificationGrant.worker_id == worker,
+                    MTurkQualificationGrant.qualification_type_id == qualification_type_id))
+                if s.scalar(select(MTurkRevocation.id).where(
+                        MTurkRevocation.environment == self.env, MTurkRevocation.worker_id == worker,
+                        MTurkRevocation.qualification_type_id == qualification_type_id)) is None:
+                    s.add(MTurkRevocation(environment=self.env, qualification_type_id=qualification_type_id,
+                                          worker_id=worker, reason=reason))
+                _log_event(s, "mturk_revoke", mturk_worker=worker, qualification=qualification_type_id, reason=reason)
+            out[worker] = "revoked" if now else "already revoked"
+        return out
+
+    def qualification_requests(self, qualification_type_id: str | None = None) -> list[dict]:
+        """Pending requests for your qualification types: ``request_id, qualification_type_id,
+        worker_id, submitted, answer`` (the test answers, QuestionFormAnswers XML, when there is a test)."""
+        return [dict(request_id=r["QualificationRequestId"], qualification_type_id=r["QualificationTypeId"],
+                     worker_id=r["WorkerId"], submitted=r.get("SubmitTime"), answer=r.get("Answer"))
+                for r in self.client.list_qualification_requests(qualification_type_id)]
+
+    def grade_requests(self, grants: dict[str, int] | None = None, rejects: dict[str, str] | None = None) -> dict[str, str]:
+        """Grant (request id -> score) or reject (request id -> reason the worker reads) pending
+        qualification requests. A request no longer pending was decided earlier (by a run whose
+        answer was lost, or by hand) and is reported as such, never decided twice."""
+        grants, rejects = dict(grants or {}), dict(rejects or {})
+        if set(grants) & set(rejects):
+            raise MTurkServiceError(f"requests {sorted(set(grants) & set(rejects))} are both granted and rejected")
+        for rid, why in rejects.items():
+            if not why or not why.strip():
+                raise MTurkServiceError(f"request {rid}: rejecting needs a reason the worker can read")
+        pending = {r["QualificationRequestId"] for r in self.client.list_qualification_requests()}
+        out = {}
+        for rid, score in grants.items():
+            if rid not in pending:
+                out[rid] = "not pending (decided earlier)"
+                continue
+            self.client.accept_qualification_request(rid, int(score))
+            out[rid] = f"granted ({int(score)})"
+        for rid, why in rejects.items():
+            if rid not in pending:
+                out[rid] = "not pending (decided earlier)"
+                continue
+            self.client.reject_qualification_request(rid, why.strip())
+            out[rid] = "rejected"
+        return out
+
+    # ------------------------------------------------------------------ notifications
+    def notifications(self, batch_id: int, destination: str | None = None, transport: str = "SNS",
+                      events: Iterable[str] = ("AssignmentSubmitted", "AssignmentReturned", "AssignmentAbandoned",
+                                               "HITReviewable", "HITExpired"),
+                      active: bool = True, test: bool = False) -> list[dict]:
+        """Send MTurk's events for the batch's HIT types to an SNS topic or SQS queue
+        (UpdateNotificationSettings, version 2014-08-15), switch them off (``active=False``
+        without a destination), and optionally send a test event. Returns one row per HIT type.
+        """
+        spec = None
+        if destination is not None:
+            if transport not in DESTINATIONS:
+                raise MTurkServiceError(f"transport: {transport!r} must be SNS or SQS")
+            if not DESTINATIONS[transport].match(destination):
+                example = ("arn:aws:sns:us-east-1:123456789012:argus-events" if transport == "SNS"
+                           else "https://sqs.us-east-1.amazonaws.com/123456789012/argus-events")
+                raise MTurkServiceError(f"destination: {destination!r} is not an {transport} "
+                                        f"{'topic ARN' if transport == 'SNS' else 'queue URL'} like {example}")
+            events = list(dict.fromkeys(events))
+            bad = [e for e in events if e not in EVENT_TYPES]
+            if bad or not events:
+                raise MTurkServiceError(f"events: {bad or events} must be some of {', '.join(EVENT_TYPES)}")
+            spec = {"Destination": destination, "Transport": transport, "Version": NOTIFICATION_VERSION,
+                    "EventTypes": events}
+        elif active:
+            raise MTurkServiceError("give a destination to turn notifications on (or active=False to turn them off)")
+        if test and spec is None:
+            raise MTurkServiceError("a test event needs the destination")
+        with self.db.reading() as s:
+            types = sorted(set(s.scalars(select(MTurkHitType.hit_type_id).where(
+                MTurkHitType.batch_id == batch_id, MTurkHitType.environment == self.env))))
+        if not types:
+            raise MTurkServiceError(f"batch {batch_id} has no HIT type on MTurk {self.env.value}: launch it first")
+        rows = []
+        for hit_type in types:
+            self.client.update_notifications(hit_type, spec, active)
+            rows.append(dict(hit_type_id=hit_type, active=active, destination=destination, transport=transport,
+                             events=",".join(spec["EventTypes"]) if spec else ""))
+        if test:
+            self.client.send_test_event(spec, "Ping")
+        with self.db.transaction() as s:
+            _log_event(s, "mturk_notifications", batch_id=batch_id, active=active, destination=destination,
+                       transport=transport)
+        return rows
 
     # ------------------------------------------------------------------ status
     def status(self, batch_id: int) -> dict:

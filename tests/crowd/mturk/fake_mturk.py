@@ -686,6 +686,7 @@ class FakeMTurk:
             }
             self._refresh(hit_id)
             url = ElementTree.fromstring(hit["Question"].encode()).findtext(f"{{{EXTERNAL_NS}}}ExternalURL")
+            url = url or f"{self.url}/mturk/task"  # a QuestionForm HIT is shown on MTurk's own page
             query = urllib.parse.urlencode({"assignmentId": aid, "hitId": hit_id, "turkSubmitTo": self.url,
                                             "workerId": worker_id})
             return url + ("&" if "?" in url else "?") + query

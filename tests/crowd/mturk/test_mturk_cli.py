@@ -99,3 +99,45 @@ def test_full_cycle_through_the_cli(run, fake, make_batch, argus_server, tmp_pat
     assert "Sent to 2 workers" in run("notify", bid, "--subject", "Hi", "--message", "Thanks").output
     out = run("expire", bid, "--delete")
     assert "Expired 1 HITs" in out.output and "Deleted 1 HITs" in out.output
+
+
+@pytest.mark.slow
+def test_requester_commands_through_the_cli(run, fake, make_batch, argus_server):
+    bid = make_batch(n_images=4, redundancy=1, tasks_per_visit=2, gold_rate=0.0)
+    out = run("launch", bid, "--entry-url", f"{argus_server}/w/{bid}", "--title", "T", "--description", "D",
+              "--assignments", 2, "--masters", "--min-approved-hits", 100, "--planned-bonuses", "1.00",
+              "--planned-bonus-count", 100)
+    assert out.exit_code == 0, out.output
+    assert "MTurk fee (25%, Masters)" in out.output and "MTurk fee on 100 bonuses" in out.output
+    assert run("launch", bid, "--entry-url", f"{argus_server}/w/{bid}", "--title", "T", "--description", "D",
+               "--assignments", 2, "--execute").exit_code == 0
+    (hit,) = fake.hits
+    do_assignment(fake, hit, "AW1", argus_server)
+    # extend: plan, then execute
+    out = run("extend", bid, "--assignments", 3, "--time", "2d")
+    assert out.exit_code == 0 and "$1.80" in out.output and "Dry run" in out.output and fake.hits[hit]["MaxAssignments"] == 2
+    out = run("extend", bid, "--assignments", 3, "--time", "2d", "--execute")
+    assert out.exit_code == 0, out.output
+    assert fake.hits[hit]["MaxAssignments"] == 5
+    out = run("extend", bid, "--assignments", 5, "--key", "again", "--execute")
+    assert out.exit_code != 0 and "InvalidMaximumAssignmentsIncrease" in out.output
+    # compensation HIT for one worker
+    out = run("compensate", "AW1", "--amount", "1.00", "--reason", "Sorry: your submission failed.", "--execute")
+    assert out.exit_code == 0 and "live" in out.output, out.output
+    # qualifications: exclude a worker, take it back; grade a request
+    assert run("qualification", "grant", "AW1", "--low-quality").exit_code == 0
+    out = run("qualification", "revoke", "AW1", "--low-quality", "--reason", "Appeal accepted")
+    assert out.exit_code == 0 and "revoked" in out.output
+    qual = next(q for q, t in fake.qual_types.items() if t["Name"].startswith("Argus excluded"))
+    rid = fake.request_qualification(qual, "AW2")
+    out = run("qualification", "requests")
+    assert rid in out.output and "AW2" in out.output
+    out = run("qualification", "requests", "--reject", rid)
+    assert out.exit_code != 0 and "--reason" in out.output
+    assert rid in run("qualification", "requests", "--grant", f"{rid}:3").output and fake.worker_quals[(qual, "AW2")][
+        "IntegerValue"] == 3
+    # notifications
+    out = run("notifications", bid, "--sqs", "https://sqs.us-east-1.amazonaws.com/123456789012/argus", "--test")
+    assert out.exit_code == 0 and "SQS" in out.output and len(fake.test_events) == 1
+    assert run("notifications", bid, "--off").exit_code == 0
+    assert {s["Active"] for s in fake.notification_settings.values()} == {False}

@@ -19,7 +19,6 @@ from crowd.providers.mturk_client import (
 )
 from crowd.providers.mturk_models import HitState, MTurkBonus, MTurkHit
 from crowd.providers.mturk_service import BudgetExceeded, LaunchSettings, MTurkService, MTurkServiceError
-from fake_mturk import CLIENT_READ_TIMEOUT
 from mturk_sim import do_assignment, label_batch
 
 
@@ -30,7 +29,7 @@ def settings(server, batch_id, **kw):
 
 def one_shot(crowd_db, fake):
     """One attempt per call, so an injected failure reaches the command."""
-    client = MTurkClient.connect("sandbox", endpoint_url=fake.url, max_attempts=1, read_timeout=CLIENT_READ_TIMEOUT)
+    client = MTurkClient.connect("sandbox", endpoint_url=fake.url, max_attempts=1)  # no "timeout" injected here
     return MTurkService(crowd_db, client, progress=False)
 
 
