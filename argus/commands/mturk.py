@@ -266,22 +266,38 @@ def sync(c: Ctx, batch_id):
 
 @mturk.command()
 @click.argument("batch_id", type=int)
-@click.option("--threshold", type=click.FloatRange(0, 1), default=0.7, show_default=True,
-              help="Approve when the assignment's gold accuracy is at least this; flag otherwise.")
-@click.option("--no-gold", type=click.Choice(["approve", "flag"]), default="approve", show_default=True,
-              help="What to do with assignments that saw no gold question.")
-@click.option("--approve", "approve_ids", multiple=True, help="Approve this assignment (e.g. a flagged one).")
+@click.option("--reject-below", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Reject a worker's submissions when their gold accuracy is below this (needs --min-gold scored "
+                   "gold answers and confirmation). Default: reject nobody.")
+@click.option("--min-gold", type=click.IntRange(1), default=10, show_default=True,
+              help="Fewest scored gold answers before --reject-below may reject a worker.")
+@click.option("--exclude/--no-exclude", default=True, show_default=True,
+              help="Exclude workers the quality model flags from later batches (a qualification).")
+@click.option("--gold-threshold", type=click.FloatRange(0, 1), default=0.6, show_default=True,
+              help="Quality model: flag a worker when P(gold accuracy < this) >= 0.95 ...")
+@click.option("--flag-min-gold", type=click.IntRange(1), default=5, show_default=True,
+              help="... over at least this many gold answers (or on the consensus test).")
+@click.option("--bonus", default=None, help="USD bonus for each approved assignment of workers who are not excluded.")
+@click.option("--bonus-min-gold", type=click.FloatRange(0, 1), default=None,
+              help="Only workers whose gold accuracy is at least this get --bonus.")
+@click.option("--bonus-reason", default="Bonus for careful, accurate work. Thank you!", show_default=True)
+@click.option("--approve", "approve_ids", multiple=True, help="Approve this assignment (e.g. a held one).")
 @click.option("--override", "override_ids", multiple=True, help="Approve a rejected assignment (OverrideRejection).")
-@click.option("--reject", "reject_ids", multiple=True, help="Reject this assignment (needs --feedback).")
-@click.option("--reject-flagged", is_flag=True, help="Reject every flagged assignment (needs --feedback).")
-@click.option("--feedback", default=None, help="Message the worker reads (required to reject).")
+@click.option("--reject", "reject_ids", multiple=True, help="Reject this assignment by hand (needs --feedback).")
+@click.option("--reject-flagged", is_flag=True, help="Reject every held assignment by hand (needs --feedback).")
+@click.option("--feedback", default=None,
+              help="What a rejected worker reads (with --reject-below it comes before the numbers).")
 @click.option("--yes", is_flag=True, help="Confirm rejections without the prompt.")
-@click.option("--execute", is_flag=True, help="Really approve/flag (otherwise: show the plan).")
+@click.option("--execute", is_flag=True, help="Really approve, reject, exclude and pay (otherwise: show the plan).")
 @pass_ctx
 @_errors
-def review(c: Ctx, batch_id, threshold, no_gold, approve_ids, override_ids, reject_ids, reject_flagged, feedback,
-           yes, execute):
-    """Approve good work of BATCH_ID by gold accuracy, flag the rest; manual approve/reject/override."""
+def review(c: Ctx, batch_id, reject_below, min_gold, exclude, gold_threshold, flag_min_gold, bonus, bonus_min_gold,
+           bonus_reason, approve_ids, override_ids, reject_ids, reject_flagged, feedback, yes, execute):
+    """Review BATCH_ID safely: approve, exclude low-quality workers from later batches, reject only
+    with --reject-below. The dry run lists every action with its reason and cost."""
+    from argus.pipelines.mturk_review import mturk_worker_quality
+    from crowd.providers.mturk_service import ReviewPolicy
+
     svc = c.service
     manual = approve_ids or override_ids or reject_ids or reject_flagged
     if manual:
@@ -298,20 +314,39 @@ def review(c: Ctx, batch_id, threshold, no_gold, approve_ids, override_ids, reje
         if targets:
             if not feedback:
                 raise click.UsageError("rejecting needs --feedback (the worker reads it)")
-            if not yes:
-                click.echo(f"About to reject {len(targets)} assignment(s) with feedback: {feedback!r}")
-                if not click.confirm("Rejections lower the workers' approval rates. Continue?", default=False):
-                    raise click.ClickException("not confirmed; nothing was rejected")
+            _confirm_rejections(yes, len(targets), feedback)
             rows += [dict(assignment=a, outcome=o) for a, o in svc.reject(targets, feedback, confirm=True).items()]
         click.echo(_table(rows))
         return
+    policy = ReviewPolicy(reject_below=reject_below, min_gold=min_gold, exclude=exclude, feedback=feedback or "",
+                          bonus=bonus, bonus_min_gold=bonus_min_gold, bonus_reason=bonus_reason)
+    policy.check()
+    quality = mturk_worker_quality(svc.db, batch_id, gold_threshold=gold_threshold, min_gold=flag_min_gold)
+    plan = svc.review(batch_id, policy, quality, dry_run=True)
+    rejects = [p for p in plan if p["action"] == "reject"]
     if execute:
-        c.confirm_live("approving assignments (pays workers)")
-    plan = svc.review(batch_id, threshold, no_gold, dry_run=not execute)
-    click.echo(_table(plan, ["assignment_id", "worker_id", "gold_accuracy", "gold_n", "action", "reason"]
-                      + (["outcome"] if execute else [])))
-    if not execute:
-        click.echo("\nDry run: add --execute to approve and flag as shown.")
+        c.confirm_live("reviewing assignments (pays workers)")
+        if rejects:
+            _confirm_rejections(yes, len(rejects), "the numbers shown in the reason column")
+        plan = svc.review(batch_id, policy, quality, confirm_rejections=True)
+    shown = [dict(p, cost=f"${p['cost_usd']}", reason=p.get("feedback") or p["reason"]) for p in plan]
+    click.echo(_table(shown, ["worker_id", "assignment_id", "action", "cost", "reason"] + (["outcome"] if execute else [])))
+    totals = {}
+    for p in plan:
+        n, usd = totals.get(p["action"], (0, 0))
+        totals[p["action"]] = (n + 1, usd + p["cost_usd"])
+    click.echo("\n" + ", ".join(f"{a} {n} (${usd})" for a, (n, usd) in totals.items()) +
+               f"; total ${sum((p['cost_usd'] for p in plan), 0)}" if plan else "\nNothing to review.")
+    if not execute and plan:
+        click.echo("Dry run: add --execute to carry out this plan.")
+
+
+def _confirm_rejections(yes: bool, n: int, feedback: str) -> None:
+    if yes:
+        return
+    click.echo(f"About to reject {n} assignment(s); the worker reads: {feedback!r}")
+    if not click.confirm("Rejections lower the workers' approval rates. Continue?", default=False):
+        raise click.ClickException("not confirmed; nothing was rejected")
 
 
 @mturk.command()

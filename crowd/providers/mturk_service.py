@@ -133,6 +133,88 @@ class LaunchResult:
     recovered: int = 0
 
 
+@dataclasses.dataclass
+class ReviewPolicy:
+    """How :meth:`MTurkService.review` decides. Safe by default: approve every submission with
+    work recorded here, exclude workers the quality model flags from later batches, reject
+    nobody.
+
+    * ``reject_below``: reject a worker's submissions when their gold accuracy is below this
+      (0-1) *and* they answered at least ``min_gold`` gold questions; None (default): never.
+    * ``exclude``: grant flagged workers the low-quality qualification (later HITs hide).
+    * ``feedback``: text put before the reason a rejected worker reads.
+    * ``bonus`` (USD) for approved work of workers whose gold accuracy is at least
+      ``bonus_min_gold`` (any, if None) and who are not excluded; paid once per
+      (assignment, ``bonus_key``).
+    """
+
+    reject_below: float | None = None
+    min_gold: int = 10
+    exclude: bool = True
+    feedback: str = ""
+    approve_feedback: str = "Thank you for your work."
+    bonus: Decimal | str | None = None
+    bonus_min_gold: float | None = None
+    bonus_reason: str = "Bonus for careful, accurate work. Thank you!"
+    bonus_key: str = "review"
+
+    def check(self) -> None:
+        if self.reject_below is not None and not 0 < float(self.reject_below) <= 1:
+            raise MTurkServiceError(f"reject_below: {self.reject_below!r} must be in (0, 1]")
+        if int(self.min_gold) < 1:
+            raise MTurkServiceError(f"min_gold: {self.min_gold!r} must be >= 1 (never reject without evidence)")
+        if self.bonus is not None and money(self.bonus, "bonus") <= 0:
+            raise MTurkServiceError(f"bonus: {self.bonus!r} must be positive")
+        if self.bonus_min_gold is not None and not 0 <= float(self.bonus_min_gold) <= 1:
+            raise MTurkServiceError(f"bonus_min_gold: {self.bonus_min_gold!r} must be in [0, 1]")
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerQuality:
+    """What review needs to know about one worker: the quality model's verdict
+    (``analysis.quality.worker_flags``: ``action`` approve | review | reject, ``flagged``,
+    ``reasons``) and the worker's scored gold answers in the batch."""
+
+    flagged: bool = False
+    action: str = "approve"
+    reasons: str = ""
+    gold_n: int = 0
+    gold_accuracy: float | None = None
+
+
+def review_actions(row: MTurkAssignment, quality: WorkerQuality | None, policy: ReviewPolicy) -> list[tuple[str, str]]:
+    """The review decision for one submitted assignment: (action, reason) pairs.
+
+    Without a ``quality`` record the visit's own gold answers are used (and nobody is flagged).
+
+    * no work recorded here for this (assignment, worker): ``hold`` for a person;
+    * gold accuracy below ``policy.reject_below`` over at least ``policy.min_gold`` gold
+      answers: ``reject``, with the numbers as the reason the worker reads;
+    * otherwise ``approve``; when the quality model flags the worker on evidence (its
+      ``reject`` verdict) also ``exclude`` them from later batches (``policy.exclude``);
+    * ``bonus`` for approved work when ``policy.bonus`` is set and the worker qualifies.
+    """
+    q = quality or WorkerQuality(gold_n=row.gold_n, gold_accuracy=row.gold_accuracy)  # this visit's gold alone
+    acc = q.gold_accuracy if q.gold_accuracy is not None and not math.isnan(q.gold_accuracy) else None
+    if not row.has_local_work:
+        return [("hold", "no work recorded by the Argus server for this worker under this assignment")]
+    if (policy.reject_below is not None and acc is not None and q.gold_n >= policy.min_gold
+            and acc < policy.reject_below):
+        return [("reject", f"{round(acc * q.gold_n)} of {q.gold_n} check questions with known answers were "
+                           f"answered correctly ({acc:.0%}); this study required at least "
+                           f"{float(policy.reject_below):.0%}.")]
+    gold = f"gold {acc:.0%} of {q.gold_n}" if acc is not None else "no gold answers scored"
+    excluded = policy.exclude and q.flagged and q.action == "reject"
+    out = [("approve", f"work recorded here; {gold}" + (f"; flagged: {q.reasons}" if q.flagged else ""))]
+    if excluded:
+        out.append(("exclude", q.reasons or "flagged by the quality model"))
+    if policy.bonus is not None and not excluded and (
+            policy.bonus_min_gold is None or (acc is not None and acc >= float(policy.bonus_min_gold))):
+        out.append(("bonus", f"{gold}" + (f" >= {float(policy.bonus_min_gold):.0%}" if policy.bonus_min_gold
+                                           is not None else "")))
+    return out
+
+
 class MTurkService:
     """The adapter: one instance per (database, MTurk client)."""
 
@@ -500,58 +582,109 @@ class MTurkService:
         return len(todo)
 
     # ------------------------------------------------------------------ review
-    def plan_review(self, batch_id: int, threshold: float = 0.7, no_gold: str = "approve") -> list[dict]:
-        """What :meth:`review` would do for each submitted, unreviewed assignment.
+    def _costs(self, batch_id: int) -> dict[str, Decimal]:
+        """HIT id -> what approving one of its assignments costs (reward + MTurk's fee)."""
+        with self.db.reading() as s:
+            masters = {t.hit_type_id: bool((t.params or {}).get("masters"))
+                       for t in s.scalars(select(MTurkHitType).where(MTurkHitType.batch_id == batch_id))}
+            hits = s.scalars(select(MTurkHit).where(MTurkHit.batch_id == batch_id, MTurkHit.hit_id.is_not(None))).all()
+        out = {}
+        for h in hits:
+            reward = _usd(h.reward_cents)
+            out[h.hit_id] = reward + (mturk_fee(reward, h.max_assignments, masters.get(h.hit_type_id, False))
+                                      if reward > 0 else Decimal("0.00"))
+        return out
 
-        Approve when the visit's gold accuracy >= ``threshold``; flag when below, when MTurk has
-        a submission without local work, or (``no_gold="flag"``) when the visit saw no gold.
+    def plan_review(self, batch_id: int, policy: ReviewPolicy | None = None,
+                    quality: dict[str, WorkerQuality] | None = None) -> list[dict]:
+        """Every action :meth:`review` would take, one row each: ``assignment_id, worker_id,
+        hit_id, action`` (approve | reject | exclude | hold | bonus), ``reason``, ``cost_usd``
+        (what MTurk charges for it), and ``feedback`` (what a rejected worker reads).
+
+        ``quality`` maps MTurk WorkerIds to :class:`WorkerQuality` (``argus mturk review``
+        builds it with :func:`analysis.quality.worker_flags`); without it every submission
+        with work recorded here is approved and nobody is excluded. The decision for one
+        assignment is :func:`review_actions`.
         """
-        if not 0 <= threshold <= 1:
-            raise MTurkServiceError(f"threshold: {threshold!r} must be in [0, 1]")
-        if no_gold not in ("approve", "flag"):
-            raise MTurkServiceError(f"no_gold: {no_gold!r} must be 'approve' or 'flag'")
-        plan = []
+        policy = policy or ReviewPolicy()
+        policy.check()
+        quality = quality or {}
+        costs = self._costs(batch_id)
         with self.db.reading() as s:
             rows = s.scalars(select(MTurkAssignment).where(
                 MTurkAssignment.batch_id == batch_id, MTurkAssignment.environment == self.env,
-                MTurkAssignment.status == MTurkAssignmentStatus.Submitted,
-                MTurkAssignment.decision.in_([Decision.pending, Decision.approve]))
+                MTurkAssignment.status.in_([MTurkAssignmentStatus.Submitted, MTurkAssignmentStatus.Approved]))
                 .order_by(MTurkAssignment.id)).all()
-            for r in rows:
-                if not r.has_local_work:
-                    action, why = "flag", "no work recorded by the Argus server"
-                elif r.gold_accuracy is None:
-                    action, why = no_gold, "no gold questions answered"
-                elif r.gold_accuracy >= threshold:
-                    action, why = "approve", f"gold accuracy {r.gold_accuracy:.2f} >= {threshold:.2f}"
-                else:
-                    action, why = "flag", f"gold accuracy {r.gold_accuracy:.2f} < {threshold:.2f}"
-                if r.decision == Decision.approve:  # decided earlier, approval not confirmed yet
-                    action, why = "approve", "approval decided earlier, not confirmed by MTurk"
-                plan.append(dict(assignment_id=r.assignment_id, worker_id=r.worker_id, hit_id=r.hit_id,
-                                 gold_accuracy=r.gold_accuracy, gold_n=r.gold_n, action=action, reason=why))
+            paid = set(s.scalars(select(MTurkBonus.assignment_id).where(
+                MTurkBonus.batch_id == batch_id, MTurkBonus.environment == self.env, MTurkBonus.key == policy.bonus_key,
+                MTurkBonus.status == BonusStatus.paid)))
+        plan = []
+        for r in rows:
+            actions = review_actions(r, quality.get(r.worker_id), policy)
+            if r.status == MTurkAssignmentStatus.Approved:  # reviewed earlier: only a bonus may be left
+                actions = [a for a in actions if a[0] == "bonus"]
+            for action, why in actions:
+                if action == "bonus" and r.assignment_id in paid:
+                    continue
+                item = dict(assignment_id=r.assignment_id, worker_id=r.worker_id, hit_id=r.hit_id, action=action,
+                            reason=why, cost_usd=Decimal("0.00"))
+                if action == "approve":
+                    item["cost_usd"] = costs.get(r.hit_id, Decimal("0.00"))
+                elif action == "bonus":
+                    amount = money(policy.bonus, "bonus")
+                    item.update(amount=amount, cost_usd=amount + bonus_fee(amount))
+                elif action == "reject":
+                    item["feedback"] = f"{policy.feedback.strip()} {why}".strip()
+                plan.append(item)
         return plan
 
-    def review(self, batch_id: int, threshold: float = 0.7, no_gold: str = "approve",
-               feedback: str = "Thank you for your work.", dry_run: bool = False) -> list[dict]:
-        """Approve good submissions on MTurk and flag the rest for a person (see :meth:`plan_review`).
-
-        Flagged assignments stay Submitted on MTurk: decide them with :meth:`approve` or
-        :meth:`reject` before the HIT type's auto-approval delay runs out.
+    def review(self, batch_id: int, policy: ReviewPolicy | None = None,
+               quality: dict[str, WorkerQuality] | None = None, *, dry_run: bool = False,
+               confirm_rejections: bool = False) -> list[dict]:
+        """Carry out :meth:`plan_review`: approve (pay), reject (only under an explicit
+        ``policy.reject_below`` and with ``confirm_rejections``), exclude low-quality workers from
+        later batches (the "low-quality" qualification, which launched HITs require not to
+        hold), hold submissions without work here for a person, and pay the planned bonuses
+        through the ledger. Every row gets an ``outcome``; re-running finishes what is left.
         """
-        plan = self.plan_review(batch_id, threshold, no_gold)
+        policy = policy or ReviewPolicy()
+        plan = self.plan_review(batch_id, policy, quality)
         if dry_run:
             return plan
-        for item in self._bar(plan, "reviewing"):
-            if item["action"] == "approve":
-                item["outcome"] = self._approve_one(item["assignment_id"], feedback, override=False)
-            else:
+        if any(p["action"] == "reject" for p in plan) and not confirm_rejections:
+            raise MTurkServiceError("the plan rejects assignments: rejections need explicit confirmation "
+                                    "(--yes or the prompt); nothing was done")
+        excluded_qual = None
+        for item in self._bar([p for p in plan if p["action"] != "bonus"], "reviewing"):
+            aid, action = item["assignment_id"], item["action"]
+            if action == "approve":
+                item["outcome"] = self._approve_one(aid, policy.approve_feedback, override=False)
+            elif action == "reject":
+                item["outcome"] = self.reject([aid], item["feedback"], confirm=True)[aid]
+            elif action == "exclude":
+                excluded_qual = excluded_qual or self._low_quality_qualification()
+                self.grant(excluded_qual, [item["worker_id"]])
                 with self.db.transaction() as s:
-                    row = s.scalar(select(MTurkAssignment).where(MTurkAssignment.assignment_id == item["assignment_id"]))
+                    row = s.scalar(select(MTurkAssignment).where(MTurkAssignment.assignment_id == aid))
+                    self._flag_worker(s, row, item["reason"])
+                item["outcome"] = "excluded from later batches"
+            else:  # hold for a person
+                with self.db.transaction() as s:
+                    row = s.scalar(select(MTurkAssignment).where(MTurkAssignment.assignment_id == aid))
                     if row.decision != Decision.flag:
                         row.decision = Decision.flag
                         self._flag_worker(s, row, item["reason"])
-                item["outcome"] = "flagged"
+                item["outcome"] = "held for you (decide before auto-approval)"
+        bonuses = [p for p in plan if p["action"] == "bonus"]
+        if bonuses:
+            with self.db.reading() as s:
+                approved = set(s.scalars(select(MTurkAssignment.assignment_id).where(
+                    MTurkAssignment.batch_id == batch_id, MTurkAssignment.status == MTurkAssignmentStatus.Approved)))
+            payable = [dict(worker_id=p["worker_id"], assignment_id=p["assignment_id"], hit_id=p["hit_id"],
+                            amount=p["amount"]) for p in bonuses if p["assignment_id"] in approved]
+            self.bonus(batch_id, payable, policy.bonus_reason, policy.bonus_key, dry_run=False)
+            for p in bonuses:
+                p["outcome"] = "paid" if p["assignment_id"] in approved else "not paid: not approved"
         return plan
 
     def _flag_worker(self, s, row: MTurkAssignment, reason: str) -> None:

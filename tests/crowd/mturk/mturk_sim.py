@@ -29,7 +29,9 @@ def serve(app):
 
 
 def label_batch(db, folder: Path, n_images: int = 6, redundancy: int = 2, tasks_per_visit: int = 3,
-                gold_rate: float = 0.34, reward_cents: int = 50, exclude_batches=()) -> int:
+                gold_rate: float = 0.34, reward_cents: int = 50, exclude_batches=(), n_gold: int = 1) -> int:
+    """A `label` batch over ``n_images`` tiny images; the first ``n_gold`` are also gold tasks
+    whose answer is "cat" (when ``gold_rate`` > 0). Returns the batch id."""
     from crowd import service as S
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -42,7 +44,8 @@ def label_batch(db, folder: Path, n_images: int = 6, redundancy: int = 2, tasks_
         batch = S.create_label_batch(s, paths, ["cat", "dog"], redundancy=redundancy, gold_rate=gold_rate,
                                      tasks_per_visit=tasks_per_visit, reward_cents=reward_cents,
                                      exclude_batches=list(exclude_batches),
-                                     gold=[{"sheet": "img0", "answer": {"label": "cat"}}] if gold_rate else None)
+                                     gold=[{"sheet": f"img{i}", "answer": {"label": "cat"}} for i in range(n_gold)]
+                                     if gold_rate else None)
         return batch.id
 
 

@@ -81,9 +81,11 @@ def test_full_cycle_through_the_cli(run, fake, make_batch, argus_server, tmp_pat
     for w in ("AW1", "AW2"):
         do_assignment(fake, hit, w, argus_server)
     assert "Submitted" in run("sync", bid).output
-    out = run("review", bid)
-    assert "approve" in out.output and "Dry run" in out.output
+    out = run("review", bid, "--bonus", "0.10")
+    assert "approve 2 ($1.20), bonus 2 ($0.24); total $1.44" in out.output and "Dry run" in out.output, out.output
     assert {a["AssignmentStatus"] for a in fake.assignments.values()} == {"Submitted"}
+    out = run("review", bid, "--reject-below", "0.9")  # nobody has 10 scored gold answers: no rejection
+    assert out.exit_code == 0 and "reject" not in out.output.split("Dry run")[0].split("\n")[-2]
     assert run("review", bid, "--execute").exit_code == 0
     assert {a["AssignmentStatus"] for a in fake.assignments.values()} == {"Approved"}
     (tmp_path / "bonus.csv").write_text("worker_id,amount\nAW1,0.30\n")

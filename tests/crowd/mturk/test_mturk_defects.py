@@ -58,7 +58,7 @@ def test_1_reissued_assignment_id_is_not_credited_with_the_first_workers_work(se
     assert report["no_local_work"] == 1 and report["not_submitted"] == 1
     assert [n["worker_id"] for n in service.status(bid)["not_submitted"]] == ["AWA"]
     (plan,) = service.plan_review(bid)
-    assert (plan["worker_id"], plan["action"]) == ("AWB", "flag") and "no work" in plan["reason"]
+    assert (plan["worker_id"], plan["action"]) == ("AWB", "hold") and "no work" in plan["reason"]
 
 
 # ---------------------------------------------------------------- 2. a create whose answer was lost
