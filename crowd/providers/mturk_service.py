@@ -1120,7 +1120,7 @@ class MTurkService:
                 r.max_assignments = e.max_before + e.added
                 if e.expire_at is not None:
                     r.state, r.expiration = HitState.live, e.expire_at
-                _log_event(s, "mturk_hit_extended", batch_id=batch_id, hit=e.hit_id, added=e.added,
+                log_event(s, "mturk_hit_extended", batch_id=batch_id, hit=e.hit_id, added=e.added,
                            expire_at=e.expire_at.isoformat() if e.expire_at else None)
             p["outcome"] = "extended"
         return out
@@ -1175,7 +1175,7 @@ class MTurkService:
                 r = s.get(MTurkCompensation, row.id)
                 r.qualification_type_id, r.hit_type_id, r.hit_id = qual, hit_type, hit["HITId"]
                 r.status = CompensationStatus.live
-                _log_event(s, "mturk_compensation", mturk_worker=worker_id, hit=hit["HITId"],
+                log_event(s, "mturk_compensation", mturk_worker=worker_id, hit=hit["HITId"],
                            amount_cents=r.reward_cents)
             with self.db.reading() as s:
                 row = s.get(MTurkCompensation, row.id)
@@ -1260,7 +1260,7 @@ class MTurkService:
                         MTurkRevocation.qualification_type_id == qualification_type_id)) is None:
                     s.add(MTurkRevocation(environment=self.env, qualification_type_id=qualification_type_id,
                                           worker_id=worker, reason=reason))
-                _log_event(s, "mturk_revoke", mturk_worker=worker, qualification=qualification_type_id, reason=reason)
+                log_event(s, "mturk_revoke", mturk_worker=worker, qualification=qualification_type_id, reason=reason)
             out[worker] = "revoked" if now else "already revoked"
         return out
 
@@ -1338,7 +1338,7 @@ class MTurkService:
         if test:
             self.client.send_test_event(spec, "Ping")
         with self.db.transaction() as s:
-            _log_event(s, "mturk_notifications", batch_id=batch_id, active=active, destination=destination,
+            log_event(s, "mturk_notifications", batch_id=batch_id, active=active, destination=destination,
                        transport=transport)
         return rows
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from crowd.models import Event, Visit, VisitStatus, Worker, WorkerStatus
 from crowd.service import ServiceError
-from crowd.providers.mturk_service import LaunchSettings
+from crowd.providers.mturk_service import LaunchSettings, ReviewPolicy, WorkerQuality
 from mturk_sim import do_assignment
 
 
@@ -31,24 +31,29 @@ def _worker(db, external_id: str) -> Worker:
 def test_flag_reject_block_unblock_go_through_the_review_functions(service, fake, make_batch, argus_server, crowd_db):
     bid = make_batch(n_images=6, redundancy=2, tasks_per_visit=3, gold_rate=0.34)
     hit = service.launch(bid, settings(argus_server, bid), dry_run=False).hits[0]["hit_id"]
-    bad = do_assignment(fake, hit, "WBAD", argus_server, good=False)
+    bad = do_assignment(fake, hit, "AWBAD", argus_server, good=False)
+    do_assignment(fake, hit, "AWFLAG", argus_server, good=False)
     service.sync(bid)
-    assert [p["outcome"] for p in service.review(bid, threshold=0.7)] == ["flagged"]
-    w = _worker(crowd_db, "WBAD")
-    assert w.status == WorkerStatus.flagged and w.note == "gold accuracy 0.00 < 0.70"
+    quality = {"AWFLAG": WorkerQuality(flagged=True, action="reject", reasons="gold accuracy 0.00 (0 of 6 parts)"),
+               "AWBAD": WorkerQuality(gold_n=1, gold_accuracy=0.0)}
+    out = service.review(bid, ReviewPolicy(reject_below=0.5, min_gold=1), quality, confirm_rejections=True)
+    assert sorted((p["worker_id"], p["outcome"]) for p in out) == [
+        ("AWBAD", "rejected"), ("AWFLAG", "approved"), ("AWFLAG", "excluded from later batches")]
+    w = _worker(crowd_db, "AWFLAG")
+    assert w.status == WorkerStatus.flagged and w.note == "gold accuracy 0.00 (0 of 6 parts)"
     assert _events(crowd_db, w.id)[-2:] == ["worker_flag", "mturk_flag"]
 
-    service.reject([bad["assignment_id"]], "Most gold answers were wrong.", confirm=True)
+    feedback = "0 of 1 check questions with known answers were answered correctly (0%); this study required at least 50%."
     with crowd_db.reading() as s:
         visit = s.scalar(select(Visit).where(Visit.external_assignment_id == bad["assignment_id"]))
-    assert visit.status == VisitStatus.rejected and visit.review_note == "Most gold answers were wrong."
+    assert visit.status == VisitStatus.rejected and visit.review_note == feedback
 
-    service.block(["WBAD"], "Copied answers")
-    w = _worker(crowd_db, "WBAD")
+    service.block(["AWBAD"], "Copied answers")
+    w = _worker(crowd_db, "AWBAD")
     assert (w.blocked, w.status, w.note) == (True, WorkerStatus.blocked, "Copied answers")
     assert _events(crowd_db, w.id)[-2:] == ["worker_block", "mturk_block"]
-    service.unblock(["WBAD"])
-    w = _worker(crowd_db, "WBAD")
+    service.unblock(["AWBAD"])
+    w = _worker(crowd_db, "AWBAD")
     assert (w.blocked, w.status, w.note) == (False, WorkerStatus.active, "Copied answers")
     assert _events(crowd_db, w.id)[-1] == "worker_unblock"
 
@@ -57,7 +62,7 @@ def test_sync_records_mturk_outcome_whatever_the_local_state(service, fake, make
     """A worker who submits on MTurk without finishing locally still gets MTurk's outcome."""
     bid = make_batch(n_images=2, redundancy=1, tasks_per_visit=2, gold_rate=0.0)
     hit = service.launch(bid, settings(argus_server, bid), dry_run=False).hits[0]["hit_id"]
-    done = do_assignment(fake, hit, "W1", argus_server)
+    done = do_assignment(fake, hit, "AW1", argus_server)
     with crowd_db.transaction() as s:  # as if the local finish never happened
         s.scalar(select(Visit).where(Visit.external_assignment_id == done["assignment_id"])).status = VisitStatus.consented
     fake.assignments[done["assignment_id"]]["AssignmentStatus"] = "Approved"  # auto-approval on MTurk
@@ -68,5 +73,5 @@ def test_sync_records_mturk_outcome_whatever_the_local_state(service, fake, make
 
 
 def test_adapter_errors_are_service_errors(service):
-    with pytest.raises(ServiceError, match="threshold"):
-        service.plan_review(1, threshold=1.5)
+    with pytest.raises(ServiceError, match="reject_below"):
+        service.plan_review(1, ReviewPolicy(reject_below=1.5))
