@@ -33,6 +33,18 @@ def one_shot(crowd_db, fake):
     return MTurkService(crowd_db, client, progress=False)
 
 
+def launch_with_lost_create(crowd_db, fake, make_batch, argus_server):
+    """A one-HIT launch whose CreateHITWithHITType went through on MTurk but whose answer was
+    lost. Returns (service, batch id, the HIT id only MTurk knows)."""
+    bid = make_batch(n_images=4, redundancy=1, tasks_per_visit=4, gold_rate=0.0)
+    svc = one_shot(crowd_db, fake)
+    fake.inject("CreateHITWithHITType", "drop")
+    with pytest.raises(MTurkError):
+        svc.launch(bid, settings(argus_server, bid), dry_run=False)
+    (hit_id,) = fake.hits
+    return svc, bid, hit_id
+
+
 def assignment_id(url: str) -> str:
     return re.search(r"assignmentId=([A-Z0-9]+)", url).group(1)
 
@@ -67,12 +79,7 @@ def test_1_reissued_assignment_id_is_not_credited_with_the_first_workers_work(se
 @pytest.mark.parametrize("command", ["expire", "sync"])
 def test_2_hit_whose_create_answer_was_lost_is_found_by_sync_and_expire(crowd_db, fake, make_batch, argus_server,
                                                                          command):
-    bid = make_batch(n_images=4, redundancy=1, tasks_per_visit=4, gold_rate=0.0)
-    svc = one_shot(crowd_db, fake)
-    fake.inject("CreateHITWithHITType", "drop")
-    with pytest.raises(MTurkError):
-        svc.launch(bid, settings(argus_server, bid), dry_run=False)
-    (hit_id,) = fake.hits
+    svc, bid, hit_id = launch_with_lost_create(crowd_db, fake, make_batch, argus_server)
     assert fake.hits[hit_id]["HITStatus"] == "Assignable"
     if command == "expire":
         assert svc.expire(bid) == 1
@@ -192,12 +199,7 @@ def test_6_a_reinitialised_database_never_adopts_an_earlier_databases_hit(fake, 
 
 
 def test_6_a_hit_with_our_token_but_another_url_is_not_adopted(crowd_db, fake, make_batch, argus_server):
-    bid = make_batch(n_images=2, redundancy=1, tasks_per_visit=2, gold_rate=0.0)
-    svc = one_shot(crowd_db, fake)
-    fake.inject("CreateHITWithHITType", "drop")
-    with pytest.raises(MTurkError):
-        svc.launch(bid, settings(argus_server, bid), dry_run=False)
-    (hit_id,) = fake.hits
+    svc, bid, hit_id = launch_with_lost_create(crowd_db, fake, make_batch, argus_server)
     fake.hits[hit_id]["Question"] = external_question_xml("https://elsewhere.example.org/w/1")
     fake.hit_tokens.clear()  # 24 hours later: only the annotation links the HIT to the row
     with pytest.raises(MTurkServiceError, match="elsewhere.example.org"):
