@@ -13,6 +13,8 @@ import re
 
 import click
 
+from argus.commands.shared import cli_errors, format_table, list_option
+
 LIVE_WORD = "LIVE"
 
 
@@ -24,18 +26,8 @@ def _seconds(value: str, field: str) -> int:
     return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
-def _table(rows: list[dict] | list[tuple], headers: list[str] | None = None) -> str:
-    """A plain-text table (columns padded to their widest cell)."""
-    if not rows:
-        return "(none)"
-    if isinstance(rows[0], dict):
-        headers = headers or list(rows[0])
-        rows = [[r.get(h) for h in headers] for r in rows]
-    cells = [[("" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))) for v in r] for r in rows]
-    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    line = "  ".join(str(h).ljust(w) for h, w in zip(headers, widths))
-    sep = "  ".join("-" * w for w in widths)
-    return "\n".join([line, sep] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells])
+def _table(rows, headers=None) -> str:
+    return format_table(rows, headers, float_format="{:.2f}")  # money and gold accuracies: 2 decimals
 
 
 class Ctx:
@@ -84,28 +76,6 @@ class Ctx:
         return self._service
 
 
-def _errors(fn):
-    """Turn adapter errors into clean CLI errors (no tracebacks, never any credentials)."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from crowd.providers.mturk_client import MTurkError
-        from crowd.providers.mturk_service import MTurkServiceError
-
-        try:
-            return fn(*args, **kwargs)
-        except (MTurkError, MTurkServiceError, ValueError) as exc:
-            raise click.ClickException(str(exc)) from None
-        except Exception as exc:  # botocore credential errors name the missing source, never a secret
-            if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError", "ProfileNotFound"):
-                raise click.ClickException(
-                    f"{exc}. Set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or use --profile (see docs/mturk.md).") from None
-            raise
-
-    return wrapper
-
-
 def pass_ctx(fn):
     """Pass the invocation's Ctx; add `--sandbox/--live` to the subcommand too, so both
     `argus mturk --live launch ...` and `argus mturk launch --live ...` work."""
@@ -143,7 +113,7 @@ def mturk(ctx, sandbox, db_url, profile, retry_mode, max_attempts, endpoint_url,
 
 @mturk.command()
 @pass_ctx
-@_errors
+@cli_errors
 def balance(c: Ctx):
     """Show the account's available balance."""
     click.echo(_table([(c.environment, f"${c.client().balance()}")], ["environment", "available balance"]))
@@ -171,10 +141,10 @@ def balance(c: Ctx):
 @click.option("--masters", is_flag=True, help="Only Masters workers (MTurk adds 5% to its fee).")
 @click.option("--allow-excluded", is_flag=True,
               help="Do not hide the HITs from workers an earlier review excluded for low-quality work.")
-@click.option("--locale", "locales", multiple=True, help="Allowed worker locale (US, US-CA, ...); repeatable.")
+@list_option("--locale", "locales", help="Allowed worker locale (US, US-CA, ...); repeatable.")
 @click.option("--study", default=None, help="Retake-blocking scope: workers of any batch of this study see its "
                                             "HITs only once (default: batch-<id>).")
-@click.option("--exclude-study", "exclude_studies", multiple=True, help="Also hide from workers of this study.")
+@list_option("--exclude-study", "exclude_studies", help="Also hide from workers of this study.")
 @click.option("--qual-test", type=click.Path(exists=True, dir_okay=False), help="QuestionForm XML of a qualification test.")
 @click.option("--qual-answer-key", type=click.Path(exists=True, dir_okay=False), help="AnswerKey XML for --qual-test.")
 @click.option("--qual-min-score", type=int, default=1, show_default=True)
@@ -188,7 +158,7 @@ def balance(c: Ctx):
 @click.option("--frame-height", type=click.IntRange(0, 5000), default=0, show_default=True)
 @click.option("--execute", is_flag=True, help="Really create the HITs (otherwise: dry run with the cost estimate).")
 @pass_ctx
-@_errors
+@cli_errors
 def launch(c: Ctx, batch_id, server_url, entry_url, title, description, keywords, reward, assignments, per_hit,
            duration, lifetime, auto_approve, min_approval, min_approved_hits, masters, allow_excluded, locales, study,
            exclude_studies, qual_test, qual_answer_key, qual_min_score, planned_bonuses, planned_bonus_count,
@@ -231,7 +201,7 @@ def launch(c: Ctx, batch_id, server_url, entry_url, title, description, keywords
 @click.argument("batch_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @pass_ctx
-@_errors
+@cli_errors
 def status(c: Ctx, batch_id, as_json):
     """Local view of BATCH_ID's HITs, assignments and payments (run `sync` first)."""
     st = c.service.status(batch_id)
@@ -256,7 +226,7 @@ def status(c: Ctx, batch_id, as_json):
 @mturk.command()
 @click.argument("batch_id", type=int)
 @pass_ctx
-@_errors
+@cli_errors
 def sync(c: Ctx, batch_id):
     """Pull HITs, assignments and bonus payments from MTurk (MTurk is the source of truth)."""
     c.confirm_live("syncing (grants the participated qualification)")
@@ -281,16 +251,16 @@ def sync(c: Ctx, batch_id):
 @click.option("--bonus-min-gold", type=click.FloatRange(0, 1), default=None,
               help="Only workers whose gold accuracy is at least this get --bonus.")
 @click.option("--bonus-reason", default="Bonus for careful, accurate work. Thank you!", show_default=True)
-@click.option("--approve", "approve_ids", multiple=True, help="Approve this assignment (e.g. a held one).")
-@click.option("--override", "override_ids", multiple=True, help="Approve a rejected assignment (OverrideRejection).")
-@click.option("--reject", "reject_ids", multiple=True, help="Reject this assignment by hand (needs --feedback).")
+@list_option("--approve", "approve_ids", help="Approve this assignment (e.g. a held one).")
+@list_option("--override", "override_ids", help="Approve a rejected assignment (OverrideRejection).")
+@list_option("--reject", "reject_ids", help="Reject this assignment by hand (needs --feedback).")
 @click.option("--reject-flagged", is_flag=True, help="Reject every held assignment by hand (needs --feedback).")
 @click.option("--feedback", default=None,
               help="What a rejected worker reads (with --reject-below it comes before the numbers).")
 @click.option("--yes", is_flag=True, help="Confirm rejections without the prompt.")
 @click.option("--execute", is_flag=True, help="Really approve, reject, exclude and pay (otherwise: show the plan).")
 @pass_ctx
-@_errors
+@cli_errors
 def review(c: Ctx, batch_id, reject_below, min_gold, exclude, gold_threshold, flag_min_gold, bonus, bonus_min_gold,
            bonus_reason, approve_ids, override_ids, reject_ids, reject_flagged, feedback, yes, execute):
     """Review BATCH_ID safely: approve, exclude low-quality workers from later batches, reject only
@@ -361,7 +331,7 @@ def _confirm_rejections(yes: bool, n: int, feedback: str) -> None:
 @click.option("--max-budget", default=None, help="Refuse if bonuses + fees are above this (USD).")
 @click.option("--execute", is_flag=True, help="Really pay (otherwise: show the plan).")
 @pass_ctx
-@_errors
+@cli_errors
 def bonus(c: Ctx, batch_id, amount, min_gold, csv_path, reason, key, max_budget, execute):
     """Pay bonuses for approved work of BATCH_ID, exactly once (ledger + UniqueRequestToken)."""
     if bool(amount) == bool(csv_path):
@@ -392,7 +362,7 @@ def bonus(c: Ctx, batch_id, amount, min_gold, csv_path, reason, key, max_budget,
 @click.option("--reason", required=True, help="Why (MTurk keeps it; the worker may see it).")
 @click.option("--unblock", is_flag=True, help="Lift the blocks instead.")
 @pass_ctx
-@_errors
+@cli_errors
 def block(c: Ctx, worker_ids, reason, unblock):
     """Block MTurk workers from your HITs and from new Argus tasks (or --unblock)."""
     c.confirm_live("blocking workers")
@@ -404,7 +374,7 @@ def block(c: Ctx, worker_ids, reason, unblock):
 @click.argument("batch_id", type=int)
 @click.option("--delete", "delete_after", is_flag=True, help="Also delete HITs whose assignments are all reviewed.")
 @pass_ctx
-@_errors
+@cli_errors
 def expire(c: Ctx, batch_id, delete_after):
     """Expire BATCH_ID's HITs now (no new workers; accepted work can still be submitted)."""
     c.confirm_live("expiring HITs")
@@ -423,7 +393,7 @@ def _delete(c: Ctx, batch_id: int) -> None:
 @mturk.command()
 @click.argument("batch_id", type=int)
 @pass_ctx
-@_errors
+@cli_errors
 def delete(c: Ctx, batch_id):
     """Delete BATCH_ID's expired HITs once every assignment is approved or rejected."""
     c.confirm_live("deleting HITs")
@@ -432,11 +402,11 @@ def delete(c: Ctx, batch_id):
 
 @mturk.command()
 @click.argument("batch_id", type=int, required=False)
-@click.option("--worker", "worker_ids", multiple=True, help="Notify this worker (default: every worker of BATCH_ID).")
+@list_option("--worker", "worker_ids", help="Notify this worker (default: every worker of BATCH_ID).")
 @click.option("--subject", required=True)
 @click.option("--message", required=True)
 @pass_ctx
-@_errors
+@cli_errors
 def notify(c: Ctx, batch_id, worker_ids, subject, message):
     """E-mail workers through MTurk (100 per call; never twice for the same message)."""
     if batch_id is None and not worker_ids:
@@ -453,7 +423,7 @@ def notify(c: Ctx, batch_id, worker_ids, subject, message):
 
 @mturk.command()
 @click.argument("batch_id", type=int)
-@click.option("--hit", "hit_ids", multiple=True, help="Only this HIT (default: every live or expired HIT of the batch).")
+@list_option("--hit", "hit_ids", help="Only this HIT (default: every live or expired HIT of the batch).")
 @click.option("--assignments", type=click.IntRange(0), default=0, show_default=True,
               help="Assignments to add to each HIT (CreateAdditionalAssignmentsForHIT).")
 @click.option("--time", "extend_time", default=None, help="Keep the HITs open this long from now (e.g. 2d).")
@@ -462,7 +432,7 @@ def notify(c: Ctx, batch_id, worker_ids, subject, message):
 @click.option("--max-budget", default=None, help="Refuse if the added assignments could cost more (USD).")
 @click.option("--execute", is_flag=True, help="Really extend (otherwise: show the plan and its cost).")
 @pass_ctx
-@_errors
+@cli_errors
 def extend(c: Ctx, batch_id, hit_ids, assignments, extend_time, key, max_budget, execute):
     """Give BATCH_ID's HITs more assignments and/or more time (dry run unless --execute)."""
     seconds = _seconds(extend_time, "--time") if extend_time else None
@@ -485,7 +455,7 @@ def extend(c: Ctx, batch_id, hit_ids, assignments, extend_time, key, max_budget,
 @click.option("--notify/--no-notify", default=True, show_default=True, help="E-mail the worker the HIT's link.")
 @click.option("--execute", is_flag=True, help="Really create the HIT (otherwise: show the cost).")
 @pass_ctx
-@_errors
+@cli_errors
 def compensate(c: Ctx, worker_id, amount, reason, key, notify, execute):
     """Pay WORKER_ID through a HIT only they can see; run it again to approve their submission."""
     if execute:
@@ -514,7 +484,7 @@ def qualification():
 @_qualification_option
 @click.option("--reason", default="", help="Why (MTurk may show it to the worker).")
 @pass_ctx
-@_errors
+@cli_errors
 def qualification_revoke(c: Ctx, worker_ids, study, low_quality, qualification_id, reason):
     """Take a qualification back from WORKER_IDS (sync will not grant it again)."""
     c.confirm_live("revoking qualifications")
@@ -527,7 +497,7 @@ def qualification_revoke(c: Ctx, worker_ids, study, low_quality, qualification_i
 @_qualification_option
 @click.option("--value", type=int, default=1, show_default=True)
 @pass_ctx
-@_errors
+@cli_errors
 def qualification_grant(c: Ctx, worker_ids, study, low_quality, qualification_id, value):
     """Give WORKER_IDS a qualification (e.g. --low-quality to exclude them from later batches)."""
     c.confirm_live("granting qualifications")
@@ -537,13 +507,13 @@ def qualification_grant(c: Ctx, worker_ids, study, low_quality, qualification_id
 
 @qualification.command("requests")
 @click.option("--id", "qualification_id", default=None, help="Only requests for this qualification type.")
-@click.option("--grant", "grants", multiple=True, metavar="REQUEST_ID[:SCORE]", help="Grant a request (score 1 "
+@list_option("--grant", "grants", metavar="REQUEST_ID[:SCORE]", help="Grant a request (score 1 "
                                                                                       "unless given).")
-@click.option("--reject", "rejects", multiple=True, metavar="REQUEST_ID", help="Reject a request (needs --reason).")
+@list_option("--reject", "rejects", metavar="REQUEST_ID", help="Reject a request (needs --reason).")
 @click.option("--reason", default=None, help="What a rejected worker reads.")
 @click.option("--show-answers", is_flag=True, help="Print each request's test answers.")
 @pass_ctx
-@_errors
+@cli_errors
 def qualification_requests(c: Ctx, qualification_id, grants, rejects, reason, show_answers):
     """List workers' pending qualification requests, or grant and reject them."""
     if grants or rejects:
@@ -569,13 +539,13 @@ def qualification_requests(c: Ctx, qualification_id, grants, rejects, reason, sh
 @click.argument("batch_id", type=int)
 @click.option("--sns", "sns_arn", default=None, help="SNS topic ARN that receives the events.")
 @click.option("--sqs", "sqs_url", default=None, help="SQS queue URL that receives the events.")
-@click.option("--event", "events", multiple=True,
+@list_option("--event", "events",
               help="Event type (repeatable; default: AssignmentSubmitted, AssignmentReturned, AssignmentAbandoned, "
                    "HITReviewable, HITExpired).")
 @click.option("--off", is_flag=True, help="Stop sending events for the batch's HIT types.")
 @click.option("--test", is_flag=True, help="Also send a test event to the destination.")
 @pass_ctx
-@_errors
+@cli_errors
 def notifications(c: Ctx, batch_id, sns_arn, sqs_url, events, off, test):
     """Send MTurk's events for BATCH_ID's HIT types to SNS or SQS (UpdateNotificationSettings)."""
     if off and (sns_arn or sqs_url):

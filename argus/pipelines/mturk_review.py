@@ -27,12 +27,12 @@ def batch_frame(db: Database, batch_id: int) -> pd.DataFrame:
 
 def mturk_worker_quality(db: Database, batch_id: int, *, gold_threshold: float = 0.6, min_gold: int = 5,
                          confidence: float = 0.95) -> dict[str, WorkerQuality]:
-    """MTurk WorkerId -> :class:`WorkerQuality` for the workers of ``batch_id``.
+    """MTurk WorkerId -> `WorkerQuality` for the workers of `batch_id`.
 
-    ``gold_threshold``, ``min_gold`` and ``confidence`` go to
-    :func:`analysis.quality.worker_quality` (a worker is flagged when P(gold accuracy <
-    ``gold_threshold``) >= ``confidence`` over at least ``min_gold`` gold parts, or on the
-    consensus test); ``gold_n`` and ``gold_accuracy`` are the worker's scored gold parts.
+    `gold_threshold`, `min_gold` and `confidence` go to
+    `analysis.quality.worker_quality` (a worker is flagged when P(gold accuracy <
+    `gold_threshold`) >= `confidence` over at least `min_gold` gold parts, or on the
+    consensus test); `gold_n` and `gold_accuracy` are the worker's scored gold parts.
     """
     from analysis.quality import worker_flags, worker_quality
 

@@ -1,30 +1,30 @@
-"""Thin layer over boto3's ``mturk`` client.
+"""Thin layer over boto3's `mturk` client.
 
 Everything here is a direct, typed wrapper of one MTurk API call (or a paginated walk of
 one), plus the pure helpers a launch needs: the ExternalQuestion XML, qualification
-requirements, deterministic ``UniqueRequestToken``s and the cost estimate. No database, no
-policy: the service layer (:mod:`crowd.providers.mturk_service`) decides *what* to call and
+requirements, deterministic `UniqueRequestToken`s and the cost estimate. No database, no
+policy: the service layer (`crowd.providers.mturk_service`) decides *what* to call and
 reconciles the answers with the Argus database.
 
 Safety rules built in here:
 
-* the **sandbox** endpoint is the default; production needs ``environment="live"``, which the
-  CLI only passes after ``--live`` and a typed confirmation;
+* the **sandbox** endpoint is the default; production needs `environment="live"`, which the
+  CLI only passes after `--live` and a typed confirmation;
 * credentials come only from boto3's standard chain (environment, shared profile, instance
   role); this module never reads, logs or stores them;
 * transient errors and throttling are retried by botocore's own retry modes
-  (``standard`` or ``adaptive``); every error that is left raises :class:`MTurkError`
+  (`standard` or `adaptive`); every error that is left raises `MTurkError`
   (nothing is swallowed);
-* calls that spend money or create HITs take a ``UniqueRequestToken``; when MTurk refuses a
+* calls that spend money or create HITs take a `UniqueRequestToken`; when MTurk refuses a
   repeated token (the first try went through but its response was lost), the wrapper reads the
-  state back (the HIT by its annotation, the bonus in ``ListBonusPayments``) instead of failing.
-  Errors are told apart by their code (``RequestError`` and MTurk's ``TurkErrorCode``), never
+  state back (the HIT by its annotation, the bonus in `ListBonusPayments`) instead of failing.
+  Errors are told apart by their code (`RequestError` and MTurk's `TurkErrorCode`), never
   by the wording of the message;
-* an ``endpoint_url`` override is accepted only for a loopback address (the offline fake) or
+* an `endpoint_url` override is accepted only for a loopback address (the offline fake) or
   the chosen environment's own endpoint, so a stray setting can never send sandbox commands to
-  production (where they would spend real money without the ``--live`` confirmation);
+  production (where they would spend real money without the `--live` confirmation);
 * every request is checked locally first against MTurk's documented limits
-  (:func:`check_hit_type`, :func:`check_lifetime`, :func:`check_worker_id`), with an error
+  (`check_hit_type`, `check_lifetime`, `check_worker_id`), with an error
   naming the field and the value, so a bad launch fails before anything is created.
 """
 
@@ -77,10 +77,10 @@ CENT = Decimal("0.01")
 class MTurkError(RuntimeError):
     """An MTurk call failed after botocore's retries.
 
-    ``code`` is the AWS error code (``RequestError``, ``ServiceFault``, ``ThrottlingException``,
-    ``ParameterValidationError`` ... or the botocore exception name for transport errors),
-    ``turk_code`` MTurk's finer ``TurkErrorCode`` when it sends one (e.g.
-    ``AWS.MechanicalTurk.HitAlreadyExists``), ``operation`` the API operation.
+    `code` is the AWS error code (`RequestError`, `ServiceFault`, `ThrottlingException`,
+    `ParameterValidationError` ... or the botocore exception name for transport errors),
+    `turk_code` MTurk's finer `TurkErrorCode` when it sends one (e.g.
+    `AWS.MechanicalTurk.HitAlreadyExists`), `operation` the API operation.
     """
 
     def __init__(self, operation: str, code: str, message: str, turk_code: str | None = None):
@@ -97,9 +97,9 @@ class MTurkError(RuntimeError):
 
 
 def money(value: Any, field: str = "amount") -> Decimal:
-    """Parse a USD amount (``"0.50"``, ``0.5``, ``Decimal``) to a Decimal rounded to cents.
+    """Parse a USD amount (`"0.50"`, `0.5`, `Decimal`) to a Decimal rounded to cents.
 
-    Raises ``ValueError`` naming ``field`` for negatives, non-numbers or sub-cent amounts.
+    Raises `ValueError` naming `field` for negatives, non-numbers or sub-cent amounts.
     """
     try:
         amount = Decimal(str(value).strip().lstrip("$"))
@@ -113,7 +113,7 @@ def money(value: Any, field: str = "amount") -> Decimal:
 
 
 def check_worker_id(worker_id: Any, field: str = "worker id") -> str:
-    """``worker_id`` if it is an MTurk WorkerId (``^A[A-Z0-9]+$``), else ``ValueError``."""
+    """`worker_id` if it is an MTurk WorkerId (`^A[A-Z0-9]+$`), else `ValueError`."""
     if not isinstance(worker_id, str) or not WORKER_ID_RE.match(worker_id) or len(worker_id) > 64:
         raise ValueError(f"{field}: {worker_id!r} is not an MTurk worker id (they look like A1B2C3D4E5F6G7)")
     return worker_id
@@ -146,7 +146,7 @@ def check_hit_type(title: Any, description: Any, reward: Any, assignment_duratio
     """Check a HIT type against MTurk's limits before any call; returns the reward as Decimal.
 
     Title 1-128 characters, description 1-2000, keywords <= 1000, reward >= $0.01, assignment
-    duration 30 s to 365 days, auto-approval delay 0 to 30 days. Raises ``ValueError`` naming the
+    duration 30 s to 365 days, auto-approval delay 0 to 30 days. Raises `ValueError` naming the
     field and the value.
     """
     for field, value, limit in (("title", title, MAX_TITLE), ("description", description, MAX_DESCRIPTION)):
@@ -173,8 +173,8 @@ def check_lifetime(lifetime_s: Any) -> int:
 def check_endpoint(environment: str, endpoint_url: str | None) -> str:
     """The endpoint to use: the environment's own, or an override that is a loopback address
     (the offline fake) or exactly that environment's endpoint. Anything else (in particular the
-    production endpoint while the environment is the sandbox) raises ``ValueError``: the
-    environment decides where money moves, and only ``--live`` may choose production."""
+    production endpoint while the environment is the sandbox) raises `ValueError`: the
+    environment decides where money moves, and only `--live` may choose production."""
     own = ENDPOINTS[environment]
     if not endpoint_url or endpoint_url.rstrip("/") == own:
         return own
@@ -194,11 +194,11 @@ def check_endpoint(environment: str, endpoint_url: str | None) -> str:
 
 
 def unique_request_token(*parts: Any) -> str:
-    """A deterministic ``UniqueRequestToken`` (<= 64 chars) for the given parts.
+    """A deterministic `UniqueRequestToken` (<= 64 chars) for the given parts.
 
     The same parts always give the same token, so a retried or re-run call is recognised by
     MTurk as a repeat instead of creating a second HIT or a second payment. Example:
-    ``unique_request_token("hit", "sandbox", batch_id, chunk_index)``.
+    `unique_request_token("hit", "sandbox", batch_id, chunk_index)`.
     """
     if not parts:
         raise ValueError("unique_request_token needs at least one part")
@@ -210,10 +210,10 @@ def unique_request_token(*parts: Any) -> str:
 
 
 def external_question_xml(url: str, frame_height: int = 0, allow_http: bool = False) -> str:
-    """The ExternalQuestion XML that makes MTurk show ``url`` in its iframe.
+    """The ExternalQuestion XML that makes MTurk show `url` in its iframe.
 
-    MTurk appends ``assignmentId, hitId, workerId, turkSubmitTo`` to ``url``. It requires
-    HTTPS; ``allow_http`` exists for offline tests against a local fake. ``frame_height`` in
+    MTurk appends `assignmentId, hitId, workerId, turkSubmitTo` to `url`. It requires
+    HTTPS; `allow_http` exists for offline tests against a local fake. `frame_height` in
     pixels, 0 = let MTurk size the frame to the window.
     """
     if not isinstance(url, str) or not re.match(r"^https?://[^\s<>\"]+$", url):
@@ -242,21 +242,21 @@ def qualification_requirements(
     environment: str = "sandbox",
     required_qualification_ids: Sequence[tuple[str, int]] = (),
 ) -> list[dict]:
-    """MTurk ``QualificationRequirements`` for a HIT type.
+    """MTurk `QualificationRequirements` for a HIT type.
 
-    * ``min_approval_rate``: percent of a worker's past assignments approved (0-100;
+    * `min_approval_rate`: percent of a worker's past assignments approved (0-100;
       PercentAssignmentsApproved).
-    * ``min_approved_hits``: number of HITs approved (NumberHITsApproved).
-    * ``locales``: ``"US"`` or ``"US-CA"`` (ISO 3166 country, optionally a 2-character
+    * `min_approved_hits`: number of HITs approved (NumberHITsApproved).
+    * `locales`: `"US"` or `"US-CA"` (ISO 3166 country, optionally a 2-character
       subdivision, as MTurk requires).
-    * ``participated_qualification_ids``: Argus "participated"/"excluded" qualifications; a
-      worker who holds any of them cannot discover, preview or accept the HIT (``DoesNotExist``),
+    * `participated_qualification_ids`: Argus "participated"/"excluded" qualifications; a
+      worker who holds any of them cannot discover, preview or accept the HIT (`DoesNotExist`),
       which blocks retakes and low-quality workers across batches.
-    * ``qualification_test_id``: a qualification type with a test the worker must pass with
-      score >= ``qualification_test_min_score``.
-    * ``masters``: only Masters workers (MTurk adds 5% to its fee); the id depends on
-      ``environment``.
-    * ``required_qualification_ids``: (type id, value) pairs the worker must hold with exactly
+    * `qualification_test_id`: a qualification type with a test the worker must pass with
+      score >= `qualification_test_min_score`.
+    * `masters`: only Masters workers (MTurk adds 5% to its fee); the id depends on
+      `environment`.
+    * `required_qualification_ids`: (type id, value) pairs the worker must hold with exactly
       that value, hidden from everyone else (used for a compensation HIT meant for one worker).
     MTurk allows at most 10 requirements per HIT type.
     """
@@ -336,10 +336,10 @@ def bonus_fee(amount: Decimal) -> Decimal:
 
 
 def planned_bonus_fees(total: Decimal, count: int) -> Decimal:
-    """MTurk's fees on a bonus budget ``total`` paid as up to ``count`` payments.
+    """MTurk's fees on a bonus budget `total` paid as up to `count` payments.
 
     The $0.01 minimum applies per payment, so 100 bonuses of $0.01 cost $1.00 in fees, not 20%
-    of $1.00. The estimate is the larger of ``count`` equal payments (cents spread as evenly as
+    of $1.00. The estimate is the larger of `count` equal payments (cents spread as evenly as
     possible) and one single payment, so rounding never makes it too low for either plan.
     """
     cents = _cents(total)
@@ -359,10 +359,10 @@ def _cents(amount: Decimal) -> int:
 class CostEstimate:
     """What a launch will cost at most, in USD (Decimals, cents).
 
-    ``rewards`` = reward x assignments; ``fees`` = MTurk's commission on them (20%, 40% on
-    HITs with >= 10 assignments, +5% with Masters); ``bonuses`` + ``bonus_fees`` = the planned
+    `rewards` = reward x assignments; `fees` = MTurk's commission on them (20%, 40% on
+    HITs with >= 10 assignments, +5% with Masters); `bonuses` + `bonus_fees` = the planned
     bonus budget and MTurk's fees on it (20% per payment, at least $0.01 each, for
-    ``bonus_count`` payments); ``total`` = the sum.
+    `bonus_count` payments); `total` = the sum.
     """
 
     hit_sizes: tuple[int, ...]
@@ -404,11 +404,11 @@ class CostEstimate:
 
 def estimate_hits(reward: Any, hit_sizes: Sequence[int], planned_bonuses: Any = 0, bonus_count: int | None = None,
                   masters: bool = False) -> CostEstimate:
-    """Worst-case cost of HITs with ``hit_sizes`` assignments each (every one approved).
+    """Worst-case cost of HITs with `hit_sizes` assignments each (every one approved).
 
-    ``planned_bonuses`` is the total bonus budget (USD), paid as up to ``bonus_count`` payments
+    `planned_bonuses` is the total bonus budget (USD), paid as up to `bonus_count` payments
     (default: one per assignment, the most a per-assignment bonus run pays); MTurk charges 20%
-    on each bonus with a $0.01 minimum per payment (:func:`planned_bonus_fees`). HITs with >= 10
+    on each bonus with a $0.01 minimum per payment (`planned_bonus_fees`). HITs with >= 10
     assignments pay a 40% fee, which is why the launcher splits batches into HITs of at most 9
     by default; Masters adds 5%.
     """
@@ -430,15 +430,15 @@ def estimate_hits(reward: Any, hit_sizes: Sequence[int], planned_bonuses: Any = 
 
 
 def estimate_cost(reward: Any, n_hits: int, assignments_per_hit: int, planned_bonuses: Any = 0) -> CostEstimate:
-    """:func:`estimate_hits` for ``n_hits`` HITs of ``assignments_per_hit`` assignments each."""
+    """`estimate_hits` for `n_hits` HITs of `assignments_per_hit` assignments each."""
     if int(n_hits) < 0 or int(assignments_per_hit) < 1:
         raise ValueError(f"n_hits={n_hits!r}, assignments_per_hit={assignments_per_hit!r}: need n_hits >= 0 and >= 1 assignment")
     return estimate_hits(reward, [int(assignments_per_hit)] * int(n_hits), planned_bonuses)
 
 
 def split_assignments(total: int, per_hit: int = 9) -> list[int]:
-    """Split ``total`` assignments into HIT sizes of at most ``per_hit`` (default 9, to stay
-    in MTurk's 20% fee tier), e.g. ``split_assignments(20, 9) == [9, 9, 2]``."""
+    """Split `total` assignments into HIT sizes of at most `per_hit` (default 9, to stay
+    in MTurk's 20% fee tier), e.g. `split_assignments(20, 9) == [9, 9, 2]`."""
     if int(total) < 1 or int(per_hit) < 1:
         raise ValueError(f"assignments={total!r}, per_hit={per_hit!r}: both must be >= 1")
     full, rest = divmod(int(total), int(per_hit))
@@ -459,13 +459,13 @@ def make_boto_client(
     read_timeout: float = 30,
     profile: str | None = None,
 ):
-    """A boto3 ``mturk`` client for ``environment`` (``"sandbox"`` or ``"live"``).
+    """A boto3 `mturk` client for `environment` (`"sandbox"` or `"live"`).
 
-    ``endpoint_url`` overrides the endpoint, only with a loopback address (tests point it at a
-    local fake) or the environment's own endpoint (:func:`check_endpoint`). Retries use
-    botocore's ``retry_mode`` (``"standard"`` or ``"adaptive"``, which also rate-limits the
-    client side when MTurk throttles) with ``max_attempts`` attempts in total. Credentials
-    come from boto3's standard chain (``profile`` selects a named profile).
+    `endpoint_url` overrides the endpoint, only with a loopback address (tests point it at a
+    local fake) or the environment's own endpoint (`check_endpoint`). Retries use
+    botocore's `retry_mode` (`"standard"` or `"adaptive"`, which also rate-limits the
+    client side when MTurk throttles) with `max_attempts` attempts in total. Credentials
+    come from boto3's standard chain (`profile` selects a named profile).
     """
     import boto3
     from botocore.config import Config
@@ -487,10 +487,10 @@ def make_boto_client(
 
 
 class MTurkClient:
-    """One method per MTurk call Argus uses; raises :class:`MTurkError` on failure.
+    """One method per MTurk call Argus uses; raises `MTurkError` on failure.
 
-    Build it with :meth:`connect` (real boto3 client) or pass any boto3 ``mturk`` client
-    (e.g. one wrapped by botocore's ``Stubber`` in tests).
+    Build it with `connect` (real boto3 client) or pass any boto3 `mturk` client
+    (e.g. one wrapped by botocore's `Stubber` in tests).
     """
 
     def __init__(self, boto_client, environment: str = "sandbox"):
@@ -501,12 +501,12 @@ class MTurkClient:
 
     @classmethod
     def connect(cls, environment: str = "sandbox", **kwargs) -> "MTurkClient":
-        """Connect to the sandbox (default) or live endpoint; kwargs go to :func:`make_boto_client`."""
+        """Connect to the sandbox (default) or live endpoint; kwargs go to `make_boto_client`."""
         return cls(make_boto_client(environment, **kwargs), environment)
 
     @property
     def submit_url(self) -> str:
-        """Where workers' pages POST the finished assignment (``externalSubmit``)."""
+        """Where workers' pages POST the finished assignment (`externalSubmit`)."""
         return LIVE_SUBMIT_URL if self.environment == "live" else SANDBOX_SUBMIT_URL
 
     # -- plumbing -------------------------------------------------------------------
@@ -542,7 +542,7 @@ class MTurkClient:
 
     # -- qualifications -------------------------------------------------------------
     def find_qualification_type(self, name: str) -> dict | None:
-        """The caller's qualification type named exactly ``name``, or None."""
+        """The caller's qualification type named exactly `name`, or None."""
         for qt in self._paginate("ListQualificationTypes", "QualificationTypes", Query=name,
                                  MustBeRequestable=False, MustBeOwnedByCaller=True):
             if qt.get("Name") == name:
@@ -552,10 +552,10 @@ class MTurkClient:
     def ensure_qualification_type(self, name: str, description: str, keywords: str = "argus",
                                   test: str | None = None, answer_key: str | None = None,
                                   test_duration_s: int = 600, retry_delay_s: int | None = None) -> str:
-        """Id of the caller's qualification type ``name``, creating it if it does not exist.
+        """Id of the caller's qualification type `name`, creating it if it does not exist.
 
         Names are unique per requester, so look-up-then-create is idempotent; a create that
-        races a lost earlier create is refused with ``RequestError`` and resolved by looking up
+        races a lost earlier create is refused with `RequestError` and resolved by looking up
         again (the answer decides, not the wording of the error).
         """
         found = self.find_qualification_type(name)
@@ -580,12 +580,12 @@ class MTurkClient:
 
     def grant_qualification(self, qualification_type_id: str, worker_id: str, value: int = 1,
                             notify: bool = False) -> None:
-        """Give ``worker_id`` the qualification (silently unless ``notify``). Idempotent on MTurk."""
+        """Give `worker_id` the qualification (silently unless `notify`). Idempotent on MTurk."""
         self._call("AssociateQualificationWithWorker", QualificationTypeId=qualification_type_id,
                    WorkerId=check_worker_id(worker_id), IntegerValue=int(value), SendNotification=bool(notify))
 
     def qualification_score(self, qualification_type_id: str, worker_id: str) -> dict | None:
-        """The worker's qualification (``IntegerValue``, ``Status`` Granted|Revoked), or None if
+        """The worker's qualification (`IntegerValue`, `Status` Granted|Revoked), or None if
         MTurk has none for them."""
         try:
             return self._call("GetQualificationScore", QualificationTypeId=qualification_type_id,
@@ -641,11 +641,11 @@ class MTurkClient:
                    unique_request_token: str, annotation: str = "") -> dict:
         """Create one HIT, or return the one this token already created.
 
-        Returns the HIT as a dict (``HITId``, ``HITStatus``, ``MaxAssignments`` ...) plus
-        ``"Recovered": True`` when MTurk refused the token as used (``TurkErrorCode``
-        ``AWS.MechanicalTurk.HitAlreadyExists``) and the existing HIT was found instead: by the
-        id in the message if MTurk names one, otherwise by its ``annotation`` in ``ListHITs``.
-        Either way the HIT must carry ``annotation``; callers still check its URL.
+        Returns the HIT as a dict (`HITId`, `HITStatus`, `MaxAssignments` ...) plus
+        `"Recovered": True` when MTurk refused the token as used (`TurkErrorCode`
+        `AWS.MechanicalTurk.HitAlreadyExists`) and the existing HIT was found instead: by the
+        id in the message if MTurk names one, otherwise by its `annotation` in `ListHITs`.
+        Either way the HIT must carry `annotation`; callers still check its URL.
         """
         if len(unique_request_token) > MAX_TOKEN_LEN:
             raise ValueError(f"UniqueRequestToken: {unique_request_token!r} is longer than 64 characters")
@@ -683,7 +683,7 @@ class MTurkClient:
         return hit
 
     def find_hit_by_annotation(self, annotation: str) -> dict | None:
-        """The requester's HIT whose ``RequesterAnnotation`` is exactly ``annotation``, or None."""
+        """The requester's HIT whose `RequesterAnnotation` is exactly `annotation`, or None."""
         return next((h for h in self.list_hits() if h.get("RequesterAnnotation") == annotation), None)
 
     def get_hit(self, hit_id: str) -> dict:
@@ -701,7 +701,7 @@ class MTurkClient:
         """Stop new workers from accepting the HIT; accepted assignments can still be submitted.
 
         MTurk de-duplicates UpdateExpirationForHIT on (HITId, ExpireAt) for 24 hours, so a retry
-        after a lost answer, or a re-run after a crash, is refused with ``RequestError``. Then the
+        after a lost answer, or a re-run after a crash, is refused with `RequestError`. Then the
         HIT is read back: if it has already expired, that is the outcome we wanted. Returns True
         if this call expired it, False if it was already expired.
         """
@@ -730,7 +730,7 @@ class MTurkClient:
 
     # -- notifications --------------------------------------------------------------
     def update_notifications(self, hit_type_id: str, notification: dict | None, active: bool = True) -> None:
-        """Send events of a HIT type to SNS/SQS (UpdateNotificationSettings); ``notification``
+        """Send events of a HIT type to SNS/SQS (UpdateNotificationSettings); `notification`
         None only switches the existing specification on or off."""
         params: dict = dict(HITTypeId=hit_type_id, Active=bool(active))
         if notification is not None:
@@ -742,7 +742,7 @@ class MTurkClient:
 
     # -- assignments ----------------------------------------------------------------
     def list_assignments(self, hit_id: str, statuses: Sequence[str] = ("Submitted", "Approved", "Rejected")) -> list[dict]:
-        """Every assignment of ``hit_id`` in ``statuses`` (walks all pages)."""
+        """Every assignment of `hit_id` in `statuses` (walks all pages)."""
         return list(self._paginate("ListAssignmentsForHIT", "Assignments", HITId=hit_id,
                                    AssignmentStatuses=list(statuses)))
 
@@ -750,7 +750,7 @@ class MTurkClient:
         return self._call("GetAssignment", AssignmentId=assignment_id)["Assignment"]
 
     def approve(self, assignment_id: str, feedback: str | None = None, override_rejection: bool = False) -> None:
-        """Approve (pay) a submitted assignment; ``override_rejection`` reverses a rejection."""
+        """Approve (pay) a submitted assignment; `override_rejection` reverses a rejection."""
         params: dict = dict(AssignmentId=assignment_id)
         if feedback:
             params["RequesterFeedback"] = feedback[:1024]
@@ -759,7 +759,7 @@ class MTurkClient:
         self._call("ApproveAssignment", **params)
 
     def reject(self, assignment_id: str, feedback: str) -> None:
-        """Reject a submitted assignment; MTurk shows ``feedback`` (required) to the worker."""
+        """Reject a submitted assignment; MTurk shows `feedback` (required) to the worker."""
         if not feedback or not feedback.strip():
             raise ValueError("feedback: rejecting needs a reason the worker can read")
         self._call("RejectAssignment", AssignmentId=assignment_id, RequesterFeedback=feedback[:1024])
@@ -770,8 +770,8 @@ class MTurkClient:
         """Pay a bonus once. Returns True if paid now, False if MTurk already has this payment
         (an earlier try went through and its answer was lost).
 
-        A repeated token is refused with ``RequestError``; whatever its wording, the payment is
-        then looked up in ``ListBonusPayments`` (same assignment, amount and reason) and the
+        A repeated token is refused with `RequestError`; whatever its wording, the payment is
+        then looked up in `ListBonusPayments` (same assignment, amount and reason) and the
         error is raised if it is not there.
         """
         if not reason or not reason.strip():
@@ -814,7 +814,7 @@ class MTurkClient:
 
     def notify_workers(self, worker_ids: Iterable[str], subject: str, message: str) -> list[dict]:
         """E-mail workers through MTurk, 100 ids per call. Returns MTurk's per-worker failure
-        statuses (``WorkerId``, ``NotifyWorkersFailureCode``, ``NotifyWorkersFailureMessage``)."""
+        statuses (`WorkerId`, `NotifyWorkersFailureCode`, `NotifyWorkersFailureMessage`)."""
         ids = check_worker_ids(dict.fromkeys(worker_ids))  # de-duplicate, keep order
         if not subject or not message:
             raise ValueError("subject and message are required")
@@ -831,7 +831,7 @@ PAST = dt.datetime(2015, 1, 1, tzinfo=dt.timezone.utc)  # an ExpireAt in the pas
 
 
 def chunked(items: Sequence, size: int) -> Iterator[list]:
-    """Consecutive slices of ``items`` of length <= ``size``."""
+    """Consecutive slices of `items` of length <= `size`."""
     for i in range(0, len(items), size):
         yield list(items[i:i + size])
 

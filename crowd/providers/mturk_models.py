@@ -224,7 +224,7 @@ class MTurkNotification(Base):
 
 
 class MTurkSetting(Base):
-    """Per-database values of the adapter; ``token_salt`` makes every UniqueRequestToken unique
+    """Per-database values of the adapter; `token_salt` makes every UniqueRequestToken unique
     to this database, so a re-initialised database never collides with an earlier one's HITs."""
 
     __tablename__ = "mturk_setting"

@@ -4,29 +4,29 @@ MTurk is the source of truth for HITs, assignment statuses and payments; the Arg
 is the source of truth for the work (visits, judgments, gold scores). Every operation here is
 safe to re-run after any failure:
 
-* **launch** checks every setting against MTurk's limits, then writes one ``mturk_hit`` row per
-  HIT (with its ``UniqueRequestToken``: deterministic, and salted with a random value kept in
-  this database, so another database never shares it) before calling ``CreateHITWithHITType``;
-  a retry sends the same token, so MTurk refuses it (``AWS.MechanicalTurk.HitAlreadyExists``)
+* **launch** checks every setting against MTurk's limits, then writes one `mturk_hit` row per
+  HIT (with its `UniqueRequestToken`: deterministic, and salted with a random value kept in
+  this database, so another database never shares it) before calling `CreateHITWithHITType`;
+  a retry sends the same token, so MTurk refuses it (`AWS.MechanicalTurk.HitAlreadyExists`)
   instead of making a second HIT. Rows that were attempted before are first looked up in
-  ``ListHITs`` by their annotation (the token is written there too), which also covers MTurk's
+  `ListHITs` by their annotation (the token is written there too), which also covers MTurk's
   24-hour token memory; a HIT is adopted only if its annotation and its URL are ours;
 * **sync** and **expire** first do the same look-up, so a HIT whose create answer was lost is
-  never left live and untracked; sync pulls every assignment (``ListAssignmentsForHIT``, all
+  never left live and untracked; sync pulls every assignment (`ListAssignmentsForHIT`, all
   pages) and overwrites the local status with MTurk's. An assignment is matched to the visit of
   the same (assignmentId, workerId): MTurk gives a returned assignment's id to the next worker,
   so the id alone may point at someone else's work. Visits MTurk never received (an
-  ``externalSubmit`` that failed, a returned HIT) are reported as not submitted;
+  `externalSubmit` that failed, a returned HIT) are reported as not submitted;
 * **review** approves submitted assignments whose gold accuracy reaches the threshold and flags
   the rest; rejecting needs feedback and an explicit confirmation; a call whose outcome is
-  unknown is settled by reading the assignment back (``GetAssignment``);
-* **bonus** writes the ledger row first, then ``SendBonus`` with a token; rows still "planned"
-  are matched against ``ListBonusPayments`` (the reason carries a ``[ref ...]`` tag) before any
+  unknown is settled by reading the assignment back (`GetAssignment`);
+* **bonus** writes the ledger row first, then `SendBonus` with a token; rows still "planned"
+  are matched against `ListBonusPayments` (the reason carries a `[ref ...]` tag) before any
   new attempt, so a payment is never sent twice.
 
-Functions take an :class:`crowd.db.Database` and an :class:`MTurkClient`. Worker and visit
-statuses change only through the crowd service's review functions (``review_worker``,
-``record_provider_review``), so the server's rules and event log see every change.
+Functions take an `crowd.db.Database` and an `MTurkClient`. Worker and visit
+statuses change only through the crowd service's review functions (`review_worker`,
+`record_provider_review`), so the server's rules and event log see every change.
 """
 
 from __future__ import annotations
@@ -135,17 +135,17 @@ class LaunchResult:
 
 @dataclasses.dataclass
 class ReviewPolicy:
-    """How :meth:`MTurkService.review` decides. Safe by default: approve every submission with
+    """How `MTurkService.review` decides. Safe by default: approve every submission with
     work recorded here, exclude workers the quality model flags from later batches, reject
     nobody.
 
-    * ``reject_below``: reject a worker's submissions when their gold accuracy is below this
-      (0-1) *and* they answered at least ``min_gold`` gold questions; None (default): never.
-    * ``exclude``: grant flagged workers the low-quality qualification (later HITs hide).
-    * ``feedback``: text put before the reason a rejected worker reads.
-    * ``bonus`` (USD) for approved work of workers whose gold accuracy is at least
-      ``bonus_min_gold`` (any, if None) and who are not excluded; paid once per
-      (assignment, ``bonus_key``).
+    * `reject_below`: reject a worker's submissions when their gold accuracy is below this
+      (0-1) *and* they answered at least `min_gold` gold questions; None (default): never.
+    * `exclude`: grant flagged workers the low-quality qualification (later HITs hide).
+    * `feedback`: text put before the reason a rejected worker reads.
+    * `bonus` (USD) for approved work of workers whose gold accuracy is at least
+      `bonus_min_gold` (any, if None) and who are not excluded; paid once per
+      (assignment, `bonus_key`).
     """
 
     reject_below: float | None = None
@@ -172,8 +172,8 @@ class ReviewPolicy:
 @dataclasses.dataclass(frozen=True)
 class WorkerQuality:
     """What review needs to know about one worker: the quality model's verdict
-    (``analysis.quality.worker_flags``: ``action`` approve | review | reject, ``flagged``,
-    ``reasons``) and the worker's scored gold answers in the batch."""
+    (`analysis.quality.worker_flags`: `action` approve | review | reject, `flagged`,
+    `reasons`) and the worker's scored gold answers in the batch."""
 
     flagged: bool = False
     action: str = "approve"
@@ -185,14 +185,14 @@ class WorkerQuality:
 def review_actions(row: MTurkAssignment, quality: WorkerQuality | None, policy: ReviewPolicy) -> list[tuple[str, str]]:
     """The review decision for one submitted assignment: (action, reason) pairs.
 
-    Without a ``quality`` record the visit's own gold answers are used (and nobody is flagged).
+    Without a `quality` record the visit's own gold answers are used (and nobody is flagged).
 
-    * no work recorded here for this (assignment, worker): ``hold`` for a person;
-    * gold accuracy below ``policy.reject_below`` over at least ``policy.min_gold`` gold
-      answers: ``reject``, with the numbers as the reason the worker reads;
-    * otherwise ``approve``; when the quality model flags the worker on evidence (its
-      ``reject`` verdict) also ``exclude`` them from later batches (``policy.exclude``);
-    * ``bonus`` for approved work when ``policy.bonus`` is set and the worker qualifies.
+    * no work recorded here for this (assignment, worker): `hold` for a person;
+    * gold accuracy below `policy.reject_below` over at least `policy.min_gold` gold
+      answers: `reject`, with the numbers as the reason the worker reads;
+    * otherwise `approve`; when the quality model flags the worker on evidence (its
+      `reject` verdict) also `exclude` them from later batches (`policy.exclude`);
+    * `bonus` for approved work when `policy.bonus` is set and the worker qualifies.
     """
     q = quality or WorkerQuality(gold_n=row.gold_n, gold_accuracy=row.gold_accuracy)  # this visit's gold alone
     acc = q.gold_accuracy if q.gold_accuracy is not None and not math.isnan(q.gold_accuracy) else None
@@ -234,7 +234,7 @@ class MTurkService:
     def planned_assignments(self, batch_id: int) -> int:
         """Worker visits needed so every non-gold task gets R judgments.
 
-        A worker's first visit of k = ``tasks_per_visit`` tasks holds floor(k x ``gold_rate``)
+        A worker's first visit of k = `tasks_per_visit` tasks holds floor(k x `gold_rate`)
         gold tasks (the crowd server's deterministic mixing), the rest are real tasks.
         """
         with self.db.reading() as s:
@@ -252,9 +252,9 @@ class MTurkService:
         return batch
 
     def estimate(self, batch_id: int, settings: LaunchSettings) -> tuple[CostEstimate, list[int], Decimal]:
-        """(cost estimate, HIT sizes, reward) for launching ``batch_id`` with ``settings``.
+        """(cost estimate, HIT sizes, reward) for launching `batch_id` with `settings`.
 
-        Every setting is checked against MTurk's limits first (``ValueError`` naming the field),
+        Every setting is checked against MTurk's limits first (`ValueError` naming the field),
         so a dry run already shows what MTurk would refuse.
         """
         with self.db.reading() as s:
@@ -302,7 +302,7 @@ class MTurkService:
         return self._salt
 
     def token(self, kind: str, *parts) -> str:
-        """A UniqueRequestToken for ``kind`` + ``parts``, unique to this database and environment."""
+        """A UniqueRequestToken for `kind` + `parts`, unique to this database and environment."""
         return unique_request_token(kind, self.env.value, self.token_salt(), *parts)
 
     # ------------------------------------------------------------------ launch
@@ -310,7 +310,7 @@ class MTurkService:
                max_budget: Decimal | str | None = None) -> LaunchResult:
         """Create the HIT type and the batch's HITs (idempotent; dry run by default).
 
-        Refuses with :class:`BudgetExceeded` when the estimate is above ``max_budget`` (USD) or
+        Refuses with `BudgetExceeded` when the estimate is above `max_budget` (USD) or
         above the account balance. Re-running after any failure creates only the HITs that
         are still missing.
         """
@@ -425,7 +425,7 @@ class MTurkService:
             return None
 
     def _adopt(self, row: MTurkHit, hit: dict) -> None:
-        """Record ``hit`` as the HIT of ``row``, after checking it is ours: our token in its
+        """Record `hit` as the HIT of `row`, after checking it is ours: our token in its
         annotation and our entry URL in its question. Anything else is refused, never adopted."""
         if hit.get("RequesterAnnotation") != row.unique_request_token:
             raise MTurkServiceError(f"HIT {hit['HITId']} does not carry this row's token "
@@ -444,7 +444,7 @@ class MTurkService:
 
     def _recover_unconfirmed(self, batch_id: int, round_: int | None = None) -> int:
         """Find HITs whose create was tried but never confirmed (the answer was lost, or the
-        run crashed) in ``ListHITs`` by their annotation, and adopt them. Returns how many."""
+        run crashed) in `ListHITs` by their annotation, and adopt them. Returns how many."""
         with self.db.reading() as s:
             q = select(MTurkHit).where(MTurkHit.batch_id == batch_id, MTurkHit.environment == self.env,
                                        MTurkHit.hit_id.is_(None), MTurkHit.attempts > 0)
@@ -473,11 +473,11 @@ class MTurkService:
     def sync(self, batch_id: int) -> dict:
         """Pull HIT and assignment state from MTurk into the database (MTurk wins).
 
-        Returns counts: ``hits``, ``assignments`` by MTurk status, ``new``, ``changed``,
-        ``no_local_work`` (submitted on MTurk, no visit of that worker here), ``not_submitted``
+        Returns counts: `hits`, `assignments` by MTurk status, `new`, `changed`,
+        `no_local_work` (submitted on MTurk, no visit of that worker here), `not_submitted`
         (visits here whose MTurk assignment never arrived: in progress, returned, or a failed
-        ``externalSubmit`` whose slot MTurk gave to someone else under the same assignment id),
-        ``bonuses_confirmed``, ``granted``, ``recovered`` (HITs whose create answer was lost).
+        `externalSubmit` whose slot MTurk gave to someone else under the same assignment id),
+        `bonuses_confirmed`, `granted`, `recovered` (HITs whose create answer was lost).
         """
         recovered = self._recover_unconfirmed(batch_id)
         with self.db.reading() as s:
@@ -597,14 +597,14 @@ class MTurkService:
 
     def plan_review(self, batch_id: int, policy: ReviewPolicy | None = None,
                     quality: dict[str, WorkerQuality] | None = None) -> list[dict]:
-        """Every action :meth:`review` would take, one row each: ``assignment_id, worker_id,
-        hit_id, action`` (approve | reject | exclude | hold | bonus), ``reason``, ``cost_usd``
-        (what MTurk charges for it), and ``feedback`` (what a rejected worker reads).
+        """Every action `review` would take, one row each: `assignment_id, worker_id,
+        hit_id, action` (approve | reject | exclude | hold | bonus), `reason`, `cost_usd`
+        (what MTurk charges for it), and `feedback` (what a rejected worker reads).
 
-        ``quality`` maps MTurk WorkerIds to :class:`WorkerQuality` (``argus mturk review``
-        builds it with :func:`analysis.quality.worker_flags`); without it every submission
+        `quality` maps MTurk WorkerIds to `WorkerQuality` (`argus mturk review`
+        builds it with `analysis.quality.worker_flags`); without it every submission
         with work recorded here is approved and nobody is excluded. The decision for one
-        assignment is :func:`review_actions`.
+        assignment is `review_actions`.
         """
         policy = policy or ReviewPolicy()
         policy.check()
@@ -641,11 +641,11 @@ class MTurkService:
     def review(self, batch_id: int, policy: ReviewPolicy | None = None,
                quality: dict[str, WorkerQuality] | None = None, *, dry_run: bool = False,
                confirm_rejections: bool = False) -> list[dict]:
-        """Carry out :meth:`plan_review`: approve (pay), reject (only under an explicit
-        ``policy.reject_below`` and with ``confirm_rejections``), exclude low-quality workers from
+        """Carry out `plan_review`: approve (pay), reject (only under an explicit
+        `policy.reject_below` and with `confirm_rejections`), exclude low-quality workers from
         later batches (the "low-quality" qualification, which launched HITs require not to
         hold), hold submissions without work here for a person, and pay the planned bonuses
-        through the ledger. Every row gets an ``outcome``; re-running finishes what is left.
+        through the ledger. Every row gets an `outcome`; re-running finishes what is left.
         """
         policy = policy or ReviewPolicy()
         plan = self.plan_review(batch_id, policy, quality)
@@ -744,12 +744,12 @@ class MTurkService:
     def approve(self, assignment_ids: Iterable[str], feedback: str | None = None,
                 override_rejection: bool = False) -> dict[str, str]:
         """Approve assignments by hand (e.g. flagged ones after a look); with
-        ``override_rejection`` also reverse earlier rejections (``OverrideRejection``)."""
+        `override_rejection` also reverse earlier rejections (`OverrideRejection`)."""
         return {a: self._approve_one(a, feedback, override_rejection) for a in self._bar(assignment_ids, "approving")}
 
     def reject(self, assignment_ids: Iterable[str], feedback: str, confirm: bool = False) -> dict[str, str]:
-        """Reject submitted assignments. Needs ``feedback`` the worker will read and
-        ``confirm=True`` (rejections hurt workers' approval rates and cannot be undone after
+        """Reject submitted assignments. Needs `feedback` the worker will read and
+        `confirm=True` (rejections hurt workers' approval rates and cannot be undone after
         30 days)."""
         if not feedback or len(feedback.strip()) < 10:
             raise MTurkServiceError("feedback: rejecting needs a reason of at least 10 characters the worker can read")
@@ -784,10 +784,10 @@ class MTurkService:
     # ------------------------------------------------------------------ bonuses
     def plan_bonuses(self, batch_id: int, amount: Decimal | str | None = None, min_gold: float | None = None,
                      per_worker: dict[str, Decimal | str] | None = None) -> list[dict]:
-        """Bonus rows for approved assignments of ``batch_id``.
+        """Bonus rows for approved assignments of `batch_id`.
 
-        Either one ``amount`` (USD) for every approved assignment whose gold accuracy is >=
-        ``min_gold`` (when given), or ``per_worker`` = {WorkerId: USD} paid once per worker (on
+        Either one `amount` (USD) for every approved assignment whose gold accuracy is >=
+        `min_gold` (when given), or `per_worker` = {WorkerId: USD} paid once per worker (on
         their latest approved assignment).
         """
         if (amount is None) == (per_worker is None):
@@ -816,16 +816,16 @@ class MTurkService:
 
     def bonus(self, batch_id: int, plan: list[dict], reason: str, key: str = "performance", *,
               dry_run: bool = True, max_budget: Decimal | str | None = None) -> dict:
-        """Pay ``plan`` (from :meth:`plan_bonuses`) exactly once per (assignment, ``key``).
+        """Pay `plan` (from `plan_bonuses`) exactly once per (assignment, `key`).
 
         1. every payment gets a ledger row (status planned, deterministic token) before any
            money moves; a repeated run finds the rows instead of adding new ones;
-        2. planned rows are matched against ``ListBonusPayments`` and marked paid if MTurk has
+        2. planned rows are matched against `ListBonusPayments` and marked paid if MTurk has
            them (a lost response on an earlier run);
         3. the account balance must cover what is left to pay (bonus + MTurk's fee, at least
-           $0.01 per bonus), or nothing is sent (:class:`BudgetExceeded`);
-        4. the remaining planned rows are sent with ``SendBonus`` + their token.
-        Returns ``{"planned", "paid_now", "already_paid", "total_usd", "fees_usd"}``.
+           $0.01 per bonus), or nothing is sent (`BudgetExceeded`);
+        4. the remaining planned rows are sent with `SendBonus` + their token.
+        Returns `{"planned", "paid_now", "already_paid", "total_usd", "fees_usd"}`.
         """
         if not reason or not reason.strip():
             raise MTurkServiceError("reason: a bonus needs a reason the worker can read")
@@ -885,7 +885,7 @@ class MTurkService:
                                      f"${balance} is not enough, so nothing was paid")
 
     def _confirm_bonuses(self, batch_id: int) -> int:
-        """Mark planned ledger rows paid when ``ListBonusPayments`` shows them. Returns how many."""
+        """Mark planned ledger rows paid when `ListBonusPayments` shows them. Returns how many."""
         with self.db.reading() as s:
             planned = s.scalars(select(MTurkBonus).where(MTurkBonus.batch_id == batch_id,
                                                          MTurkBonus.environment == self.env,
@@ -1003,7 +1003,7 @@ class MTurkService:
     def delete(self, batch_id: int) -> dict:
         """Delete expired HITs whose assignments are all reviewed (approved or rejected).
 
-        Returns ``{"deleted": n, "waiting": [hit ids not yet deletable, with why]}``.
+        Returns `{"deleted": n, "waiting": [hit ids not yet deletable, with why]}`.
         """
         out = {"deleted": 0, "waiting": []}
         with self.db.reading() as s:
@@ -1035,13 +1035,13 @@ class MTurkService:
     def extend(self, batch_id: int, add_assignments: int = 0, extend_s: int | None = None,
                hit_ids: Iterable[str] | None = None, key: str = "extend-1", *, dry_run: bool = True,
                max_budget: Decimal | str | None = None) -> dict:
-        """Give the batch's HITs (or ``hit_ids``) ``add_assignments`` more assignments
-        (CreateAdditionalAssignmentsForHIT with a token) and/or ``extend_s`` more seconds from
-        now before they expire. Each (HIT, ``key``) is extended at most once: the ledger row is
+        """Give the batch's HITs (or `hit_ids`) `add_assignments` more assignments
+        (CreateAdditionalAssignmentsForHIT with a token) and/or `extend_s` more seconds from
+        now before they expire. Each (HIT, `key`) is extended at most once: the ledger row is
         written first, a lost answer is settled by reading the HIT back. MTurk refuses to take a
         HIT created with fewer than 10 assignments to 10 or more; that is checked here first.
 
-        Returns ``{"hits": [{hit_id, max_before, max_after, expire_at, outcome}], "cost_usd"}``.
+        Returns `{"hits": [{hit_id, max_before, max_after, expire_at, outcome}], "cost_usd"}`.
         """
         n = int(add_assignments)
         if n < 0 or (n == 0 and not extend_s):
@@ -1130,11 +1130,11 @@ class MTurkService:
                    notify: bool = True, dry_run: bool = True, lifetime_s: int = 7 * 86400) -> dict:
         """Pay one worker through a HIT only they can see (e.g. their externalSubmit failed, or
         MTurk gave their slot to someone else): a qualification granted to that worker alone
-        gates a one-assignment QuestionForm HIT with ``amount`` as reward; they are told by
-        e-mail (``notify``). Re-running finishes the setup and approves their submission, so
-        the payment happens once per (worker, ``key``).
+        gates a one-assignment QuestionForm HIT with `amount` as reward; they are told by
+        e-mail (`notify`). Re-running finishes the setup and approves their submission, so
+        the payment happens once per (worker, `key`).
 
-        Returns ``{"worker_id", "amount_usd", "cost_usd", "hit_id", "status", "url"}``.
+        Returns `{"worker_id", "amount_usd", "cost_usd", "hit_id", "status", "url"}`.
         """
         check_worker_id(worker_id)
         reward = money(amount, "compensation amount")
@@ -1247,7 +1247,7 @@ class MTurkService:
 
     def revoke(self, qualification_type_id: str, worker_ids: Iterable[str], reason: str = "") -> dict[str, str]:
         """Take a qualification back (e.g. let an excluded worker in again, or allow a retake).
-        ``sync`` will not grant it again on its own."""
+        `sync` will not grant it again on its own."""
         out = {}
         for worker in self._bar(check_worker_ids(worker_ids), "revoking"):
             now = self.client.revoke_qualification(qualification_type_id, worker, reason)
@@ -1265,8 +1265,8 @@ class MTurkService:
         return out
 
     def qualification_requests(self, qualification_type_id: str | None = None) -> list[dict]:
-        """Pending requests for your qualification types: ``request_id, qualification_type_id,
-        worker_id, submitted, answer`` (the test answers, QuestionFormAnswers XML, when there is a test)."""
+        """Pending requests for your qualification types: `request_id, qualification_type_id,
+        worker_id, submitted, answer` (the test answers, QuestionFormAnswers XML, when there is a test)."""
         return [dict(request_id=r["QualificationRequestId"], qualification_type_id=r["QualificationTypeId"],
                      worker_id=r["WorkerId"], submitted=r.get("SubmitTime"), answer=r.get("Answer"))
                 for r in self.client.list_qualification_requests(qualification_type_id)]
@@ -1303,7 +1303,7 @@ class MTurkService:
                                                "HITReviewable", "HITExpired"),
                       active: bool = True, test: bool = False) -> list[dict]:
         """Send MTurk's events for the batch's HIT types to an SNS topic or SQS queue
-        (UpdateNotificationSettings, version 2014-08-15), switch them off (``active=False``
+        (UpdateNotificationSettings, version 2014-08-15), switch them off (`active=False`
         without a destination), and optionally send a test event. Returns one row per HIT type.
         """
         spec = None

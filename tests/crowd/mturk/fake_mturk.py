@@ -1,43 +1,43 @@
 """An in-process fake of the MTurk requester API, for offline tests.
 
-It speaks the service's JSON 1.1 protocol (``X-Amz-Target: MTurkRequesterServiceV20170117.<Op>``,
-``application/x-amz-json-1.1`` bodies, ``__type`` errors with ``TurkErrorCode``), so the *real*
-boto3 client can be pointed at it with ``endpoint_url``. It follows what real MTurk does where
+It speaks the service's JSON 1.1 protocol (`X-Amz-Target: MTurkRequesterServiceV20170117.<Op>`,
+`application/x-amz-json-1.1` bodies, `__type` errors with `TurkErrorCode`), so the *real*
+boto3 client can be pointed at it with `endpoint_url`. It follows what real MTurk does where
 money and data depend on it (docs/mturk.md, "How the fake follows MTurk", cites the sources):
 
-* every request is checked against botocore's service model, including the ``pattern``/``max``
-  constraints botocore leaves to the server: a worker id outside ``^A[A-Z0-9]+$`` is refused
-  with ``ParameterValidationError`` ("The value ... is not valid for the parameter WorkerId");
+* every request is checked against botocore's service model, including the `pattern`/`max`
+  constraints botocore leaves to the server: a worker id outside `^A[A-Z0-9]+$` is refused
+  with `ParameterValidationError` ("The value ... is not valid for the parameter WorkerId");
   so are the documented limits (auto-approval <= 30 days, durations 30 s .. 365 days, reward >=
   $0.01, title <= 128, description <= 2000, keywords <= 1000 characters);
-* ``UniqueRequestToken``s are remembered for 24 hours; a repeated CreateHITWithHITType answers
-  ``RequestError`` with ``TurkErrorCode`` ``AWS.MechanicalTurk.HitAlreadyExists`` and a message
+* `UniqueRequestToken`s are remembered for 24 hours; a repeated CreateHITWithHITType answers
+  `RequestError` with `TurkErrorCode` `AWS.MechanicalTurk.HitAlreadyExists` and a message
   that names no HIT;
 * UpdateExpirationForHIT is de-duplicated on (HITId, ExpireAt) for 24 hours: a repeat answers
-  ``RequestError`` "The idempotency token "<HITId><date>" has already been processed.";
+  `RequestError` "The idempotency token "<HITId><date>" has already been processed.";
 * a returned or abandoned assignment's **same AssignmentId** goes to the next worker who
   accepts the HIT;
-* ``ThrottlingException`` "Rate exceeded" when a configured request rate is exceeded;
+* `ThrottlingException` "Rate exceeded" when a configured request rate is exceeded;
 * CreateAdditionalAssignmentsForHIT refuses to take a HIT from < 10 to >= 10 assignments
-  (``AWS.MechanicalTurk.InvalidMaximumAssignmentsIncrease``);
+  (`AWS.MechanicalTurk.InvalidMaximumAssignmentsIncrease`);
 * the assignment state machine (Submitted -> Approved | Rejected, OverrideRejection),
   qualifications (Exists/DoesNotExist/EqualTo/In, revocation, requests), worker blocks, expiry and
   deletion rules, paginated lists, notification settings, and a balance that pays reward + fee
   (20%, 40% from 10 assignments, +5% with Masters) on approval and bonus + fee (20%, at least
   $0.01) on each bonus, refusing when the balance is short.
 
-Simulated workers use :meth:`FakeMTurk.accept` (what clicking "Accept" does), open the
-returned ExternalQuestion URL, and POST the finished assignment to ``/mturk/externalSubmit``.
-:meth:`FakeMTurk.advance` moves the fake's clock (token memory, expiry, abandonment).
+Simulated workers use `FakeMTurk.accept` (what clicking "Accept" does), open the
+returned ExternalQuestion URL, and POST the finished assignment to `/mturk/externalSubmit`.
+`FakeMTurk.advance` moves the fake's clock (token memory, expiry, abandonment).
 
-Failure injection (:meth:`FakeMTurk.inject`), per operation, consumed in order:
+Failure injection (`FakeMTurk.inject`), per operation, consumed in order:
 
-* ``"drop"``: apply the call, then close the connection without answering (the response is
+* `"drop"`: apply the call, then close the connection without answering (the response is
   lost; the client cannot know the call went through);
-* ``"timeout"``: apply the call, then hold the answer past the client's read time-out;
-* ``"fault"``: answer ``ServiceFault`` (HTTP 500) without applying;
-* ``"throttle"``: answer ``ThrottlingException`` (HTTP 400) without applying;
-* ``"pass"``: answer normally (to aim a failure at a later request).
+* `"timeout"`: apply the call, then hold the answer past the client's read time-out;
+* `"fault"`: answer `ServiceFault` (HTTP 500) without applying;
+* `"throttle"`: answer `ThrottlingException` (HTTP 400) without applying;
+* `"pass"`: answer normally (to aim a failure at a later request).
 """
 
 from __future__ import annotations
@@ -92,9 +92,9 @@ TIMEOUT_HOLD = 1.4
 
 
 class FakeMTurk:
-    """The fake service; ``start()`` serves it on 127.0.0.1 and returns its base URL.
+    """The fake service; `start()` serves it on 127.0.0.1 and returns its base URL.
 
-    ``rate_limit=(per_second, burst)`` answers ``ThrottlingException`` beyond that request rate.
+    `rate_limit=(per_second, burst)` answers `ThrottlingException` beyond that request rate.
     """
 
     def __init__(self, balance: str = "10000.00", seed: int = 0, timeout_sleep: float = TIMEOUT_HOLD,
@@ -145,7 +145,7 @@ class FakeMTurk:
             self._server = None
 
     def inject(self, operation_name: str, *modes: str) -> None:
-        """Queue failures for ``operation_name`` (e.g. ``"CreateHITWithHITType"``, ``"externalSubmit"``)."""
+        """Queue failures for `operation_name` (e.g. `"CreateHITWithHITType"`, `"externalSubmit"`)."""
         for mode in modes:
             if mode not in ("pass", "drop", "timeout", "fault", "throttle"):
                 raise ValueError(mode)
@@ -648,7 +648,7 @@ class FakeMTurk:
                 "In": value in ints, "NotIn": value not in ints}[comparator]
 
     def worker_can_accept(self, hit_id: str, worker_id: str) -> str | None:
-        """Why ``worker_id`` cannot accept ``hit_id`` (None if they can)."""
+        """Why `worker_id` cannot accept `hit_id` (None if they can)."""
         with self.lock:
             hit = self._hit(hit_id)
             self._refresh(hit_id)

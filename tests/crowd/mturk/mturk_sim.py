@@ -30,8 +30,8 @@ def serve(app):
 
 def label_batch(db, folder: Path, n_images: int = 6, redundancy: int = 2, tasks_per_visit: int = 3,
                 gold_rate: float = 0.34, reward_cents: int = 50, exclude_batches=(), n_gold: int = 1) -> int:
-    """A `label` batch over ``n_images`` tiny images; the first ``n_gold`` are also gold tasks
-    whose answer is "cat" (when ``gold_rate`` > 0). Returns the batch id."""
+    """A `label` batch over `n_images` tiny images; the first `n_gold` are also gold tasks
+    whose answer is "cat" (when `gold_rate` > 0). Returns the batch id."""
     from crowd import service as S
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -2,13 +2,13 @@
 
 Two layers:
 
-* :func:`stubber_errors` is exactly what ``botocore.stub.Stubber`` runs on requests and
-  responses (``botocore.validate.validate_parameters``: required members, types, ``min``);
-* :func:`constraint_errors` adds the model's constraints that botocore leaves to the server
-  (``pattern``, ``max`` lengths and values, ``enum``), which real MTurk enforces: a worker id
-  that does not match ``^A[A-Z0-9]+$`` is refused with ``ParameterValidationError``.
+* `stubber_errors` is exactly what `botocore.stub.Stubber` runs on requests and
+  responses (`botocore.validate.validate_parameters`: required members, types, `min`);
+* `constraint_errors` adds the model's constraints that botocore leaves to the server
+  (`pattern`, `max` lengths and values, `enum`), which real MTurk enforces: a worker id
+  that does not match `^A[A-Z0-9]+$` is refused with `ParameterValidationError`.
 
-:func:`attach_validator` registers both on a boto3 ``mturk`` client (before every request,
+`attach_validator` registers both on a boto3 `mturk` client (before every request,
 after every response), so a test fails the moment Argus sends something MTurk would refuse or
 the fake answers something MTurk never would.
 """
@@ -105,7 +105,7 @@ class ModelViolation(AssertionError):
 
 
 class Validator:
-    """Validates every call of one boto3 client; ``calls`` counts the validated requests."""
+    """Validates every call of one boto3 client; `calls` counts the validated requests."""
 
     def __init__(self):
         self.calls: list[str] = []
@@ -127,7 +127,7 @@ class Validator:
 
 
 def attach_validator(boto_client) -> Validator:
-    """Validate every request and response of ``boto_client`` against the service model."""
+    """Validate every request and response of `boto_client` against the service model."""
     v = Validator()
     boto_client.meta.events.register("before-parameter-build.mturk.*", v.before)
     boto_client.meta.events.register("after-call.mturk.*", v.after)
