@@ -29,6 +29,8 @@ REQUIRED_COLUMNS = ("sample_id", "path", "label", "split")
 SPLITS = ("train", "val", "test")
 SPLIT_SIDECAR = "argus_split.csv"
 UNKNOWN_DOMAIN = "unknown"
+DATASET_META = "dataset.json"  # optional: what the data allows, e.g. {"augment": ["flip", "shift"]}
+AUGMENTATIONS = ("flip", "shift")
 
 
 class DatasetError(ValueError):
@@ -45,6 +47,7 @@ class DatasetInfo:
     kind: str = "argus"  # "argus" | "imagefolder"
     split_file: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)  # the folder's dataset.json (empty if none)
 
     @property
     def class_to_index(self) -> dict[str, int]:
@@ -124,6 +127,50 @@ def _validate_table(table: pd.DataFrame, source: Path) -> None:
         if unknown:
             r = unknown[0]
             raise DatasetError(f"{source}: line {r + 2}: unknown label {table.at[r, 'label']!r} (no training sample has it; sample {table.at[r, 'sample_id']!r})")
+
+
+def parse_augment(value, source: str = "--augment") -> tuple[str, ...]:
+    """`"flip,shift"`, `["shift"]`, `"none"` or `[]` -> a sorted tuple of augmentation names.
+
+    Names: `flip` (horizontal mirroring: only for data whose classes are mirror-symmetric, never
+    for digits or text) and `shift` (random translations of a few pixels)."""
+    if isinstance(value, str):
+        items = [] if value.strip().lower() in ("", "none") else [v.strip().lower() for v in value.split(",") if v.strip()]
+    elif isinstance(value, (list, tuple)):
+        items = [str(v).strip().lower() for v in value]
+    else:
+        raise DatasetError(f"{source}: augment must be a list or a comma-separated string, got {value!r}")
+    unknown = sorted(set(items) - set(AUGMENTATIONS))
+    if unknown:
+        raise DatasetError(f"{source}: unknown augmentation {unknown[0]!r}; choose from {', '.join(AUGMENTATIONS)} or none")
+    return tuple(sorted(set(items)))
+
+
+def read_dataset_meta(root) -> dict:
+    """The folder's optional `dataset.json` (validated; `augment` normalised to a tuple), or {}."""
+    path = Path(root) / DATASET_META
+    if not path.exists():
+        return {}
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    if "augment" in meta:
+        meta["augment"] = parse_augment(meta["augment"], f"{path}: field 'augment'")
+    return meta
+
+
+def write_dataset_meta(root, **fields) -> Path:
+    """Write (or update) the folder's `dataset.json`; `augment` is checked by `parse_augment`."""
+    path = Path(root) / DATASET_META
+    meta = json.loads(path.read_text()) if path.exists() else {}
+    if "augment" in fields:
+        fields["augment"] = list(parse_augment(fields["augment"], f"{path}: field 'augment'"))
+    meta.update(fields)
+    path.write_text(json.dumps(meta, indent=2) + "\n")
+    return path
 
 
 def _declared_classes(root: Path) -> list[str] | None:
@@ -225,6 +272,29 @@ def _sidecar_path(root: Path) -> Path:
     return Path(os.environ.get("ARGUS_CACHE", Path.home() / ".cache" / "argus")) / "splits" / f"{key}.csv"
 
 
+def _write_split(sidecar: Path, table: pd.DataFrame) -> None:
+    sidecar.parent.mkdir(parents=True, exist_ok=True)
+    table[["sample_id", "path", "label", "domain", "split"]].to_csv(sidecar, index=False, lineterminator="\n")
+
+
+def record_split(root, splits: dict[str, str]) -> Path:
+    """Record a chosen split of an ImageFolder tree (`path -> train|val|test` for every image),
+    as `load_dataset` does for the split it makes itself; returns the sidecar path. For dataset
+    builders whose test split is designed (e.g. every test image rendered in every domain)."""
+    root = Path(root)
+    table, _ = _scan_imagefolder(root)
+    domains = _read_domains_csv(root, set(table["path"]))
+    table["domain"] = [domains.get(p, "") for p in table["path"]]
+    missing = sorted(set(table["path"]) - set(splits))
+    if missing:
+        raise DatasetError(f"{root}: no split given for {missing[0]!r}")
+    table["split"] = [splits[p] for p in table["path"]]
+    _validate_table(table.astype({"split": str}), root / SPLIT_SIDECAR)
+    sidecar = _sidecar_path(root)
+    _write_split(sidecar, table)
+    return sidecar
+
+
 def _load_imagefolder(root: Path, seed: int, val_fraction: float, test_fraction: float) -> DatasetInfo:
     table, classes = _scan_imagefolder(root)
     domains = _read_domains_csv(root, set(table["path"]))
@@ -246,8 +316,7 @@ def _load_imagefolder(root: Path, seed: int, val_fraction: float, test_fraction:
         table["split"] = [split_of[p] for p in table["path"]]
     else:
         table["split"] = make_split(table, seed, val_fraction, test_fraction)
-        sidecar.parent.mkdir(parents=True, exist_ok=True)
-        table[["sample_id", "path", "label", "domain", "split"]].to_csv(sidecar, index=False, lineterminator="\n")
+        _write_split(sidecar, table)
     table = table[["sample_id", "path", "label", "domain", "split"]]
     return DatasetInfo(root=root, table=table, classes=sorted(classes), kind="imagefolder", split_file=sidecar, warnings=notes)
 
@@ -256,15 +325,20 @@ def load_dataset(root, seed: int = 0, val_fraction: float = 0.1, test_fraction: 
     """Load a dataset folder: Argus format if it has `samples.csv`, else an ImageFolder tree.
 
     For ImageFolder trees the split (seed, fractions) is made once and recorded in the sidecar;
-    later loads reuse it. Raises `DatasetError` naming the file/line and the problem. Image files
-    are not opened here (see `check_dataset`).
+    later loads reuse it. The optional `dataset.json` lands in `.meta` (e.g. `augment`: which
+    augmentations suit the data). Raises `DatasetError` naming the file/line and the problem.
+    Image files are not opened here (see `check_dataset`).
     """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder does not exist")
+    meta = read_dataset_meta(root)
     if (root / "samples.csv").exists():
-        return _load_argus(root)
-    return _load_imagefolder(root, seed, val_fraction, test_fraction)
+        info = _load_argus(root)
+    else:
+        info = _load_imagefolder(root, seed, val_fraction, test_fraction)
+    info.meta = meta
+    return info
 
 
 # ----------------------------------------------------------------------------- toy-world extras

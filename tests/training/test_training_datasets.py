@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -208,3 +209,42 @@ def test_domains_never_needed_for_labels(tmp_path, tiny_world):
     info = load_dataset(copy)
     assert set(info.domains("test")) == {"unknown"}
     assert torch.equal(info.labels("train"), load_dataset(tiny_world).labels("train"))
+
+
+@pytest.mark.parametrize("text,message", [
+    ('{"augment": ["flip", "rotate"]}', "field 'augment': unknown augmentation 'rotate'; choose from flip, shift or none"),
+    ('{"augment": 3}', "field 'augment': augment must be a list"),
+    ('["flip"]', "expected a JSON object, got list"),
+    ('{"augment": ', "not valid JSON"),
+], ids=["unknown-name", "not-a-list", "not-an-object", "broken-json"])
+def test_dataset_json_errors_name_the_file_and_field(tmp_path, text, message):
+    root = _imagefolder(tmp_path / "tree", per_class=3)
+    (root / "dataset.json").write_text(text)
+    with pytest.raises(DatasetError, match=re.escape(str(root / "dataset.json")) + ".*" + re.escape(message)):
+        load_dataset(root)
+
+
+def test_dataset_json_augment_is_read_and_normalised(tmp_path):
+    from training.datasets import parse_augment, write_dataset_meta
+
+    root = _imagefolder(tmp_path / "tree", per_class=3)
+    assert load_dataset(root).meta == {}
+    write_dataset_meta(root, augment="shift,flip", note="faces")
+    assert load_dataset(root).meta == {"augment": ("flip", "shift"), "note": "faces"}
+    assert parse_augment("none") == () == parse_augment([])
+    assert parse_augment(" Shift ") == ("shift",)
+
+
+def test_record_split_keeps_a_designed_split(tmp_path):
+    from training.datasets import record_split
+
+    root = _imagefolder(tmp_path / "tree", per_class=4)
+    (root / "domains.csv").write_text("path,domain\ncat/00.png,night\n")
+    paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
+    chosen = {p: ("test" if p.endswith("00.png") else "train") for p in paths}
+    sidecar = record_split(root, chosen)
+    info = load_dataset(root)
+    assert info.split_file == sidecar and dict(zip(info.table["path"], info.table["split"])) == chosen
+    assert info.table.set_index("path").at["cat/00.png", "domain"] == "night"
+    with pytest.raises(DatasetError, match="no split given for 'cat/01.png'"):
+        record_split(root, {p: s for p, s in chosen.items() if p != "cat/01.png"})

@@ -24,7 +24,7 @@ def _digest(root: Path) -> dict[str, str]:
 def test_same_seed_gives_byte_identical_files_whatever_the_worker_count(tmp_path, tiny_world):
     again = tw.generate_toyworld(tmp_path / "again", n_train=120, n_val=30, n_test=60, image_size=32, seed=0, workers=2, progress=False)
     a, b = _digest(tiny_world), _digest(again)
-    assert len(a) == 2 * 210 + 3  # images + masks + samples.csv, parts.json, toyworld.json
+    assert len(a) == 2 * 210 + 4  # images + masks + samples.csv, parts.json, toyworld.json, dataset.json
     assert a == b
 
 
@@ -152,3 +152,33 @@ def test_unknown_label_or_domain_is_an_error():
         tw.render_sample(0, label="unicorn")
     with pytest.raises(ValueError, match="unknown domain"):
         tw.render_sample(0, domain="rain")
+
+
+def test_shift_one_is_the_original_rendering_and_larger_shift_is_harsher():
+    for domain in ("day", "night", "fog"):
+        base = np.asarray(tw.render_sample(9, seed=4, domain=domain)[0])
+        assert np.array_equal(base, np.asarray(tw.render_sample(9, seed=4, domain=domain, shift=1.0)[0]))
+    day = np.asarray(tw.render_sample(9, seed=4, domain="day", shift=2.0)[0])
+    assert np.array_equal(day, np.asarray(tw.render_sample(9, seed=4, domain="day")[0]))  # day is never shifted
+    night1, night2 = (np.asarray(tw.render_sample(9, seed=4, domain="night", shift=s)[0], np.float32) for s in (1.0, 1.5))
+    fog1, fog2 = (np.asarray(tw.render_sample(9, seed=4, domain="fog", shift=s)[0], np.float32) for s in (1.0, 1.5))
+    assert night2.mean() < 0.8 * night1.mean()  # darker
+    assert fog2.std() < 0.8 * fog1.std()  # flatter
+    scene = [tw.render_sample(9, seed=4, domain="night", shift=s)[3] for s in (1.0, 1.5)]
+    assert np.array_equal(*scene)  # the same creature, only its rendering changes
+
+
+def test_presets_and_the_recorded_options(tmp_path):
+    hard = tw.toyworld_preset("hard")
+    assert hard["domains"] == {"day": 0.95, "night": 0.035, "fog": 0.015} and hard["image_size"] == 32
+    hard["domains"]["day"] = 0.0  # a copy: the preset itself is untouched
+    assert tw.toyworld_preset("hard")["domains"]["day"] == 0.95
+    assert tw.toyworld_preset("easy")["domains"] == tw.DEFAULT_DOMAINS
+    with pytest.raises(ValueError, match="unknown toy-world preset 'medium'; choose one of easy, hard"):
+        tw.toyworld_preset("medium")
+    root = tw.generate_toyworld(tmp_path / "w", n_train=20, n_val=0, n_test=6, image_size=16, shift=1.3, seed=1,
+                                workers=1, progress=False)
+    assert json.loads((root / "toyworld.json").read_text())["shift"] == 1.3
+    assert json.loads((root / "dataset.json").read_text()) == {"augment": ["flip", "shift"]}
+    with pytest.raises(ValueError, match="--shift must be > 0"):
+        tw.generate_toyworld(tmp_path / "bad", n_train=1, n_val=0, n_test=0, shift=0, progress=False)

@@ -33,6 +33,19 @@ def test_toyworld_rejects_bad_domains(tmp_path):
     assert result.exit_code == 2 and "--spurious" in result.output
 
 
+def test_toyworld_preset_hard_with_an_override(tmp_path):
+    result = run_cli("data", "toyworld", "--out", tmp_path / "w", "--preset", "hard", "--n-train", "40", "--n-val", "0",
+                     "--n-test", "6", "--quiet")
+    assert result.exit_code == 0, result.output
+    opts = json.loads((tmp_path / "w" / "toyworld.json").read_text())
+    assert opts["n_train"] == 40 and opts["image_size"] == 32 and opts["shift"] == 1.0
+    assert opts["domains"] == {"day": 0.95, "night": 0.035, "fog": 0.015}
+    train = pd.read_csv(tmp_path / "w" / "samples.csv").query("split == 'train'")
+    assert train.domain.value_counts().to_dict() == {"day": 38, "night": 1, "fog": 1}  # largest remainders of 40
+    result = run_cli("data", "toyworld", "--out", tmp_path / "x", "--preset", "medium")
+    assert result.exit_code == 2 and "'medium' is not one of 'easy', 'hard'" in result.output
+
+
 def test_check_ok_prints_classes_by_domains(cli_world):
     result = run_cli("data", "check", cli_world)
     assert result.exit_code == 0, result.output
