@@ -82,8 +82,10 @@ class TrainerFn:
         if self.val_pool is not None:
             val_images = gather_uint8(self.val_pool, np.arange(len(self.val_pool)), device)
             val_labels = torch.as_tensor(pool_labels(self.val_pool))
+        # what the pool's data allows (a folder's dataset.json); toy-world creatures may be mirrored
+        meta = dict(getattr(pool, "meta", None) or {"augment": ("flip", "shift")})
         return InMemoryData(list(pool.classes), gather_uint8(pool, indices, device), torch.as_tensor(labels),
-                            val_images, val_labels, name=f"active pool ({len(indices)} labelled)")
+                            val_images, val_labels, name=f"active pool ({len(indices)} labelled)", meta=meta)
 
     def __call__(self, pool, indices, labels, *, round: int, seed: int, init_state=None):
         from training.evaluate import resolve_device

@@ -1,16 +1,21 @@
-"""The blind-domains experiment on the toy world: every method, same split and seeds, per domain.
+"""The blind-domain protocol on the toy world (`hard` preset) and on real handwriting (digits).
 
-    python bench/blind_domains.py            # reduced CPU scale (see SCALES), 5 seeds
-    python bench/blind_domains.py --quick    # 2 seeds, fewer epochs: a smoke run
-    python bench/blind_domains.py --full     # the default toy world (6000 train, 64 px), for a GPU
+    python bench/blind_domains.py --quick                      # CPU smoke run: tiny worlds, 2 seeds
+    python bench/blind_domains.py --device cuda --workers 14 --time-limit 150 --pack runs.tgz
+    python bench/blind_domains.py --summarize                  # tables from the runs already there
 
-Runs `argus experiment blind-domains` in `--shards` processes (one thread each on CPU: on a small
-shared CPU, two single-thread processes are many times faster than one two-thread process), then
-writes `bench/results/blind_domains.{json,md,csv,png}` and prints one JSON line per figure.
+Per dataset, every method (erm, class-balanced, focal, center, distance-sampling,
+center-distance, jtt, domain-balanced-oracle) on the same 10 paired seeds at its own budget
+(the toy world: 40 epochs, where ERM's worst-class validation accuracy has stopped improving;
+digits: 60 epochs), the equal-compute arm (methods at JTT's sample visits), the center-distance
+variants (eval-mode distances, annealed sampling, center-loss warm-up) and, with `--tune`, the
+blind tuning grid first. Runs are one `result.json` each under `--work`; finished runs are
+skipped, so the grid finishes over several time-limited sessions (`--time-limit`, `--pack` to
+carry the finished runs back, `--unpack` to bring them in again).
 
-Targets: center-distance raises the minority-domain mean by >= 3 points over ERM while
-majority-domain accuracy drops by <= 0.5 points (5 seeds); it beats JTT on worst-domain accuracy
-at equal or better majority retention. The JSON gives an honest verdict for each.
+Writes `bench/results/gpu/blind_domains_<dataset>*.{md,csv,json,png}` (or `bench/results/` on
+CPU), `blind_domains_verdicts.json` and `blind_domains.json` (machine, scale, what ran, what is
+left and the command that resumes it), and one JSON line per figure.
 """
 
 from __future__ import annotations
@@ -19,154 +24,126 @@ import argparse
 import json
 import os
 import platform
-import shutil
-import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-METHODS = "erm,class-balanced,focal,center,distance-sampling,center-distance,jtt,groupdro-oracle"
 SCALES = {
-    # name: toy world + training scale
-    "quick": dict(n_train=1000, n_val=300, n_test=450, image_size=32, widths="16,32,64,64", epochs=6, seeds=2, batch=64),
-    "cpu": dict(n_train=2000, n_val=400, n_test=600, image_size=32, widths="16,32,64,64", epochs=10, seeds=5, batch=64),
-    "full": dict(n_train=6000, n_val=1200, n_test=1800, image_size=64, widths="32,64,128,128", epochs=20, seeds=5, batch=128),
+    # dataset -> world options and training budget
+    "full": {"toy": {"preset": "hard", "epochs": 40, "widths": (32, 64, 128, 128), "batch": 128},
+             "digits": {"epochs": 60, "widths": (32, 64, 128, 128), "batch": 128}},
+    "quick": {"toy": {"preset": "hard", "epochs": 2, "widths": (8, 16, 16, 16), "batch": 32,
+                      "n_train": 200, "n_val": 60, "n_test": 60},
+              "digits": {"epochs": 2, "widths": (8, 16, 16, 16), "batch": 32, "limit": 300}},
 }
 
 
-def machine(device: str) -> dict:
-    import torch
+def emit(name: str, value, unit: str = "", **extra) -> None:
+    from analysis.method_comparison import finite
 
-    dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    return {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__, "device": dev,
-            "gpu": torch.cuda.get_device_name(0) if dev.startswith("cuda") else None}
+    print(json.dumps(finite({"bench": "blind_domains", "figure": name, "value": value, "unit": unit, **extra})), flush=True)
 
 
-def emit(name: str, value, unit: str = "", **extra) -> dict:
-    from training.experiments import _finite
+def make_data(work: Path, scale: dict, datasets: list[str]) -> dict:
+    from training.digits import generate_digits
+    from training.toyworld import generate_toyworld, toyworld_preset
 
-    line = _finite({"bench": "blind_domains", "figure": name, "value": value, "unit": unit, **extra})
-    print(json.dumps(line), flush=True)
-    return line
-
-
-def verdicts(summary: dict) -> dict:
-    """The issue's targets, judged on the summary numbers (points)."""
-    n, gap = summary["numbers"], summary["gap_closure"]
     out = {}
-    if "center-distance" in n and "erm" in n:
-        cd = n["center-distance"]
-        gain, retention = cd["minority_gain"]["mean"], cd["majority_retention"]["mean"]
-        out["minority_gain_ge_3_points"] = {"value": gain, "met": gain >= 3.0}
-        out["majority_drop_le_0.5_points"] = {"value": retention, "met": retention >= -0.5}
-    if "center-distance" in n and "jtt" in n:
-        cd, jtt = n["center-distance"], n["jtt"]
-        wda_cd, wda_jtt = cd["worst_domain_accuracy"]["mean"], jtt["worst_domain_accuracy"]["mean"]
-        ret_cd = cd.get("majority_retention", {}).get("mean", float("nan"))
-        ret_jtt = jtt.get("majority_retention", {}).get("mean", float("nan"))
-        out["beats_jtt_on_worst_domain_at_equal_or_better_retention"] = {
-            "wda_center_distance": wda_cd, "wda_jtt": wda_jtt, "retention_center_distance": ret_cd,
-            "retention_jtt": ret_jtt, "met": bool(wda_cd > wda_jtt and ret_cd >= ret_jtt),
-            "p_wilcoxon_wda": summary["tests"]["center-distance"].get("vs_jtt", {})
-            .get("worst_domain_accuracy", {}).get("p")}
-        out["gap_closure"] = {m: gap.get(m, {}).get("value") for m in ("center-distance", "jtt")}
+    if "toy" in datasets:
+        spec = scale["toy"]
+        root = work / "data" / f"toy-{spec['preset']}"
+        if not (root / "samples.csv").exists():
+            opts = toyworld_preset(spec["preset"])
+            opts.update({k: spec[k] for k in ("n_train", "n_val", "n_test") if k in spec})
+            generate_toyworld(root, seed=0, progress=False, workers=min(16, os.cpu_count() or 1), **opts)
+        out["toy"] = root
+    if "digits" in datasets:
+        root = work / "data" / "digits"
+        if not (root / "digits.json").exists():
+            generate_digits(root, progress=False, limit=scale["digits"].get("limit"))
+        out["digits"] = root
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="2 seeds, 6 epochs, 1000 training images")
-    ap.add_argument("--full", action="store_true", help="the default toy world at 64 px (GPU)")
-    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    ap.add_argument("--shards", type=int, default=None, help="parallel processes (default: 2 on CPU, GPU count on CUDA)")
-    ap.add_argument("--methods", default=METHODS)
-    ap.add_argument("--seeds", type=int, default=None)
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--work", default=str(ROOT / "runs" / "bench" / "blind_domains"), help="data + runs folder")
-    ap.add_argument("--fresh", action="store_true", help="delete earlier runs first (otherwise resume)")
-    ap.add_argument("--tag", default="", help="suffix of the work folder and result files (a variant run)")
+    ap.add_argument("--quick", action="store_true", help="tiny worlds, 2 seeds, 2 epochs (CPU smoke run)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--datasets", default="toy,digits")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--tune", action="store_true", help="blind tuning grid first (4 configs x 2 seeds per method)")
+    ap.add_argument("--equal-compute", default="erm,center-distance,class-balanced,focal,center,distance-sampling,"
+                                               "domain-balanced-oracle")
+    ap.add_argument("--no-variants", action="store_true")
+    ap.add_argument("--time-limit", type=float, default=None, help="seconds; start no new run after it")
+    ap.add_argument("--work", default=str(ROOT / "runs" / "bench" / "blind_domains"))
+    ap.add_argument("--pack", default=None, help="tar the finished runs' result.json files into this file")
+    ap.add_argument("--unpack", action="append", default=[], help="bring in result.json files packed earlier")
+    ap.add_argument("--summarize", action="store_true", help="only write the tables from the runs there")
     args = ap.parse_args()
 
-    import torch
+    from argus.pipelines.blind_domains import (VARIANTS, DEFAULT_METHODS, collect_results, launch_workers,
+                                              plan_protocol, summarize_protocol, write_plan)
 
-    from training.experiments import _finite, markdown_table, write_summary
-    from training.toyworld import generate_toyworld
-
-    scale_name = "quick" if args.quick else "full" if args.full else "cpu"
-    scale = dict(SCALES[scale_name])
-    if args.seeds:
-        scale["seeds"] = args.seeds
-    if args.epochs:
-        scale["epochs"] = args.epochs
-    mach = machine(args.device)
-    cuda = mach["device"].startswith("cuda")
-    shards = args.shards or (max(1, torch.cuda.device_count()) if cuda else 2)
-    suffix = f"_{args.tag}" if args.tag else ""
-    work = Path(args.work) / (scale_name + suffix)
-    data = Path(args.work) / scale_name / "world"  # variants share the scale's toy world
-    if args.fresh and work.exists():
-        shutil.rmtree(work)
-    if not (data / "samples.csv").exists():
-        generate_toyworld(data, n_train=scale["n_train"], n_val=scale["n_val"], n_test=scale["n_test"],
-                          image_size=scale["image_size"], seed=0, progress=False)
-    out = work / "experiment"
-    t0 = time.perf_counter()
-    procs = []
-    for i in range(shards):
-        cmd = [sys.executable, "-m", "argus", "experiment", "blind-domains", "--data", str(data), "--out", str(out),
-               "--methods", args.methods, "--seeds", str(scale["seeds"]), "--epochs", str(scale["epochs"]),
-               "--batch-size", str(scale["batch"]), "--image-size", str(scale["image_size"]),
-               "--device", mach["device"], "--shard", f"{i}/{shards}", "--quiet",
-               "--model-widths", scale["widths"]]
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        if cuda:
-            env["CUDA_VISIBLE_DEVICES"] = str(i % max(1, torch.cuda.device_count()))
-        else:
-            cmd += ["--threads", "1"]
-            env["OMP_NUM_THREADS"] = "1"
-        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env))
-    codes = [p.wait() for p in procs]
-    if any(codes):
-        raise SystemExit(f"a shard failed (exit codes {codes})")
-    wall = time.perf_counter() - t0
-    records = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*/seed*/result.json"))]
-    summary = write_summary(records, out, args.methods.split(","))
-
-    results = ROOT / "bench" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    name = "blind_domains" + suffix
-    for src, dst in (("summary.md", f"{name}.md"), ("summary.csv", f"{name}.csv"),
-                     ("blind_domains.png", f"{name}.png"), ("results.csv", f"{name}_per_seed.csv")):
-        shutil.copy(out / src, results / dst)
-    lines = []
-    for m, nums in summary["numbers"].items():
-        for key in ("majority_accuracy", "minority_mean_accuracy", "worst_domain_accuracy"):
-            lines.append(emit(f"{m}/{key}", round(nums[key]["mean"], 2), "points", std=round(nums[key]["std"], 2),
-                              ci95=[round(nums[key]["ci_low"], 2), round(nums[key]["ci_high"], 2)]))
-        if m in summary["gap_closure"]:
-            lines.append(emit(f"{m}/gap_closure", round(summary["gap_closure"][m]["value"], 3), "ratio"))
-    targets = verdicts(summary)
-    for target, v in targets.items():
-        lines.append(emit(f"target/{target}", v.get("met", v), ""))
-    doc = {
-        "bench": "blind_domains", "machine": mach, "scale": scale_name, "tag": args.tag, "methods": args.methods,
-        "scale_options": scale,
-        "wall_s_this_invocation": round(wall, 1), "shards": shards,
-        "train_time_s_all_runs": round(sum(r.get("train_time_s") or 0 for r in records), 1),
-        "note": ("reduced CPU scale on a shared 2-core machine (several engineers' jobs running): "
-                 f"{scale['n_train']} training images of {scale['image_size']} px, SmallCNN widths {scale['widths']}, "
-                 f"{scale['epochs']} epochs, {scale['seeds']} seeds; the issue's targets refer to the default toy world "
-                 "(6000 x 64 px), run with --full on a GPU") if scale_name != "full" else "default toy world",
-        "selection": "worst-class validation accuracy (no domain labels); oracle selection in summary",
-        "table_markdown": markdown_table(summary["table"]),
-        "targets": targets, "figures": lines,
-        "summary": json.loads((out / "summary.json").read_text()),
-    }
-    (results / f"{name}.json").write_text(json.dumps(_finite(doc), indent=2))
-    print(markdown_table(summary["table"]))
+    t0 = time.time()
+    scale_name = "quick" if args.quick else "full"
+    scale = SCALES[scale_name]
+    seeds = 2 if args.quick else args.seeds
+    work = Path(args.work) / scale_name
+    out = work / "exp"
+    for pack in args.unpack:
+        with tarfile.open(pack) as tar:
+            tar.extractall(out, filter="data")
+    datasets = [d for d in args.datasets.split(",") if d]
+    roots = make_data(work, scale, datasets)
+    emit("data_ready_s", round(time.time() - t0, 1), "s")
+    spec = {ds: {"data": str(roots[ds]), "epochs": scale[ds]["epochs"],
+                 "train": {"batch_size": scale[ds]["batch"], "device": args.device, "image_size": 32,
+                           "model_kwargs": {"widths": list(scale[ds]["widths"])}}} for ds in datasets}
+    jobs = plan_protocol(spec, DEFAULT_METHODS, range(seeds), tune=args.tune,
+                         equal_compute=[m for m in args.equal_compute.split(",") if m],
+                         variants={} if args.no_variants else VARIANTS)
+    write_plan(out, jobs)
+    if not args.summarize:
+        deadline = t0 + args.time_limit if args.time_limit else None
+        launch_workers(out, args.workers, threads=1, deadline=deadline, gpus=1 if args.device == "cuda" else 0)
+    wall = time.time() - t0
+    records = collect_results(out, jobs)
+    done = {r["key"] for r in records}
+    left = [j["key"] for j in jobs if j["key"] not in done]
+    if args.pack:
+        with tarfile.open(args.pack, "w:gz") as tar:
+            for key in sorted(done):
+                tar.add(out / "runs" / key / "result.json", arcname=f"runs/{key}/result.json")
+    emit("runs_done", len(done), "runs", planned=len(jobs), wall_s=round(wall, 1))
+    if not records:
+        return
+    dest = ROOT / "bench" / "results" / ("gpu" if str(records[0].get("device", args.device)).startswith("cuda") else "")
+    if args.quick:
+        dest = work / "results"
+    verdicts = summarize_protocol(out, dest, prefix="blind_domains", jobs=jobs)
+    for ds, v in verdicts.items():
+        for key, val in v.items():
+            emit(f"{ds}/{key}", val.get("value", val.get("met")) if isinstance(val, dict) else val, "",
+                 detail=val if isinstance(val, dict) else None)
+    by_phase: dict = {}
+    for j in jobs:
+        by_phase.setdefault(f"{j['extra']['dataset']}/{j['extra']['phase']}", [0, 0])[j["key"] in done] += 1
+    doc = {"bench": "blind_domains", "scale": scale_name, "scale_options": scale, "seeds": seeds,
+           "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "device": args.device},
+           "workers": args.workers, "wall_s_last_invocation": round(wall, 1), "runs_done": len(done),
+           "runs_planned": len(jobs), "left_by_phase": {k: {"left": v[0], "done": v[1]} for k, v in by_phase.items()},
+           "left": left, "selection": "worst-class validation accuracy (no domain labels)",
+           "resume": ("python bench/blind_domains.py --device cuda --workers 14 --time-limit 480 "
+                      "--unpack bench/results/gpu/blind_domains_runs.tgz --pack $OUT/blind_domains_runs.tgz"
+                      + (" --tune" if args.tune else "")),
+           "verdicts": verdicts}
+    (dest / "blind_domains.json").write_text(json.dumps(doc, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -130,17 +130,16 @@ class CenterLoss(nn.Module):
         # One collective: sums and counts travel together.
         packed = torch.cat([sums, counts[:, None]], dim=1)
         _all_reduce_sum(packed)
-        sums, counts = packed[:, :-1], packed[:, -1]
-        present = counts > 0
-        fresh = present & ~self.initialized
-        if fresh.any():
-            self.centers[fresh] = sums[fresh] / counts[fresh, None]
-            self.initialized[fresh] = True
-        old = present & ~fresh
-        if old.any():
-            # sum_i (c_j - x_i) = n_j c_j - sum_i x_i
-            delta = (counts[old, None] * self.centers[old] - sums[old]) / (1.0 + counts[old, None])
-            self.centers[old] -= self.alpha * delta
+        sums, counts = packed[:, :-1], packed[:, -1:]
+        present = counts[:, 0] > 0
+        fresh = (present & ~self.initialized)[:, None]
+        old = (present & self.initialized)[:, None]
+        # element-wise selects, not masked indexing or `.any()`: no device sync per step
+        first_mean = sums / counts.clamp(min=1.0)
+        # sum_i (c_j - x_i) = n_j c_j - sum_i x_i
+        delta = (counts * self.centers - sums) / (1.0 + counts)
+        self.centers.copy_(torch.where(fresh, first_mean, torch.where(old, self.centers - self.alpha * delta, self.centers)))
+        self.initialized |= present
 
 
 def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0,

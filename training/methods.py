@@ -11,9 +11,12 @@ name                   what it changes                                          
 `center-distance`      center loss + distance sampling (the dissertation's)        never read
 `jtt`                  short ERM run, then its training errors upsampled           never read
 `groupdro-oracle`      GroupDRO over domains: an ORACLE, it reads domain labels    **read**
+`domain-balanced-      every domain drawn equally often, cross-entropy: ORACLE     **read**
+oracle`
 =====================  ==========================================================  ============
 
-Options are keyword arguments of each class (`argus train --method-option KEY=VALUE`). Only `groupdro-oracle` sets `reads_domains = True`; the trainer passes domains to no
+Options are keyword arguments of each class (`argus train --method-option KEY=VALUE`). Only the
+`*-oracle` methods set `reads_domains = True`; the trainer passes domains to no
 other method, and `tests/training/blind/test_blind_no_domain_read.py` checks that poisoning the domain
 column changes nothing for every other method.
 """
@@ -90,6 +93,13 @@ class _CenterMethod(TrainingMethod):
 
     The centers are created lazily from the first batch's feature size and device, so the
     method needs nothing from the model but the pooled features the trainer passes in.
+
+    Options beyond the faithful method (all blind; each off by default, ablated in the bench):
+    `distances="eval"` takes the sampling distances from an eval-mode pass over the training
+    rows after each epoch (every row measured by the same model, without augmentation) instead
+    of from the training forward passes; `anneal_epochs=k` ramps the sampling weighting up over
+    k epochs after the warm-up; `center_warmup_epochs=k` ramps the center-loss weight up over
+    the first k epochs (features mean little at initialisation).
     """
 
     uses_center_loss = True
@@ -97,15 +107,25 @@ class _CenterMethod(TrainingMethod):
 
     def __init__(self, center_weight: float = 0.01, center_alpha: float = 0.5, warmup_epochs: int = 1,
                  weighting: str = "power", power: float = 1.0, temperature: float = 1.0, floor: float = 0.1,
-                 **kwargs):
+                 distances: str = "train", anneal_epochs: int = 0, center_warmup_epochs: int = 0, **kwargs):
         _no_options(self.name, kwargs)
         super().__init__()
         if self.uses_center_loss and center_weight <= 0:
             raise ValueError(f"method {self.name!r}: center_weight={center_weight} must be > 0")
+        if distances not in ("train", "eval"):
+            raise ValueError(f"method {self.name!r}: distances={distances!r} must be 'train' or 'eval'")
+        if anneal_epochs < 0:
+            raise ValueError(f"method {self.name!r}: anneal_epochs={anneal_epochs} must be >= 0")
+        if center_warmup_epochs < 0:
+            raise ValueError(f"method {self.name!r}: center_warmup_epochs={center_warmup_epochs} must be >= 0")
         self.center_weight = float(center_weight) if self.uses_center_loss else 0.0
         self.center_alpha = float(center_alpha)
+        self.distance_source = distances
+        self.center_warmup_epochs = int(center_warmup_epochs)
         self.sampler_options = dict(warmup_epochs=int(warmup_epochs), weighting=weighting, power=float(power),
-                                    temperature=float(temperature), floor=float(floor))
+                                    temperature=float(temperature), floor=float(floor),
+                                    anneal_epochs=int(anneal_epochs))
+        self._epoch = 0
         self.centers: CenterLoss | None = None
         self.sampler: DistanceWeightedSampler | None = None
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -137,10 +157,15 @@ class _CenterMethod(TrainingMethod):
         self._pending = (features.detach(), labels.detach())
         if not self.uses_center_loss:
             return ce
-        center_term = centers(features, labels)
+        center_term = centers(features, labels) * self._center_ramp()
         self._center_sum = self._center_sum + center_term.detach()  # a tensor: no sync per step
         self._steps += 1
         return ce + center_term
+
+    def _center_ramp(self) -> float:
+        """Center-loss warm-up: the weight grows linearly from 1/k to 1 over the first k epochs."""
+        k = self.center_warmup_epochs
+        return 1.0 if k <= 0 else min(1.0, (self._epoch + 1) / k)
 
     def after_step(self) -> None:
         if self._pending is not None:
@@ -148,6 +173,7 @@ class _CenterMethod(TrainingMethod):
             self._pending = None
 
     def epoch_indices(self, epoch, generator):
+        self._epoch = int(epoch)
         if self.sampler is None:
             return None
         return self.sampler.epoch_indices(epoch, generator)
@@ -156,10 +182,25 @@ class _CenterMethod(TrainingMethod):
         out = {}
         if self.sampler is not None:
             out.update(self.sampler.end_epoch())
+            if self.distance_source == "eval" and self.centers is not None:
+                out.update(self._eval_distances())
         if self._steps:
             out["center_loss"] = float(self._center_sum) / self._steps
             self._center_sum, self._steps = 0.0, 0
         return out
+
+    @torch.no_grad()
+    def _eval_distances(self) -> dict:
+        """Replace the recorded distances by those of an eval-mode pass over the training rows (no
+        augmentation, BatchNorm in eval mode): every row gets a distance from the same model,
+        instead of one from the step that last drew it (costs one forward pass per epoch)."""
+        _, feats = self.trainer.predict("train", self.trainer.model, features=True)
+        centers = self.centers.centers.detach().cpu().float()
+        labels = self.labels.cpu()
+        d = (feats.float() - centers[labels]).norm(dim=1).double()
+        ready = self.centers.initialized.cpu()[labels]
+        self.sampler.distances = torch.where(ready, d, torch.full_like(d, float("nan")))
+        return {"sampler_eval_mean_distance": float(d[ready].mean()) if ready.any() else float("nan")}
 
     def state_dict(self) -> dict:
         state = {}
@@ -182,8 +223,10 @@ class _CenterMethod(TrainingMethod):
         out = {"center_alpha": self.center_alpha}
         if self.uses_center_loss:
             out["center_weight"] = self.center_weight
+            out["center_warmup_epochs"] = self.center_warmup_epochs
         if self.uses_sampler:
             out.update(self.sampler_options)
+            out["distances"] = self.distance_source
         return out
 
 
@@ -193,9 +236,11 @@ class CenterMethod(_CenterMethod):
 
     uses_sampler = False
 
-    def __init__(self, center_weight: float = 0.01, center_alpha: float = 0.5, **kwargs):
+    def __init__(self, center_weight: float = 0.01, center_alpha: float = 0.5, center_warmup_epochs: int = 0,
+                 **kwargs):
         _no_options("center", kwargs)
-        super().__init__(center_weight=center_weight, center_alpha=center_alpha)
+        super().__init__(center_weight=center_weight, center_alpha=center_alpha,
+                         center_warmup_epochs=center_warmup_epochs)
 
 
 @register_method("distance-sampling")
@@ -206,7 +251,7 @@ class DistanceSamplingMethod(_CenterMethod):
     uses_center_loss = False
 
     def __init__(self, center_alpha: float = 0.5, **kwargs):
-        if "center_weight" in kwargs:
+        if "center_weight" in kwargs or "center_warmup_epochs" in kwargs:
             raise TypeError("method 'distance-sampling' has no center loss; use 'center-distance' for center_weight")
         super().__init__(center_alpha=center_alpha, **kwargs)
 
@@ -358,3 +403,27 @@ class GroupDROOracleMethod(TrainingMethod):
     def config(self) -> dict:
         return {"eta": self.eta, "adjustment": self.adjustment, "groups": self.groups, "balance": self.balance,
                 "oracle": True}
+
+
+@register_method("domain-balanced-oracle")
+class DomainBalancedOracleMethod(TrainingMethod):
+    """ERM on draws in which every domain is equally likely (N rows with replacement per epoch).
+    ORACLE: it reads the domain labels of the training rows. The simplest upper reference for
+    gap closure: the minority domains get as many visits as the majority."""
+
+    reads_domains = True
+
+    def __init__(self, **kwargs):
+        _no_options("domain-balanced-oracle", kwargs)
+        super().__init__()
+        self._probabilities = None
+
+    def prepare(self, trainer) -> None:
+        super().prepare(trainer)
+        self._probabilities = class_balanced_probabilities(torch.as_tensor(self.domains, dtype=torch.long))
+
+    def epoch_indices(self, epoch, generator):
+        return weighted_draw(self._probabilities, self.num_train, generator)
+
+    def config(self) -> dict:
+        return {"oracle": True}

@@ -158,16 +158,21 @@ class DistanceWeightedSampler:
         warmup_epochs: epochs drawn uniformly before distances are used.
         weighting, power, temperature, floor: see `distance_weights`.
         num_samples: rows per epoch (default N).
+        anneal_epochs: after warm-up, ramp the weighting up linearly over this many epochs (0: at
+            once), see :meth:`strength`.
     """
 
     def __init__(self, labels, seed: int = 0, warmup_epochs: int = 1, weighting: str = "power",
                  power: float = 1.0, temperature: float = 1.0, floor: float = 0.1,
-                 num_samples: int | None = None):
+                 num_samples: int | None = None, anneal_epochs: int = 0):
         self.labels = _as_labels(labels)
         self.seed = int(seed)
         if warmup_epochs < 0:
             raise ValueError(f"DistanceWeightedSampler: warmup_epochs={warmup_epochs} must be >= 0")
+        if anneal_epochs < 0:
+            raise ValueError(f"DistanceWeightedSampler: anneal_epochs={anneal_epochs} must be >= 0")
         self.warmup_epochs = int(warmup_epochs)
+        self.anneal_epochs = int(anneal_epochs)
         self.weighting, self.power, self.temperature, self.floor = weighting, power, temperature, floor
         # validate the weight options once, early
         distance_weights(torch.ones(len(self.labels)), self.labels, weighting, power, temperature, floor)
@@ -226,10 +231,20 @@ class DistanceWeightedSampler:
         return {"sampler_seen_fraction": float(seen.double().mean()),
                 "sampler_mean_distance": float(self.distances[known].mean()) if known.any() else float("nan")}
 
-    def probabilities(self) -> torch.Tensor:
-        """Current draw probabilities `[N]` (float64, sum 1)."""
-        return distance_weights(self.distances, self.labels, self.weighting, self.power,
-                                self.temperature, self.floor)
+    def strength(self, epoch: int) -> float:
+        """Share of the full weighting used in `epoch` (after warm-up): 1, or with `anneal_epochs`
+        a linear ramp `(epoch - warmup_epochs + 1) / anneal_epochs` up to 1 (power and 1/temperature
+        are scaled by it, so the draw moves gradually from uniform to the full weighting)."""
+        if self.anneal_epochs <= 0:
+            return 1.0
+        return float(min(1.0, max(0.0, (epoch - self.warmup_epochs + 1) / self.anneal_epochs)))
+
+    def probabilities(self, strength: float = 1.0) -> torch.Tensor:
+        """Current draw probabilities `[N]` (float64, sum 1); `strength` scales the weighting."""
+        if strength <= 0:
+            return torch.full((len(self.labels),), 1.0 / len(self.labels), dtype=torch.float64)
+        return distance_weights(self.distances, self.labels, self.weighting, self.power * strength,
+                                self.temperature / strength, self.floor)
 
     def epoch_indices(self, epoch: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """The full draw of epoch `epoch` `[num_samples]`: uniform in warm-up, weighted after."""
@@ -238,7 +253,7 @@ class DistanceWeightedSampler:
             n = len(self.labels)
             perm = torch.randperm(n, generator=g)
             return perm.repeat(math.ceil(self.num_samples / n))[: self.num_samples]
-        return weighted_draw(self.probabilities(), self.num_samples, g)
+        return weighted_draw(self.probabilities(self.strength(epoch)), self.num_samples, g)
 
     def state_dict(self) -> dict:
         return {"distances": self.distances.clone()}

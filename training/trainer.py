@@ -28,6 +28,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from tqdm.auto import tqdm
 
 from training.batches import Augment, augment_uint8, make_batches, prepare_batch  # noqa: F401 (augment_uint8 re-exported)
 from training.checkpoint import read_meta, save_checkpoint, write_json
-from training.datasets import DatasetInfo, load_dataset, open_split_cache
+from training.datasets import DatasetInfo, load_dataset, open_split_cache, parse_augment
 from training.evaluate import class_report, predict_uint8, resolve_device
 from training.method_base import TrainingMethod
 from training.methods import build_method
@@ -48,6 +49,45 @@ from training.models import build_model
 IMAGENET_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 LAST_FILE = "last.pt"
 METRICS_FILE = "metrics.json"
+DEFAULT_AUGMENT = ("shift",)  # data that says nothing is not mirrored (digits, text, most real data)
+MIN_EPOCHS = 15
+MIN_STEPS = 500  # epochs=None: small datasets train for at least this many optimisation steps
+MAX_AUTO_EPOCHS = 200
+UNDERTRAINED_STEPS = 200
+
+
+class UndertrainedWarning(UserWarning):
+    """A run that clearly stopped before converging (too few steps, or still improving)."""
+
+
+def auto_epochs(num_train: int, batch_size: int, min_epochs: int = MIN_EPOCHS, min_steps: int = MIN_STEPS,
+                max_epochs: int = MAX_AUTO_EPOCHS, steps_per_epoch: int | None = None) -> int:
+    """Epochs of a run whose length is not given: at least `min_epochs` and at least `min_steps`
+    optimisation steps (`steps_per_epoch`, default `ceil(num_train / batch_size)`), at most
+    `max_epochs`. 6,000 rows at batch 128 -> 15 epochs (705 steps); 1,258 rows -> 50 epochs."""
+    steps_per_epoch = steps_per_epoch or max(1, math.ceil(num_train / max(batch_size, 1)))
+    return int(min(max_epochs, max(min_epochs, math.ceil(min_steps / steps_per_epoch))))
+
+
+def undertrained_reasons(history: list[dict], steps: int) -> list[str]:
+    """Why a finished run looks clearly under-trained (empty when it does not).
+
+    `history`: the epoch records (`val_accuracy`, `train_accuracy`); `steps`: optimisation steps
+    taken. Flags fewer than 200 steps, and validation accuracy that still rose by >= 3 points over
+    the last quarter of the epochs while training accuracy stayed under 0.98 (a converged run
+    fits its training data; the cosine schedule's last quarter adds a point or two, not three)."""
+    reasons = []
+    if steps < UNDERTRAINED_STEPS:
+        reasons.append(f"only {steps} optimisation steps (< {UNDERTRAINED_STEPS}): raise --epochs")
+    vals = [r.get("val_accuracy") for r in history]
+    if len(history) >= 4 and all(v is not None for v in vals):
+        quarter = max(1, len(history) // 4)
+        rise = vals[-1] - vals[-1 - quarter]
+        train_acc = history[-1].get("train_accuracy", 1.0)
+        if rise >= 0.03 and train_acc < 0.98:
+            reasons.append(f"validation accuracy still rose {100 * rise:.1f} points over the last {quarter} epoch(s) "
+                           f"and training accuracy is {train_acc:.3f}: train longer (--epochs)")
+    return reasons
 
 
 @dataclass
@@ -56,8 +96,11 @@ class TrainConfig:
 
     `lr` is the peak learning rate of a linear-warmup + cosine schedule (per step);
     `batch_size` is the global batch (split over DDP ranks); `image_size` None = the dataset's
-    native size (toy world: from `parts.json`, else 64). `augment`: random shifts of up to
-    `shift` pixels (edge-replicated) and horizontal mirroring.
+    native size (toy world: from `parts.json`, else 64). `epochs` None = sized by steps
+    (`auto_epochs`: at least 15 epochs and 500 optimisation steps). `augment`: which
+    augmentations, `"flip,shift"`, `"shift"` or `"none"` (`True`/`False` mean auto/none); None
+    (auto) = the dataset's `dataset.json` `augment` field, else shift only -- mirroring is used
+    only when the data says so. `shift`: largest random translation in pixels (edge-replicated).
     `data_placement`: `auto` (uint8 set on the GPU when it fits in half its free memory),
     `device` or `host` (streamed by `workers` loader processes). `steps_per_epoch`: when set,
     every epoch takes exactly that many batches (the epoch's draw is repeated with further draws
@@ -68,7 +111,7 @@ class TrainConfig:
     arch: str = "small-cnn"
     method: str = "erm"
     method_options: dict = field(default_factory=dict)
-    epochs: int = 15
+    epochs: int | None = None
     batch_size: int = 128
     lr: float = 0.05
     weight_decay: float = 5e-4
@@ -80,9 +123,8 @@ class TrainConfig:
     amp: bool = True
     workers: int = 0
     image_size: int | None = None
-    augment: bool = True
+    augment: str | bool | None = None
     shift: int = 4
-    mirror: bool = True
     weights: str | None = None
     model_kwargs: dict = field(default_factory=dict)
     eval_batch_size: int = 512
@@ -92,8 +134,10 @@ class TrainConfig:
     decoder: str = "pil"
 
     def check(self) -> None:
-        if self.epochs < 1:
+        if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
+        if self.augment is not None and not isinstance(self.augment, bool):
+            parse_augment(self.augment)
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
         if not self.lr > 0:
@@ -150,7 +194,8 @@ class InMemoryData:
 
     `val_images`/`val_labels` are optional (no validation = the last epoch is kept).
     `train_domains` (domain names) is read only by methods with `reads_domains = True`.
-    `name` is recorded in `model.json` as the dataset root.
+    `name` is recorded in `model.json` as the dataset root. `meta` is what a folder's
+    `dataset.json` would say (e.g. `{"augment": ("flip", "shift")}` for mirror-symmetric data).
     """
 
     classes: list
@@ -160,6 +205,7 @@ class InMemoryData:
     val_labels: torch.Tensor | None = None
     name: str = "in-memory"
     train_domains: list | None = None
+    meta: dict = field(default_factory=dict)
 
     def fingerprint(self) -> str:
         import hashlib
@@ -217,6 +263,7 @@ class Trainer:
         self.num_train = len(self.train_labels)
         if self.num_train == 0:
             raise ValueError(f"{self._data_name()}: the train split is empty")
+        self.epochs = int(cfg.epochs or auto_epochs(self.num_train, cfg.batch_size, steps_per_epoch=cfg.steps_per_epoch))
         self.train_source = make_batches(train_images, self.train_labels, self.device, cfg.data_placement, workers=max(cfg.workers, 1))
         self.train_images = self.train_source.images
         self.val_images = None
@@ -242,10 +289,19 @@ class Trainer:
         return self.memory.name if self.memory is not None else str(self.info.root)
 
     def _augment(self) -> Augment:
-        """The training augmentation from the config (one place, so data-dependent defaults such
-        as "mirror only when the data allows it" are decided here)."""
+        """The training augmentation: `config.augment` names it, else the dataset's `dataset.json`
+        (`augment` field), else shift only -- mirroring only when the data says so (digits, text
+        and most real data must not be mirrored)."""
         cfg = self.config
-        return Augment(cfg.shift, cfg.mirror) if cfg.augment else Augment()
+        if cfg.augment is False:
+            names: tuple = ()
+        elif cfg.augment is None or cfg.augment is True:
+            meta = (self.memory.meta if self.memory is not None else self.info.meta) or {}
+            names = tuple(meta.get("augment", DEFAULT_AUGMENT))
+        else:
+            names = parse_augment(cfg.augment)
+        self.augmentations = names
+        return Augment(cfg.shift if "shift" in names else 0, "flip" in names)
 
     def new_model(self, seed: int | None = None) -> nn.Module:
         """A freshly initialised model (seeded) on the trainer's device."""
@@ -424,7 +480,8 @@ class Trainer:
             "normalization": self.normalization,
             "method": self.method.name,
             "method_config": self.method.config(),
-            "config": asdict(self.config),
+            "config": {**asdict(self.config), "epochs": self.epochs},
+            "augment": list(self.augmentations),
             "model_kwargs": self._model_kwargs(),
             "metrics": metrics,
             "dataset": {"root": self._data_name(), "kind": "in-memory" if self.info is None else self.info.kind,
@@ -433,8 +490,9 @@ class Trainer:
         }
 
     def fit(self, resume: bool = False) -> dict:
-        """Train `config.epochs` epochs (continuing from `RUN/last.pt` if `resume`); returns the
-        metrics document also written to `RUN/metrics.json`."""
+        """Train `self.epochs` epochs (continuing from `RUN/last.pt` if `resume`); returns the
+        metrics document also written to `RUN/metrics.json` (with `steps` and `undertrained`:
+        the reasons the run looks clearly under-trained, also raised as `UndertrainedWarning`)."""
         cfg = self.config
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % (2**32))
@@ -460,10 +518,10 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         net = self._wrap(self.model)
         metrics = {"epochs": self.history}
-        for epoch in range(start_epoch, cfg.epochs):
+        for epoch in range(start_epoch, self.epochs):
             t0 = time.perf_counter()
             record = {"epoch": epoch + 1}
-            record.update(self._run_epoch(net, self.model, optimizer, scaler, self.method, epoch, cfg.epochs, f"epoch {epoch + 1}/{cfg.epochs}"))
+            record.update(self._run_epoch(net, self.model, optimizer, scaler, self.method, epoch, self.epochs, f"epoch {epoch + 1}/{self.epochs}"))
             record.update({f"method_{k}" if k in record else k: v for k, v in (self.method.end_epoch(epoch) or {}).items()})
             elapsed += time.perf_counter() - t0
             record["train_time_s"] = round(elapsed, 3)
@@ -483,7 +541,7 @@ class Trainer:
                 self.history.append(record)
                 metrics = {"epochs": self.history, "best_epoch": best_epoch, "best_score": best_score,
                            "selection": "method.selection_score (default: worst-class val accuracy)",
-                           "train_time_s": round(elapsed, 3), "complete": epoch + 1 == cfg.epochs,
+                           "train_time_s": round(elapsed, 3), "complete": epoch + 1 == self.epochs,
                            "device": str(self.device), "world_size": self.world}
                 if improved:
                     save_checkpoint(self.out, self.model, self._meta({**metrics, "val": val}))
@@ -502,13 +560,22 @@ class Trainer:
                 for cb in self.callbacks:  # after the files are written, so callbacks may read them
                     cb(self, epoch, record)
                 if self.progress:
-                    tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f} train acc {record['train_accuracy']:.4f}"
+                    tqdm.write(f"epoch {epoch + 1}/{self.epochs}: loss {record['train_loss']:.4f} train acc {record['train_accuracy']:.4f}"
                                + (f" val acc {record['val_accuracy']:.4f} worst-class {record['val_worst_class_accuracy']:.4f}" if "val_accuracy" in record else "")
                                + (" *" if improved else "") + f" ({elapsed:.0f}s)")
             if self.world > 1:
                 dist.barrier()
-        if start_epoch >= cfg.epochs and (self.out / METRICS_FILE).exists():  # resumed a finished run
+        if start_epoch >= self.epochs and (self.out / METRICS_FILE).exists():  # resumed a finished run
             metrics = json.loads((self.out / METRICS_FILE).read_text())
+        elif self.is_main and self.history:
+            batch = max(1, cfg.batch_size // self.world)
+            steps = sum(math.ceil(r["train_rows"] / self.world / batch) for r in self.history)
+            metrics["steps"] = steps
+            metrics["undertrained"] = undertrained_reasons(self.history, steps)
+            write_json(self.out / METRICS_FILE, metrics)
+            if metrics["undertrained"]:
+                warnings.warn(f"{self.out}: the run looks under-trained: " + "; ".join(metrics["undertrained"]),
+                              UndertrainedWarning, stacklevel=2)
         return metrics
 
 

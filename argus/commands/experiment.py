@@ -11,7 +11,7 @@ STRATEGIES = "active.strategies:STRATEGIES"
 
 
 def _default_methods():
-    from training.experiments import DEFAULT_METHODS
+    from argus.pipelines.blind_domains import DEFAULT_METHODS
 
     return DEFAULT_METHODS
 
@@ -25,12 +25,18 @@ def experiment():
 @click.option("--data", "data_root", required=True, type=click.Path(exists=True, file_okay=False),
               help="Domain-labelled dataset folder (Argus format, or ImageFolder + domains.csv).")
 @click.option("--out", default="runs/blind-domains", show_default=True, type=click.Path(file_okay=False),
-              help="Experiment folder (runs/, summary.csv/.md/.json, results.csv, blind_domains.png).")
+              help="Experiment folder (plan.json, runs/, summary.csv/.md/.json/.png, summary_per_seed.csv, ...).")
 @list_option("--methods", item=NameChoice(METHODS, validate=False), default=LazyDefault(_default_methods),
              show_default=True, help="Training methods (comma-separated or repeated).")
 @click.option("--seeds", default="5", show_default=True, type=Seeds(),
               help="Number of seeds (0..N-1) or a comma-separated list of seeds.")
-@click.option("--epochs", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--epochs", default=8, show_default=True, type=click.IntRange(min=1), help="Every method's own budget.")
+@click.option("--tune", is_flag=True, help="Blind tuning first: every method picks one of 4 configurations on "
+                                           "worst-class validation accuracy (2 tuning seeds), then runs the seeds.")
+@list_option("--equal-compute", item=NameChoice(METHODS, validate=False), default=(),
+             help="Also run these methods at JTT's compute (epochs matching JTT's mean sample visits).")
+@click.option("--variants", is_flag=True, help="Also run the center-distance variants (eval-mode distances, "
+                                               "annealed sampling, center-loss warm-up).")
 @click.option("--imbalance", default=None, type=click.FloatRange(min=1.0),
               help="Subsample minority domains (train/val) to at most 1/RATIO of the largest domain.")
 @click.option("--imbalance-seed", default=0, show_default=True, type=int)
@@ -43,25 +49,28 @@ def experiment():
 @click.option("--model-widths", default=None, metavar="W1,W2,...",
               help="small-cnn conv widths (default 32,64,128,128); smaller is faster on CPU.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--shard", default="0/1", show_default=True, metavar="I/N",
-              help="Run only every N-th run starting at I (start N processes on the same --out).")
-@click.option("--threads", default=None, type=click.IntRange(min=1), help="torch CPU threads of this process.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Processes working on the plan (e.g. 10-14 sharing one GPU, or one per CPU core); starting the "
+                   "same command again on the same --out adds more.")
+@click.option("--threads", default=None, type=click.IntRange(min=1), help="torch CPU threads per process.")
+@click.option("--time-limit", default=None, type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Start no new run after this many seconds (rerun later to finish).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @cli_errors
-def blind_domains(data_root, out, methods, seeds, epochs, imbalance, imbalance_seed, method_options, arch, batch_size,
-                  lr, image_size, model_widths, device, shard, threads, quiet):
+def blind_domains(data_root, out, methods, seeds, epochs, tune, equal_compute, variants, imbalance, imbalance_seed,
+                  method_options, arch, batch_size, lr, image_size, model_widths, device, workers, threads, time_limit,
+                  quiet):
     """Every method on the same split and seeds, tested per domain.
 
-    Writes a table (per-domain accuracy, majority, minority mean, worst domain, majority
-    retention and minority gain vs ERM, gap closure vs the GroupDRO oracle, bootstrap CIs,
-    Wilcoxon p-values vs ERM and JTT), a plot, CSV and JSON. Rerun the same command to resume.
+    Writes tables (per-domain accuracy, majority, minority mean, worst domain with bootstrap
+    intervals, paired gains vs ERM and vs JTT with intervals and Wilcoxon p-values, gap closure
+    vs the oracle), plots (per-domain bars, learning curves), per-seed CSV and JSON. Rerun the
+    same command to resume: finished runs are read back.
     """
-    from training.experiments import markdown_table, run_blind_domains
+    import time
 
-    try:
-        shard_i, shard_n = (int(v) for v in shard.split("/"))
-    except ValueError:
-        raise click.BadParameter(f"expected I/N, got {shard!r}", param_hint="--shard") from None
+    from argus.pipelines.blind_domains import VARIANTS, run_blind_domains
+
     train_options = {"arch": arch, "batch_size": batch_size, "lr": lr, "device": device}
     if image_size:
         train_options["image_size"] = image_size
@@ -71,16 +80,20 @@ def blind_domains(data_root, out, methods, seeds, epochs, imbalance, imbalance_s
         except ValueError:
             raise click.BadParameter(f"expected comma-separated integers, got {model_widths!r}",
                                      param_hint="--model-widths") from None
-    summary = run_blind_domains(data_root, out, list(methods), seeds, epochs, imbalance=imbalance,
-                                imbalance_seed=imbalance_seed, method_options=options_dict(method_options),
-                                train_options=train_options, progress=not quiet, shard=(shard_i, shard_n),
-                                threads=threads)
-    if summary is None:
-        click.echo(f"shard {shard} done; runs of other shards are still missing (the last shard to finish, "
-                   "or a rerun without --shard, writes the summary)")
+    deadline = time.time() + time_limit if time_limit is not None else None
+    verdicts = run_blind_domains(data_root, out, list(methods), seeds, epochs, imbalance=imbalance,
+                                 imbalance_seed=imbalance_seed, method_options=options_dict(method_options),
+                                 train_options=train_options, tune=tune, equal_compute=list(equal_compute),
+                                 variants=VARIANTS if variants else None, workers=workers, threads=threads,
+                                 deadline=deadline, progress=not quiet)
+    if verdicts is None:
+        click.echo("runs are left (time limit, or other processes still running them): rerun the same command to finish")
         return
-    click.echo(markdown_table(summary["table"]))
-    click.echo(f"\nwritten: {out}/summary.csv, summary.md, summary.json, results.csv, blind_domains.png")
+    from pathlib import Path
+
+    click.echo(Path(out, "summary.md").read_text())
+    click.echo(f"written: {out}/summary.csv, summary.md, summary.json, summary_per_seed.csv, summary.png, "
+               "summary_curves.png, summary_verdicts.json")
 
 
 @experiment.command("active")

@@ -187,7 +187,8 @@ def test_streamed_training_gives_the_same_weights_as_resident(tiny_world, tmp_pa
 def test_in_memory_data_trains_exactly_like_the_folder(tiny_world, tmp_path):
     info = load_dataset(tiny_world)
     mem = InMemoryData(info.classes, load_split_uint8(info, "train", 32, progress=False), info.labels("train"),
-                       load_split_uint8(info, "val", 32, progress=False), info.labels("val"), name="tiny")
+                       load_split_uint8(info, "val", 32, progress=False), info.labels("val"), name="tiny",
+                       meta=info.meta)  # the folder's dataset.json: flip and shift
     cfg = dict(epochs=1, batch_size=32, seed=1)
     Trainer(tiny_world, tmp_path / "folder", TrainConfig(**cfg), progress=False).fit()
     trainer = Trainer(mem, tmp_path / "mem", TrainConfig(**cfg), progress=False)

@@ -220,3 +220,71 @@ def test_bad_config_is_a_clear_error(tiny_world, tmp_path):
         Trainer(tiny_world, tmp_path / "r", TrainConfig(epochs=0), progress=False)
     with pytest.raises(ValueError, match="unknown architecture"):
         Trainer(tiny_world, tmp_path / "r", TrainConfig(**dict(TINY, arch="vgg99")), progress=False).fit()
+
+
+@pytest.mark.parametrize("n,batch,steps_per_epoch,expected", [
+    (6000, 128, None, 15),   # 47 steps an epoch: the 15-epoch floor wins (705 steps)
+    (1258, 128, None, 50),   # the digits: 10 steps an epoch -> 50 epochs = 500 steps
+    (1000, 100, None, 50),
+    (10, 128, None, 200),    # one step an epoch: capped at 200 epochs
+    (6000, 128, 25, 20),     # a fixed 25 steps an epoch: 20 epochs
+], ids=["toy", "digits", "exact", "cap", "steps-per-epoch"])
+def test_auto_epochs_sizes_small_data_by_steps(n, batch, steps_per_epoch, expected):
+    from training.trainer import auto_epochs
+
+    assert auto_epochs(n, batch, steps_per_epoch=steps_per_epoch) == expected
+
+
+def test_epochs_none_is_sized_by_steps_and_recorded(tiny_world, tmp_path):
+    trainer = Trainer(tiny_world, tmp_path / "r", TrainConfig(**dict(TINY, epochs=None)), progress=False)
+    assert trainer.epochs == 125  # 120 train rows at batch 32: 4 steps an epoch -> 500 steps
+
+
+def test_augmentation_follows_the_data_unless_told(tiny_world, tmp_path):
+    from training.datasets import write_dataset_meta
+
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_world, plain, ignore=shutil.ignore_patterns(".argus_cache"))
+    (plain / "dataset.json").unlink()
+
+    def aug(root, augment=None):
+        t = Trainer(root, tmp_path / "r", TrainConfig(**dict(TINY, augment=augment)), progress=False)
+        return t.augment.shift, t.augment.mirror, t.augmentations
+
+    assert aug(plain) == (4, False, ("shift",))  # the data says nothing: never mirrored
+    assert aug(tiny_world) == (4, True, ("flip", "shift"))  # the toy world says creatures may be mirrored
+    assert aug(tiny_world, "none") == (0, False, ()) == aug(tiny_world, False)
+    assert aug(plain, "flip") == (0, True, ("flip",))
+    write_dataset_meta(plain, augment=[])
+    assert aug(plain) == (0, False, ())
+    with pytest.raises(ValueError, match="unknown augmentation 'rotate'"):
+        TrainConfig(augment="rotate").check()
+
+
+def test_undertrained_reasons_by_hand():
+    from training.trainer import undertrained_reasons
+
+    flat = [{"val_accuracy": v, "train_accuracy": 0.99} for v in (0.5, 0.8, 0.9, 0.91)]
+    assert undertrained_reasons(flat, steps=500) == []
+    rising = [{"val_accuracy": v, "train_accuracy": 0.9} for v in (0.5, 0.6, 0.7, 0.8)]
+    (reason,) = undertrained_reasons(rising, steps=500)
+    assert "rose 10.0 points over the last 1 epoch(s)" in reason and "0.900" in reason
+    fitted = [{"val_accuracy": v, "train_accuracy": 0.99} for v in (0.5, 0.6, 0.7, 0.8)]
+    assert undertrained_reasons(fitted, steps=500) == []  # still rising, but the training data is fitted
+    (reason,) = undertrained_reasons(flat, steps=40)
+    assert reason.startswith("only 40 optimisation steps (< 200)")
+
+
+def test_short_run_warns_and_records_that_it_is_undertrained(tiny_world, tmp_path):
+    from training.trainer import UndertrainedWarning
+
+    with pytest.warns(UndertrainedWarning, match="only 4 optimisation steps"):
+        metrics = Trainer(tiny_world, tmp_path / "r", TrainConfig(**TINY), progress=False).fit()
+    assert metrics["steps"] == 4 and metrics["undertrained"][0].startswith("only 4 optimisation steps")
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["undertrained"] == metrics["undertrained"]
+
+
+def test_jtt_first_stage_is_a_quarter_of_the_run(tiny_world, tmp_path):
+    trainer = Trainer(tiny_world, tmp_path / "r", TrainConfig(**dict(TINY, epochs=8, method="jtt")), progress=False)
+    trainer.method.prepare(trainer)
+    assert trainer.epochs == 8 and trainer.method.first_epochs == 2  # was 1 whatever the run length

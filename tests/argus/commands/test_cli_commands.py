@@ -81,8 +81,12 @@ def test_train_then_eval_json_and_table(cli_world, cli_run):
 def test_train_resume_extends_a_run(cli_world, tmp_path):
     run = tmp_path / "run"
     args = ["train", "--data", cli_world, "--out", run, "--batch-size", "32", "--device", "cpu", "--quiet"]
-    assert run_cli(*args, "--epochs", "1").exit_code == 0
-    result = run_cli(*args, "--epochs", "2", "--resume")
+    first = run_cli(*args, "--epochs", "1", "--augment", "shift")
+    assert first.exit_code == 0, first.output
+    # 60 rows at batch 32: 2 steps -- said once, plainly, not as a Python warning
+    assert "warning: the run looks under-trained: only 2 optimisation steps (< 200)" in first.output
+    assert json.loads((run / "model.json").read_text())["augment"] == ["shift"]
+    result = run_cli(*args, "--epochs", "2", "--resume", "--augment", "shift")
     assert result.exit_code == 0, result.output
     assert [r["epoch"] for r in json.loads((run / "metrics.json").read_text())["epochs"]] == [1, 2]
 
@@ -94,6 +98,8 @@ def test_train_errors_are_clear(cli_world, tmp_path):
     assert result.exit_code == 1 and "nothing to resume" in result.output
     result = run_cli("eval", "--model", tmp_path, "--data", cli_world)
     assert result.exit_code == 1 and "no model.json" in result.output
+    result = run_cli("train", "--data", cli_world, "--out", tmp_path / "r3", "--augment", "flip,rotate")
+    assert result.exit_code == 2 and "--augment" in result.output and "unknown augmentation 'rotate'" in result.output
 
 
 def test_installed_script_end_to_end(argus_script, script_env, cli_world, cli_run, tmp_path):

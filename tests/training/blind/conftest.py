@@ -25,6 +25,7 @@ def poisoned_world(tiny_world, tmp_path_factory):
     out.mkdir()
     os.symlink(tiny_world / "images", out / "images")
     shutil.copy(tiny_world / "parts.json", out / "parts.json")
+    shutil.copy(tiny_world / "dataset.json", out / "dataset.json")  # same augmentation (flip, shift)
     table = pd.read_csv(tiny_world / "samples.csv", dtype=str, keep_default_na=False)
     # every domain label is replaced: day rows become the rare domains and vice versa
     table["domain"] = [("night", "fog", "dusk")[i % 3] if d == "day" else "day" for i, d in enumerate(table["domain"])]

@@ -1,4 +1,5 @@
-"""Experiment table numbers on hand-made per-run results, and --imbalance subsampling."""
+"""Experiment table numbers on hand-made per-run results (analysis.method_comparison), and
+--imbalance subsampling (training.experiments)."""
 
 import math
 
@@ -7,8 +8,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from training.experiments import (bootstrap_ci, domain_metrics, markdown_table, paired_wilcoxon,
-                                  plot_summary, subsample_domains, summarize)
+from analysis._bootstrap import bootstrap
+from analysis.method_comparison import (gap_closure, markdown_table, mean_ci, paired_difference, paired_wilcoxon,
+                                        plot_curves, plot_summary, summarize)
+from training.experiments import domain_metrics, subsample_domains
 
 # method -> per-seed (day, night, fog) test accuracies in [0, 1]
 ACC = {
@@ -79,18 +82,39 @@ def test_gap_closure_undefined_when_the_oracle_does_not_beat_erm():
 
 
 def test_bootstrap_and_wilcoxon_edge_cases():
-    assert bootstrap_ci([3.0, 3.0, 3.0]) == (3.0, 3.0)
-    assert bootstrap_ci([2.0]) == (2.0, 2.0)
-    lo, hi = bootstrap_ci([1.0, 2, 3, 4, 5])
+    assert mean_ci([3.0, 3.0, 3.0]) == (3.0, 3.0)
+    assert mean_ci([2.0]) == (2.0, 2.0)
+    lo, hi = mean_ci([1.0, 2, 3, 4, 5])
     assert 1.0 <= lo < 3.0 < hi <= 5.0
+    # the one bootstrap of analysis: the same resamples give the same interval as a direct call
+    x = np.array([1.0, 2, 3, 4, 5])
+    _, lo2, hi2, _ = bootstrap(lambda s: s["x"] / s["n"], {"x": x, "n": np.ones(5)}, n_boot=2000, seed=0)
+    assert (lo, hi) == (lo2, hi2)
+    d = paired_difference([3.0, 4, 5, 6], [1.0, 1, 1, 1])
+    assert d["mean"] == pytest.approx(3.5) and d["std"] == pytest.approx(np.std([2, 3, 4, 5], ddof=1))
+    assert d["p"] == pytest.approx(stats.wilcoxon([2, 3, 4, 5]).pvalue) and 2.0 <= d["ci_low"] < 3.5 < d["ci_high"] <= 5.0
     assert math.isnan(paired_wilcoxon([1, 2], [1, 2])["p"])
     assert paired_wilcoxon([1, 2, 3, 4, 5], [0] * 5)["p"] == pytest.approx(0.0625)
+
+
+def test_gap_closure_bootstraps_seeds_jointly():
+    g = gap_closure([65, 66, 64], [50, 52, 48], [70, 72, 68])
+    assert g["value"] == pytest.approx(0.75) and g["oracle_minus_erm_wda"] == pytest.approx(20)
+    assert g["ci_low"] <= 0.75 <= g["ci_high"]
+    # every resample keeps each seed's triple together: constant per-seed closure -> a point interval
+    g = gap_closure([60, 70, 80], [50, 60, 70], [70, 80, 90])
+    assert g["value"] == pytest.approx(0.5) and g["ci_low"] == pytest.approx(0.5) and g["ci_high"] == pytest.approx(0.5)
 
 
 def test_plot_written(tmp_path):
     s = summarize(records())
     path = plot_summary(s, tmp_path / "p.png", oracle_summary=summarize(records(), selection="oracle_worst_domain"))
     assert path.stat().st_size > 10_000
+    recs = records()
+    for r in recs:
+        r["curve"] = [{"epoch": e, "val_worst_class_accuracy": 0.1 * e, "test": {"day": 0.1 * e, "night": 0.05 * e}}
+                      for e in range(1, 5)]
+    assert plot_curves(recs, tmp_path / "c.png").stat().st_size > 10_000
 
 
 def _table():

@@ -108,7 +108,62 @@ def test_groupdro_oracle_draws_every_domain_equally_unless_told_not_to():
     ("focal", {"gamma": -1}, "gamma"),
     ("jtt", {"upweight": 0}, "upweight"),
     ("groupdro-oracle", {"groups": "writer"}, "groups"),
-], ids=["center-no-sampler-option", "ds-no-center-weight", "cd-zero-weight", "focal-gamma", "jtt-upweight", "dro-groups"])
+    ("center-distance", {"distances": "test"}, "distances='test' must be 'train' or 'eval'"),
+    ("center-distance", {"anneal_epochs": -1}, "anneal_epochs=-1 must be >= 0"),
+    ("center", {"center_warmup_epochs": -2}, "center_warmup_epochs=-2 must be >= 0"),
+    ("distance-sampling", {"center_warmup_epochs": 2}, "no center loss"),
+    ("domain-balanced-oracle", {"eta": 1}, "unknown option"),
+], ids=["center-no-sampler-option", "ds-no-center-weight", "cd-zero-weight", "focal-gamma", "jtt-upweight", "dro-groups",
+        "cd-distances", "cd-anneal", "center-warmup", "ds-no-warmup", "dbo-no-options"])
 def test_bad_method_options_are_named(name, opts, match):
     with pytest.raises((TypeError, ValueError), match=match):
         build_method(name, **opts)
+
+
+def test_center_warmup_ramps_the_center_term():
+    full = prepared("center", center_weight=1.0)
+    ramped = prepared("center", center_weight=1.0, center_warmup_epochs=4)
+    feats = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]])
+    y, idx = torch.tensor([0, 0, 1]), torch.tensor([0, 1, 3])
+    for m in (full, ramped):
+        m.epoch_indices(0, torch.Generator().manual_seed(0))
+        m.loss(torch.zeros(3, 2), feats, y, idx)
+        m.after_step()  # centers (2, 0), (0, 2): center term 0.5 * (1 + 1 + 0) / 3 = 1/3
+    term = lambda m: m.loss(torch.zeros(3, 2), feats, y, idx).item() - math.log(2)  # noqa: E731
+    assert term(full) == pytest.approx(1 / 3) and term(ramped) == pytest.approx(1 / 3 / 4)  # epoch 1 of 4
+    ramped.epoch_indices(2, torch.Generator().manual_seed(0))
+    assert term(ramped) == pytest.approx(1 / 3 * 3 / 4)
+    ramped.epoch_indices(9, torch.Generator().manual_seed(0))
+    assert term(ramped) == pytest.approx(1 / 3)
+    assert ramped.config()["center_warmup_epochs"] == 4
+
+
+def test_annealed_sampling_scales_the_power():
+    from training.samplers import distance_weights
+
+    m = prepared("distance-sampling", warmup_epochs=1, floor=0.0, power=2.0, anneal_epochs=4)
+    m.sampler.record(torch.arange(6), torch.tensor([1.0, 1.0, 4.0, 1.0, 1.0, 1.0]))
+    m.end_epoch(0)
+    assert [m.sampler.strength(e) for e in (1, 2, 4, 9)] == [0.25, 0.5, 1.0, 1.0]
+    assert torch.allclose(m.sampler.probabilities(m.sampler.strength(2)),
+                          distance_weights(m.sampler.distances, LABELS, power=1.0, floor=0.0))
+    assert torch.allclose(m.sampler.probabilities(0.0), torch.full((6,), 1 / 6, dtype=torch.float64))
+
+
+def test_eval_distances_come_from_an_eval_pass_over_the_training_rows():
+    feats_eval = torch.tensor([[0.0, 0.0], [2.0, 0.0], [4.0, 0.0], [0.0, 1.0], [0.0, 3.0], [0.0, 5.0]])
+    calls = []
+
+    def predict(split, model, features=False):
+        calls.append((split, model, features))
+        return torch.zeros(6, 2), feats_eval
+
+    m = build_method("center-distance", distances="eval", floor=0.0)
+    m.prepare(SimpleNamespace(num_classes=2, num_train=6, train_labels=LABELS, epochs=8, model="the model",
+                              predict=predict))
+    m.loss(torch.zeros(6, 2), feats_eval, LABELS, torch.arange(6))
+    m.after_step()  # centers = class means of the batch: (2, 0) and (0, 3)
+    m.end_epoch(0)
+    assert calls == [("train", "the model", True)]
+    assert m.sampler.distances.tolist() == pytest.approx([2.0, 0.0, 2.0, 2.0, 0.0, 2.0])
+    assert m.config()["distances"] == "eval"

@@ -12,9 +12,9 @@ BLIND = ["erm", "class-balanced", "focal", "center", "distance-sampling", "cente
 
 def test_every_method_is_registered_and_only_the_oracle_reads_domains():
     names = available_methods()
-    assert set(BLIND) | {"groupdro-oracle"} <= set(names)
+    assert set(BLIND) | {"groupdro-oracle", "domain-balanced-oracle"} <= set(names)
     readers = [n for n in names if build_method(n).reads_domains]
-    assert readers == ["groupdro-oracle"]
+    assert readers == ["domain-balanced-oracle", "groupdro-oracle"]
 
 
 def _weights(data, out, config):
@@ -23,15 +23,21 @@ def _weights(data, out, config):
     return {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
 
+# the blind options of the dissertation's method (eval-mode distances, annealing, center warm-up) too
+OPTIONS = {m: {} for m in BLIND}
+OPTIONS["center-distance+options"] = {"distances": "eval", "anneal_epochs": 2, "center_warmup_epochs": 2}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("method", BLIND)
-def test_poisoned_domain_column_gives_identical_weights(method, tiny_world, poisoned_world, tmp_path, monkeypatch,
+@pytest.mark.parametrize("label", list(OPTIONS))
+def test_poisoned_domain_column_gives_identical_weights(label, tiny_world, poisoned_world, tmp_path, monkeypatch,
                                                        tiny_config):
-    clean = _weights(tiny_world, tmp_path / "clean", tiny_config(method))
+    method, options = label.split("+")[0], OPTIONS[label]
+    clean = _weights(tiny_world, tmp_path / "clean", tiny_config(method, **options))
     calls = []
     real = DatasetInfo.domains
     monkeypatch.setattr(DatasetInfo, "domains", lambda self, split: calls.append(split) or real(self, split))
-    poisoned = _weights(poisoned_world, tmp_path / "poisoned", tiny_config(method))
+    poisoned = _weights(poisoned_world, tmp_path / "poisoned", tiny_config(method, **options))
     assert calls == []  # the domain accessor was never called while training
     assert clean.keys() == poisoned.keys()
     for k in clean:
@@ -39,8 +45,10 @@ def test_poisoned_domain_column_gives_identical_weights(method, tiny_world, pois
 
 
 @pytest.mark.slow
-def test_the_oracle_does_see_domains(tiny_world, poisoned_world, tmp_path, tiny_config):
-    """Control: the same check on GroupDRO (oracle) must fail, or the test above proves nothing."""
-    clean = _weights(tiny_world, tmp_path / "clean", tiny_config("groupdro-oracle", eta=1.0))
-    poisoned = _weights(poisoned_world, tmp_path / "poisoned", tiny_config("groupdro-oracle", eta=1.0))
+@pytest.mark.parametrize("method,options", [("groupdro-oracle", {"eta": 1.0}), ("domain-balanced-oracle", {})],
+                         ids=["groupdro", "domain-balanced"])
+def test_the_oracles_do_see_domains(method, options, tiny_world, poisoned_world, tmp_path, tiny_config):
+    """Control: the same check on an oracle must fail, or the test above proves nothing."""
+    clean = _weights(tiny_world, tmp_path / "clean", tiny_config(method, **options))
+    poisoned = _weights(poisoned_world, tmp_path / "poisoned", tiny_config(method, **options))
     assert any(not torch.equal(clean[k], poisoned[k]) for k in clean)
