@@ -268,10 +268,16 @@ def plot_summary(summary: dict, path, oracle_summary: dict | None = None, title:
     ax2.set_xlabel("majority-domain accuracy (%)")
     ax2.set_ylabel("worst-domain accuracy (%)")
     ax2.set_title("trade-off (hollow: oracle selection)")
+    return _save(fig, path, dpi=130)
+
+
+def _save(fig, path, dpi: int) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
@@ -305,12 +311,7 @@ def plot_curves(records: list[dict], path, labels=None, title: str | None = None
     axes[0][0].legend(fontsize=7)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=120)
 
 
 def write_summary(records: list[dict], out, labels=None, name: str = "summary", title: str | None = None) -> dict:

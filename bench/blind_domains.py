@@ -48,7 +48,7 @@ def emit(name: str, value, unit: str = "", **extra) -> None:
     print(json.dumps(finite({"bench": "blind_domains", "figure": name, "value": value, "unit": unit, **extra})), flush=True)
 
 
-def make_data(work: Path, scale: dict, datasets: list[str]) -> dict:
+def make_data(work: Path, scale: dict, datasets: list[str], generate: bool = True) -> dict:
     from training.digits import generate_digits
     from training.toyworld import generate_toyworld, toyworld_preset
 
@@ -56,14 +56,14 @@ def make_data(work: Path, scale: dict, datasets: list[str]) -> dict:
     if "toy" in datasets:
         spec = scale["toy"]
         root = work / "data" / f"toy-{spec['preset']}"
-        if not (root / "samples.csv").exists():
+        if generate and not (root / "samples.csv").exists():
             opts = toyworld_preset(spec["preset"])
             opts.update({k: spec[k] for k in ("n_train", "n_val", "n_test") if k in spec})
             generate_toyworld(root, seed=0, progress=False, workers=min(16, os.cpu_count() or 1), **opts)
         out["toy"] = root
     if "digits" in datasets:
         root = work / "data" / "digits"
-        if not (root / "digits.json").exists():
+        if generate and not (root / "digits.json").exists():
             generate_digits(root, progress=False, limit=scale["digits"].get("limit"))
         out["digits"] = root
     return out
@@ -85,6 +85,7 @@ def main() -> None:
     ap.add_argument("--pack", default=None, help="tar the finished runs' result.json files into this file")
     ap.add_argument("--unpack", action="append", default=[], help="bring in result.json files packed earlier")
     ap.add_argument("--summarize", action="store_true", help="only write the tables from the runs there")
+    ap.add_argument("--no-summary", action="store_true", help="run (and pack) only; summarise elsewhere")
     args = ap.parse_args()
 
     from argus.pipelines.blind_domains import (VARIANTS, DEFAULT_METHODS, collect_results, launch_workers,
@@ -100,7 +101,7 @@ def main() -> None:
         with tarfile.open(pack) as tar:
             tar.extractall(out, filter="data")
     datasets = [d for d in args.datasets.split(",") if d]
-    roots = make_data(work, scale, datasets)
+    roots = make_data(work, scale, datasets, generate=not args.summarize)
     emit("data_ready_s", round(time.time() - t0, 1), "s")
     spec = {ds: {"data": str(roots[ds]), "epochs": scale[ds]["epochs"],
                  "train": {"batch_size": scale[ds]["batch"], "device": args.device, "image_size": 32,
@@ -121,7 +122,7 @@ def main() -> None:
             for key in sorted(done):
                 tar.add(out / "runs" / key / "result.json", arcname=f"runs/{key}/result.json")
     emit("runs_done", len(done), "runs", planned=len(jobs), wall_s=round(wall, 1))
-    if not records:
+    if not records or args.no_summary:
         return
     dest = ROOT / "bench" / "results" / ("gpu" if str(records[0].get("device", args.device)).startswith("cuda") else "")
     if args.quick:

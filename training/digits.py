@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import colorsys
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
+
+from training.toyworld import largest_remainder_counts, parse_proportions
 
 DEFAULT_STYLES = {"ink": 0.90, "inverted": 0.07, "textured": 0.03}
 STYLES = ("ink", "inverted", "textured")
@@ -40,33 +41,7 @@ TEST_FRACTION = 0.25
 
 def parse_styles(text: str | dict) -> dict[str, float]:
     """`ink=0.9,inverted=0.07,textured=0.03` -> proportions (known names, each >= 0, sum 1)."""
-    if isinstance(text, dict):
-        items = [(str(k), float(v)) for k, v in text.items()]
-    else:
-        items = []
-        for chunk in str(text).split(","):
-            if not chunk.strip():
-                continue
-            name, sep, value = chunk.partition("=")
-            if not sep:
-                raise ValueError(f"--styles: expected name=proportion, got {chunk.strip()!r}")
-            try:
-                items.append((name.strip(), float(value)))
-            except ValueError:
-                raise ValueError(f"--styles: proportion of {name.strip()!r} is not a number: {value.strip()!r}") from None
-    out = {}
-    for name, value in items:
-        if name not in STYLES:
-            raise ValueError(f"--styles: unknown style {name!r}; choose from {', '.join(STYLES)}")
-        if not value >= 0:
-            raise ValueError(f"--styles: proportion of {name!r} must be >= 0, got {value}")
-        out[name] = value
-    total = sum(out.values())
-    if not out or total <= 0:
-        raise ValueError("--styles: give at least one style with a positive proportion")
-    if abs(total - 1.0) > 1e-6:
-        raise ValueError(f"--styles: proportions must sum to 1, got {total:g}")
-    return out
+    return parse_proportions(text, STYLES, "--styles", "style")
 
 
 def _ink_map(digit8: np.ndarray, size: int) -> np.ndarray:
@@ -112,14 +87,6 @@ def render_digit(digit8: np.ndarray, style: str, rng: np.random.Generator, size:
     return Image.fromarray(np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8), "RGB")
 
 
-def _largest_remainder(n: int, proportions: dict[str, float]) -> dict[str, int]:
-    raw = {k: n * p for k, p in proportions.items()}
-    counts = {k: int(math.floor(v)) for k, v in raw.items()}
-    for k in sorted(raw, key=lambda k: (-(raw[k] - counts[k]), list(raw).index(k)))[:n - sum(counts.values())]:
-        counts[k] += 1
-    return counts
-
-
 def generate_digits(out, styles: dict[str, float] | str | None = None, image_size: int = 32, seed: int = 0,
                     plain: bool = False, limit: int | None = None, progress: bool = True) -> Path:
     """Write the digits as an ImageFolder tree under `out` (see the module docstring).
@@ -156,7 +123,7 @@ def generate_digits(out, styles: dict[str, float] | str | None = None, image_siz
                 split_of[int(i)] = "test" if k < n_test else "val" if k < n_test + n_val else "train"
         for split in ("train", "val"):
             idx = np.array(sorted(i for i, s in split_of.items() if s == split))
-            counts = _largest_remainder(len(idx), styles)
+            counts = largest_remainder_counts(len(idx), styles)
             assigned = np.concatenate([[s] * n for s, n in counts.items()])[rng.permutation(len(idx))]
             jobs += [(f"{targets[i]}/{i:04d}_{s}.png", int(i), s, split) for i, s in zip(idx, assigned)]
         test = sorted(i for i, s in split_of.items() if s == "test")

@@ -418,8 +418,9 @@ def parts_document(image_size: int = 64) -> dict:
     }
 
 
-def parse_domains(text: str | dict) -> dict[str, float]:
-    """Parse `day=0.85,night=0.10,fog=0.05` into proportions (checked: known names, sum 1)."""
+def parse_proportions(text: str | dict, known, option: str = "--domains", noun: str = "domain") -> dict[str, float]:
+    """Parse `name=share,...` (or a dict) into proportions: names from `known`, each >= 0, sum 1.
+    Errors name the command-line `option` and the offending part."""
     if isinstance(text, dict):
         items = list(text.items())
     else:
@@ -428,28 +429,33 @@ def parse_domains(text: str | dict) -> dict[str, float]:
             if not chunk.strip():
                 continue
             if "=" not in chunk:
-                raise ValueError(f"--domains: expected name=proportion, got {chunk.strip()!r}")
+                raise ValueError(f"{option}: expected name=proportion, got {chunk.strip()!r}")
             name, value = chunk.split("=", 1)
             try:
                 items.append((name.strip(), float(value)))
             except ValueError:
-                raise ValueError(f"--domains: proportion of {name.strip()!r} is not a number: {value.strip()!r}") from None
+                raise ValueError(f"{option}: proportion of {name.strip()!r} is not a number: {value.strip()!r}") from None
     out: dict[str, float] = {}
     for name, value in items:
-        if name not in KNOWN_DOMAINS:
-            raise ValueError(f"--domains: unknown domain {name!r}; choose from {', '.join(KNOWN_DOMAINS)}")
+        if name not in known:
+            raise ValueError(f"{option}: unknown {noun} {name!r}; choose from {', '.join(known)}")
         if not (value >= 0):
-            raise ValueError(f"--domains: proportion of {name!r} must be >= 0, got {value}")
+            raise ValueError(f"{option}: proportion of {name!r} must be >= 0, got {value}")
         out[name] = float(value)
     total = sum(out.values())
     if not out or total <= 0:
-        raise ValueError("--domains: give at least one domain with a positive proportion")
+        raise ValueError(f"{option}: give at least one {noun} with a positive proportion")
     if abs(total - 1.0) > 1e-6:
-        raise ValueError(f"--domains: proportions must sum to 1, got {total:g}")
+        raise ValueError(f"{option}: proportions must sum to 1, got {total:g}")
     return out
 
 
-def _split_counts(n: int, proportions: dict[str, float]) -> dict[str, int]:
+def parse_domains(text: str | dict) -> dict[str, float]:
+    """Parse `day=0.85,night=0.10,fog=0.05` into proportions (checked: known names, sum 1)."""
+    return parse_proportions(text, KNOWN_DOMAINS, "--domains", "domain")
+
+
+def largest_remainder_counts(n: int, proportions: dict[str, float]) -> dict[str, int]:
     """Largest-remainder apportionment of n rows to domains (exact, deterministic)."""
     raw = {d: n * p for d, p in proportions.items()}
     counts = {d: int(math.floor(v)) for d, v in raw.items()}
@@ -462,7 +468,7 @@ def _split_counts(n: int, proportions: dict[str, float]) -> dict[str, int]:
 def plan_split(n: int, proportions: dict[str, float], rng: np.random.Generator) -> list[tuple[str, str]]:
     """`(label, domain)` for n rows: exact domain counts, classes balanced within each domain."""
     rows: list[tuple[str, str]] = []
-    for domain, count in _split_counts(n, proportions).items():
+    for domain, count in largest_remainder_counts(n, proportions).items():
         offset = int(rng.integers(len(CLASSES)))
         rows += [(CLASSES[(offset + i) % len(CLASSES)], domain) for i in range(count)]
     order = rng.permutation(len(rows))

@@ -95,8 +95,8 @@ def test_domain_proportions_are_exact_and_test_is_balanced(tiny_world):
 
 
 def test_split_counts_largest_remainder():
-    assert tw._split_counts(30, {"day": 0.85, "night": 0.10, "fog": 0.05}) == {"day": 26, "night": 3, "fog": 1}
-    assert tw._split_counts(7, {"a": 0.5, "b": 0.5}) == {"a": 4, "b": 3}
+    assert tw.largest_remainder_counts(30, {"day": 0.85, "night": 0.10, "fog": 0.05}) == {"day": 26, "night": 3, "fog": 1}
+    assert tw.largest_remainder_counts(7, {"a": 0.5, "b": 0.5}) == {"a": 4, "b": 3}
 
 
 def test_spurious_option_ties_background_to_class_in_majority_domain_only(tmp_path):
