@@ -73,6 +73,9 @@ class TrainerFn:
                 rows.append({"sample_id": f"val-{i}", "path": rel, "label": self.val_pool.classes[y], "domain": "",
                              "split": "val"})
         pd.DataFrame(rows, columns=["sample_id", "path", "label", "domain", "split"]).to_csv(root / "samples.csv", index=False)
+        from training.datasets import write_dataset_meta
+
+        write_dataset_meta(root, **_pool_meta(pool))  # the same augmentation as the in-memory path
         return root
 
     def _in_memory_data(self, pool, indices, labels, device):
@@ -82,10 +85,8 @@ class TrainerFn:
         if self.val_pool is not None:
             val_images = gather_uint8(self.val_pool, np.arange(len(self.val_pool)), device)
             val_labels = torch.as_tensor(pool_labels(self.val_pool))
-        # what the pool's data allows (a folder's dataset.json); toy-world creatures may be mirrored
-        meta = dict(getattr(pool, "meta", None) or {"augment": ("flip", "shift")})
         return InMemoryData(list(pool.classes), gather_uint8(pool, indices, device), torch.as_tensor(labels),
-                            val_images, val_labels, name=f"active pool ({len(indices)} labelled)", meta=meta)
+                            val_images, val_labels, name=f"active pool ({len(indices)} labelled)", meta=_pool_meta(pool))
 
     def __call__(self, pool, indices, labels, *, round: int, seed: int, init_state=None):
         from training.evaluate import resolve_device
@@ -133,3 +134,9 @@ class TrainerFn:
                 (run / "metrics.json").replace(self.work_dir / f"round{round:02d}-metrics.json")
             shutil.rmtree(run, ignore_errors=True)
         return predictor, state
+
+
+def _pool_meta(pool) -> dict:
+    """What the pool's data allows (a folder's `dataset.json`): a pool's own `meta`, else flip and
+    shift (toy-world creatures may be mirrored; what every pool got before dataset.json existed)."""
+    return dict(getattr(pool, "meta", None) or {"augment": ("flip", "shift")})
