@@ -1,6 +1,7 @@
 """Admin dashboard (`/admin`): login, batch progress, per-worker stats, flagged workers,
 approve/reject/flag/block, export. Every POST form carries a CSRF token bound to the session
-(a random token kept in Flask's signed session cookie, compared in constant time).
+(a random token kept in Flask's signed session cookie, compared in constant time). A login is
+kept on the server (`crowd.admin_auth`): logout revokes it; failed logins are throttled.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from flask import (Blueprint, Response, abort, current_app, flash, redirect, ren
                    stream_with_context, url_for)
 from werkzeug.security import check_password_hash
 
+from crowd import admin_auth
 from crowd import service as S
 from crowd.db import get_database
 from crowd.judgments import stream_csv, stream_parquet
+from crowd.web import client_addr
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -40,10 +43,18 @@ def _check_csrf():
             abort(400, description="missing or wrong CSRF token; reload the page and try again")
 
 
+def _logged_in() -> bool:
+    sid = session.get("admin")
+    if not sid:
+        return False
+    with get_database().reading() as s:
+        return admin_auth.admin_session_valid(s, sid)
+
+
 def login_required(view):
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
-        if not session.get("admin"):
+        if not _logged_in():
             # A page sends the browser to the login form; an action or a download has nothing
             # to come back to after login, so it is refused with 401.
             if request.method != "GET" or request.endpoint == "admin.export":
@@ -69,18 +80,29 @@ def login():
     enabled = bool(current_app.config.get("ADMIN_PASSWORD") or current_app.config.get("ADMIN_PASSWORD_HASH"))
     error = None
     if request.method == "POST":
+        cfg, addr = current_app.config, client_addr()
+        limits = dict(max_failures=int(cfg["LOGIN_MAX_FAILURES"]),
+                      max_failures_global=int(cfg["LOGIN_MAX_FAILURES_GLOBAL"]), window_s=int(cfg["LOGIN_WINDOW_S"]))
+        with get_database().reading() as s:  # throttled before the password is even looked at
+            admin_auth.check_login_allowed(s, addr, **limits)
         if _password_ok(request.form.get("username", ""), request.form.get("password", "")):
+            with get_database().transaction() as s:
+                sid = admin_auth.open_admin_session(s, addr, int(cfg["ADMIN_SESSION_MAX_AGE"]))
             session.clear()
-            session["admin"] = True
+            session["admin"] = sid
             session["csrf"] = secrets.token_urlsafe(32)  # new token after login
             target = request.args.get("next", "")
             return redirect(target if target.startswith("/admin") else url_for(".index"))
+        with get_database().transaction() as s:
+            admin_auth.record_login_failure(s, addr, window_s=limits["window_s"])
         error = "Wrong user name or password."
     return render_template("admin/login.html", enabled=enabled, error=error), 401 if error else 200
 
 
 @bp.post("/logout")
 def logout():
+    with get_database().transaction() as s:
+        admin_auth.revoke_admin_session(s, session.get("admin"))
     session.clear()
     return redirect(url_for(".login"))
 

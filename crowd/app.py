@@ -13,9 +13,11 @@ import logging
 import os
 from pathlib import Path
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
+from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import templates as _templates_pkg
 from crowd import db
@@ -25,6 +27,27 @@ from crowd.web import service_error_response, wants_json
 
 TEMPLATES_DIR = str(Path(_templates_pkg.__file__).resolve().parent)
 STATIC_DIR = str(Path(__file__).resolve().parent / "static")
+# No external loads: scripts, styles and images come from this server only.
+CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+       "form-action 'self' https: http:; frame-ancestors {ancestors}")
+PRIVATE_PREFIXES = ("/admin", "/api")  # never framed, never cached
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session whose cookie is also `Secure` whenever the request came
+    over https (behind a proxy: as `X-Forwarded-Proto` says, see TRUSTED_PROXIES)."""
+
+    def get_cookie_secure(self, app) -> bool:
+        return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
+
+
+def frame_ancestors(path: str, config) -> str:
+    """The CSP `frame-ancestors` of a response: worker pages may be framed by the configured task
+    hosts (MTurk's ExternalQuestion iframe), nothing else may be framed at all."""
+    if path.startswith("/w/") and not path.startswith("/w/api/"):
+        hosts = [h for h in config["TASK_FRAME_ANCESTORS"] if isinstance(h, str) and h]
+        return " ".join(hosts) if hosts else "'none'"
+    return "'none'"
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -35,6 +58,10 @@ def create_app(test_config: dict | None = None) -> Flask:
                 static_folder=STATIC_DIR, static_url_path="/static")
     load_config(app, test_config)
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_CONTENT_LENGTH"])
+    app.session_interface = SessionInterface()
+    proxies = int(app.config["TRUSTED_PROXIES"])
+    if proxies > 0:  # the client address and scheme as the proxies in front saw them
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
     db.init_app(app)
 
     from crowd import admin, api, worker
@@ -66,10 +93,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     def _security_headers(resp):
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("Referrer-Policy", "same-origin")
-        # No external loads: scripts, styles and images come from this server only.
-        resp.headers.setdefault("Content-Security-Policy",
-                                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-                                "form-action 'self' https: http:; frame-ancestors *")
+        ancestors = frame_ancestors(request.path, app.config)
+        resp.headers.setdefault("Content-Security-Policy", CSP.format(ancestors=ancestors))
+        if ancestors == "'none'":
+            resp.headers.setdefault("X-Frame-Options", "DENY")  # browsers without CSP level 2
+        if request.path.startswith(PRIVATE_PREFIXES):
+            # researcher pages and exports hold worker ids and answers: never kept by a cache
+            resp.headers["Cache-Control"] = "no-store"
         return resp
 
     @app.get("/health")

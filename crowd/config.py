@@ -45,6 +45,25 @@ DEFAULTS: dict = {
     "PROLIFIC_COMPLETE_URL": "https://app.prolific.com/submissions/complete?cc={code}",
     "EXPORT_SALT": None,  # salt for hashed worker ids; default derived from SECRET_KEY
     "SEND_FILE_MAX_AGE_DEFAULT": 3600,
+    # --- integrity controls (SECURITY.md says what each covers) ---
+    # origins allowed to frame the worker pages (MTurk shows ExternalQuestion pages in an
+    # iframe); the dashboard and the API may never be framed
+    "TASK_FRAME_ANCESTORS": ["https://www.mturk.com", "https://workersandbox.mturk.com"],
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_SECURE": False,  # also set on every response to an https request
+    "ADMIN_SESSION_MAX_AGE": 12 * 3600,  # seconds a dashboard login lasts (revoked at logout)
+    "LOGIN_MAX_FAILURES": 5,  # failed logins per client address within LOGIN_WINDOW_S -> 429
+    "LOGIN_MAX_FAILURES_GLOBAL": 100,  # ... from all addresses together
+    "LOGIN_WINDOW_S": 900,
+    "TRUSTED_PROXIES": 0,  # reverse proxies in front whose X-Forwarded-For/-Proto are believed
+    "MAX_LEASES_PER_WORKER": 1,  # tasks one worker may hold at once (all visits)
+    "MAX_LEASES_PER_ADDRESS": 20,  # ... one client address may hold at once (0: no cap)
+    "LEASE_RATE_WINDOW_S": 60,
+    "LEASE_RATE_PER_WORKER": 30,  # new leases per worker per window -> 429 above (0: no limit)
+    "LEASE_RATE_PER_ADDRESS": 300,  # ... per client address
+    "WORKER_TOKEN_MAX_AGE": 60 * 86400,  # seconds a researcher-signed worker link stays valid
+    "SPEED_FAST_RATIO": 0.2,  # too fast: below this share of the kind's median seconds (as analysis.quality)
+    "SPEED_MIN_SECONDS": {},  # per-kind minimum plausible seconds, overriding the batch's own distribution
 }
 
 
@@ -62,6 +81,14 @@ def _parse(raw: str, default, key: str):
             return float(raw)
     except ValueError:
         raise ValueError(f"ARGUS_{key}: expected a number, got {raw!r}") from None
+    if isinstance(default, dict):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            raise ValueError(f"ARGUS_{key}: expected a JSON object, got {raw!r}") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"ARGUS_{key}: expected a JSON object, got {raw!r}")
+        return value
     if isinstance(default, list):
         raw = raw.strip()
         if raw.startswith("["):

@@ -19,11 +19,13 @@ import time
 from collections.abc import Callable, Iterator
 
 from flask import Flask, current_app, g
+import sqlalchemy
 from sqlalchemy import Connection, create_engine, event, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from crowd.models import (  # noqa: F401  (re-exported for other packages)
+    AdminSession,
     Assignment,
     AssignmentStatus,
     Base,
@@ -33,6 +35,8 @@ from crowd.models import (  # noqa: F401  (re-exported for other packages)
     Event,
     GoldAnswer,
     Judgment,
+    LoginAttempt,
+    Media,
     Provider,
     SchemaVersion,
     Task,
@@ -54,9 +58,48 @@ def _initial(conn: Connection) -> None:
     Base.metadata.create_all(conn)
 
 
+_V2_VISIT_COLUMNS = {"completion": "VARCHAR(16)", "partial_reason": "VARCHAR(32)", "mturk_check": "VARCHAR(16)",
+                     "mturk_check_note": "TEXT", "client_addr": "VARCHAR(64)"}
+
+
+def _integrity_v2(conn: Connection) -> None:
+    """Crowd integrity: MTurk visits keyed on (assignmentId, workerId) (MTurk re-issues an
+    assignment id to the next worker); completion kind, MTurk check and client address on
+    visits; client address on assignments; lease-cap indexes. New tables (media manifest,
+    admin sessions, login attempts) come from `create_all`."""
+    if conn.dialect.name == "postgresql":
+        for name, type_ in _V2_VISIT_COLUMNS.items():
+            conn.execute(text(f"ALTER TABLE visit ADD COLUMN {name} {type_}"))
+        conn.execute(text("ALTER TABLE visit DROP CONSTRAINT uq_visit_external"))
+        conn.execute(text("ALTER TABLE visit ADD CONSTRAINT uq_visit_external "
+                          "UNIQUE (provider, external_assignment_id, worker_id)"))
+    else:
+        # SQLite cannot change a table constraint: rebuild the table (SQLite's documented
+        # procedure; `upgrade` runs migrations with foreign keys off, so nothing cascades).
+        old = [r[1] for r in conn.exec_driver_sql("PRAGMA table_info(visit)")]
+        md = sqlalchemy.MetaData()
+        for referenced in (Batch, Worker):
+            referenced.__table__.to_metadata(md)
+        new_table = Visit.__table__.to_metadata(md, name="visit_new")
+        for index in list(new_table.indexes):
+            new_table.indexes.discard(index)
+        new_table.create(conn)
+        cols = ", ".join(old)
+        conn.exec_driver_sql(f"INSERT INTO visit_new ({cols}) SELECT {cols} FROM visit")
+        conn.exec_driver_sql("DROP TABLE visit")
+        conn.exec_driver_sql("ALTER TABLE visit_new RENAME TO visit")
+        for index in Visit.__table__.indexes:
+            index.create(conn)
+    conn.execute(text("ALTER TABLE assignment ADD COLUMN client_addr VARCHAR(64)"))
+    for index in Assignment.__table__.indexes:
+        if index.name in ("ix_assignment_worker", "ix_assignment_addr"):
+            index.create(conn)
+
+
 # (version, note, step). Append new steps; never edit a released one.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _initial),
+    (2, "crowd integrity: visits keyed on (assignment, worker), completion kinds, caps", _integrity_v2),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -135,27 +178,46 @@ def is_postgres(session_or_engine) -> bool:
 def upgrade(engine: Engine) -> int:
     """Create or migrate the schema to `SCHEMA_VERSION`; safe when several processes race.
 
-    Returns the version the database is at afterwards.
+    Returns the version the database is at afterwards. On SQLite the migration runs with
+    foreign keys off (a table rebuild must not cascade) and is checked with
+    `PRAGMA foreign_key_check` before it commits.
     """
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(472019)"))  # one upgrader at a time
-        # (SQLite: this transaction began IMMEDIATE, which already excludes other writers.)
-        SchemaVersion.__table__.create(conn, checkfirst=True)
-        current = conn.execute(select(SchemaVersion.version).order_by(SchemaVersion.version.desc()).limit(1)).scalar()
-        if current is None:
-            Base.metadata.create_all(conn)
-            conn.execute(SchemaVersion.__table__.insert().values(version=SCHEMA_VERSION, note="created"))
-            return SCHEMA_VERSION
-        if current > SCHEMA_VERSION:
-            raise RuntimeError(f"database schema version {current} is newer than this Argus ({SCHEMA_VERSION})")
-        for version, note, step in MIGRATIONS:
-            if version > current:
-                step(conn)
-                conn.execute(SchemaVersion.__table__.insert().values(version=version, note=note))
-        # Tables other packages add on `Base` (e.g. the MTurk adapter's) appear once imported.
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
+        if raw is not None:
+            raw.execute("PRAGMA foreign_keys=OFF")  # outside a transaction, where SQLite honours it
+        try:
+            with conn.begin():
+                version = _upgrade_in(conn)
+                if raw is not None:
+                    bad = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if bad:
+                        raise RuntimeError(f"schema upgrade broke foreign keys: {bad[:5]}")
+                return version
+        finally:
+            if raw is not None:
+                raw.execute("PRAGMA foreign_keys=ON")
+
+
+def _upgrade_in(conn: Connection) -> int:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(472019)"))  # one upgrader at a time
+    # (SQLite: this transaction began IMMEDIATE, which already excludes other writers.)
+    SchemaVersion.__table__.create(conn, checkfirst=True)
+    current = conn.execute(select(SchemaVersion.version).order_by(SchemaVersion.version.desc()).limit(1)).scalar()
+    if current is None:
         Base.metadata.create_all(conn)
+        conn.execute(SchemaVersion.__table__.insert().values(version=SCHEMA_VERSION, note="created"))
         return SCHEMA_VERSION
+    if current > SCHEMA_VERSION:
+        raise RuntimeError(f"database schema version {current} is newer than this Argus ({SCHEMA_VERSION})")
+    for version, note, step in MIGRATIONS:
+        if version > current:
+            step(conn)
+            conn.execute(SchemaVersion.__table__.insert().values(version=version, note=note))
+    # Tables other packages add on `Base` (e.g. the MTurk adapter's) appear once imported.
+    Base.metadata.create_all(conn)
+    return SCHEMA_VERSION
 
 
 def schema_version(engine: Engine) -> int | None:

@@ -85,16 +85,36 @@ def _chunks(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
         yield chunk
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...) from a
+# worker id or a comment); tab and CR start one too in some programs (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CSV_ESCAPE = "'"
+
+
+def csv_cell(value):
+    """A value as written to a CSV export: text that a spreadsheet would run as a formula gets a
+    leading `'` (so does text that already starts with `'`, which keeps the escape reversible:
+    `read_judgments` removes exactly one). Numbers, booleans and None are written as they are.
+    The Parquet export keeps raw values."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS + (CSV_ESCAPE,)):
+        return CSV_ESCAPE + value
+    return value
+
+
 def stream_csv(rows: Iterable[dict], chunk_rows: int = 2000) -> Iterator[str]:
-    """CSV text in pieces: the header, then `chunk_rows` rows per piece (empty cells for None)."""
+    """CSV text in pieces: the header, then `chunk_rows` rows per piece (empty cells for None,
+    formula-like text neutralised by `csv_cell`)."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    # CRLF as RFC 4180 says: a text cell holding CR or LF is then always quoted
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\r\n")
     writer.writeheader()
     yield buf.getvalue()
     for chunk in _chunks(rows, chunk_rows):
         buf.seek(0)
         buf.truncate()
-        writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in chunk)
+        writer.writerows({k: csv_cell(v) for k, v in r.items()} for r in chunk)
         yield buf.getvalue()
 
 
@@ -207,9 +227,18 @@ def read_judgments(source, *, validate: bool = True) -> pd.DataFrame:
             # optional cells stay empty (not NaN) until `validate_judgments` types them.
             frame = pd.read_csv(path, dtype=str, keep_default_na=False,
                                 sep="\t" if name.endswith(".tsv") else ",")
+            _undo_csv_escape(frame)
         else:
             raise JudgmentFrameError(f"{path}: unknown judgments format (use .csv or .parquet)")
     return validate_judgments(frame, source=where) if validate else frame
+
+
+def _undo_csv_escape(frame: pd.DataFrame) -> None:
+    """Remove the leading `'` that `csv_cell` put before formula-like text (in place)."""
+    for col in frame.columns:
+        escaped = frame[col].str.startswith(CSV_ESCAPE)
+        if escaped.any():
+            frame.loc[escaped, col] = frame.loc[escaped, col].str[1:]
 
 
 def _missing(value) -> bool:

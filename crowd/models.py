@@ -175,11 +175,15 @@ class Worker(Base):
 
 
 class Visit(Base):
-    """One pass of a worker through a batch (an MTurk assignment / Prolific session / lab visit)."""
+    """One pass of a worker through a batch (an MTurk assignment / Prolific session / lab visit).
+
+    MTurk re-issues a returned or abandoned assignment's *same* assignmentId to the next worker,
+    so an MTurk visit is keyed on (assignmentId, workerId), not on the assignmentId alone.
+    """
 
     __tablename__ = "visit"
     __table_args__ = (
-        UniqueConstraint("provider", "external_assignment_id", name="uq_visit_external"),
+        UniqueConstraint("provider", "external_assignment_id", "worker_id", name="uq_visit_external"),
         Index("ix_visit_worker_batch", "worker_id", "batch_id"),
     )
 
@@ -193,6 +197,14 @@ class Visit(Base):
     status: Mapped[VisitStatus] = mapped_column(enum_type(VisitStatus), default=VisitStatus.started)
     n_submitted: Mapped[int] = mapped_column(Integer, default=0)
     completion_code: Mapped[str | None] = mapped_column(String(64))
+    # "full" (the visit's quota of tasks was met) or "partial" (see `partial_reason`)
+    completion: Mapped[str | None] = mapped_column(String(16))
+    partial_reason: Mapped[str | None] = mapped_column(String(32))  # early_exit | batch_paused | screening_failed | ...
+    # MTurk: "verified" once GetAssignment showed this worker holds the assignment on one of the
+    # batch's HITs, "refused" when it did not; None = not checked (exported flagged)
+    mturk_check: Mapped[str | None] = mapped_column(String(16))
+    mturk_check_note: Mapped[str | None] = mapped_column(Text)
+    client_addr: Mapped[str | None] = mapped_column(String(64))
     review_note: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(TZDateTime)
@@ -205,6 +217,8 @@ class Assignment(Base):
         UniqueConstraint("task_id", "worker_id", name="uq_assignment_task_worker"),
         Index("ix_assignment_lease", "batch_id", "status", "expires_at"),
         Index("ix_assignment_visit", "visit_id", "status"),
+        Index("ix_assignment_worker", "worker_id", "status"),  # active leases per worker
+        Index("ix_assignment_addr", "client_addr", "status"),  # ... and per client address
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -216,6 +230,7 @@ class Assignment(Base):
     leased_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(TZDateTime)
     submitted_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    client_addr: Mapped[str | None] = mapped_column(String(64))  # who leased it (caps per address)
 
 
 class Judgment(Base):
@@ -237,6 +252,45 @@ class Judgment(Base):
     duration_s: Mapped[float | None] = mapped_column(Float)
     submitted_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
     gold_score: Mapped[float | None] = mapped_column(Float)  # 0..1 on gold tasks, else None
+
+
+class Media(Base):
+    """The batch's media manifest: the only files `/media` serves for it (key -> file on disk).
+    Keys are what task payloads name (a sheets folder's relative paths, or opaque keys for
+    image batches, so file and folder names, which may carry the label, never reach a worker)."""
+
+    __tablename__ = "media"
+    __table_args__ = (UniqueConstraint("batch_id", "key", name="uq_media_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(300))
+    path: Mapped[str] = mapped_column(Text)
+
+
+class AdminSession(Base):
+    """A dashboard login, so that logout (or expiry) revokes it on the server: the signed
+    session cookie only carries the session's random id; its SHA-256 is stored here."""
+
+    __tablename__ = "admin_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sid_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(TZDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    client_addr: Mapped[str | None] = mapped_column(String(64))
+
+
+class LoginAttempt(Base):
+    """Failed dashboard logins, counted per client address (and in all) to throttle guessing."""
+
+    __tablename__ = "login_attempt"
+    __table_args__ = (Index("ix_login_attempt_addr", "client_addr", "at"), Index("ix_login_attempt_at", "at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    client_addr: Mapped[str | None] = mapped_column(String(64))
 
 
 class Consent(Base):

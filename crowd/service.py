@@ -81,6 +81,16 @@ class Conflict(ServiceError):
     status = 409
 
 
+class RateLimited(ServiceError):
+    """Too many requests of one kind (leases, logins) in a window; `retry_after` in seconds."""
+
+    status = 429
+
+    def __init__(self, message: str, field: str | None = None, retry_after_s: float = 1.0):
+        super().__init__(message, field)
+        self.retry_after = max(1, int(math.ceil(retry_after_s)))
+
+
 def log_event(session: Session, type_: str, *, batch_id=None, worker_id=None, task_id=None,
               assignment_id=None, **data) -> None:
     """Append one event to the log (in the caller's transaction)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import jsonify, render_template, request
 from werkzeug.exceptions import BadRequest, default_exceptions
 
-from crowd.service import ServiceError
+from crowd.service import RateLimited, ServiceError
 
 JSON_PREFIXES = ("/api", "/w/api")
 TOKEN_FIELDS = ("visit_token", "assignment_token")
@@ -18,6 +18,11 @@ TOKEN_FIELDS = ("visit_token", "assignment_token")
 def wants_json() -> bool:
     """Whether the request is one of the JSON endpoints (errors answer in JSON there)."""
     return request.path.startswith(JSON_PREFIXES)
+
+
+def client_addr() -> str:
+    """The client's address (as the trusted proxies in front report it, see TRUSTED_PROXIES)."""
+    return (request.remote_addr or "unknown")[:64]
 
 
 def json_body() -> dict:
@@ -29,13 +34,21 @@ def json_body() -> dict:
 
 
 def service_error_response(exc: ServiceError):
-    """The response for a refused request, with the exception's status."""
+    """The response for a refused request, with the exception's status (and `Retry-After` on a
+    429)."""
+    headers = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
     if wants_json():
-        return jsonify(error=type(exc).__name__, message=exc.message, field=exc.field, status=exc.status), exc.status
+        body = jsonify(error=type(exc).__name__, message=exc.message, field=exc.field, status=exc.status)
+        return body, exc.status, headers
     if request.blueprint == "worker":
-        return _worker_message_page(exc), exc.status
+        return _worker_message_page(exc), exc.status, headers
     # the dashboard: the same page `abort(status, description=...)` gives
-    return default_exceptions.get(exc.status, BadRequest)(description=exc.message)
+    error = default_exceptions.get(exc.status, BadRequest)(description=exc.message)
+    response = error.get_response()
+    response.headers.update(headers)
+    return response
 
 
 def _worker_message_page(exc: ServiceError) -> str:
@@ -49,6 +62,8 @@ def _worker_message_page(exc: ServiceError) -> str:
         message = f"{exc.field}: {exc.message}" if exc.field else exc.message
     elif exc.status == 400:
         title = "Invalid link"
+    elif exc.status == 429:
+        title = "Please slow down"
     else:
         title = "Not available"
     return render_template("worker/message.html", title=title, message=message)

@@ -35,6 +35,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from crowd.client import CrowdClient, CrowdHttpError, RetryPolicy, ServerUnreachable
+from crowd.serving import THREADS, gunicorn_command
 from crowd.tokens import new_secret
 from sim.worker import SimulatedWorker, WorkerLog
 
@@ -76,7 +77,7 @@ class GunicornServer:
     """
 
     def __init__(self, database_url: str, workdir: Path, *, schema: str | None = None, workers: int = 3,
-                 threads: int = 1, port: int | None = None, api_token: str | None = None,
+                 threads: int = THREADS, port: int | None = None, api_token: str | None = None,
                  extra_env: dict | None = None, timeout_s: int = 30, access_log: bool = True):
         self.database_url, self.schema = database_url, schema
         self.workdir = Path(workdir)
@@ -114,13 +115,11 @@ class GunicornServer:
         """Start gunicorn and wait until `/health` answers; returns the base URL."""
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("gunicorn is already running")
-        cmd = [sys.executable, "-m", "gunicorn", "crowd.app:create_app()", "--bind", f"127.0.0.1:{self.port}",
-               "--workers", str(self.workers), "--timeout", str(self.timeout_s), "--graceful-timeout", "5",
-               "--log-level", "warning", "--error-logfile", "-"]
-        if self.access_log:
-            cmd += ["--access-logfile", "-"]
-        if self.threads > 1:
-            cmd += ["--worker-class", "gthread", "--threads", str(self.threads)]
+        # the production command line (`argus crowd serve`), with a short graceful timeout
+        cmd = gunicorn_command(f"127.0.0.1:{self.port}", workers=self.workers, threads=self.threads,
+                               timeout_s=self.timeout_s, graceful_timeout_s=5,
+                               access_log="-" if self.access_log else None,
+                               extra=["--log-level", "warning", "--error-logfile", "-"])
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
                                      cwd=str(self.workdir), start_new_session=True)

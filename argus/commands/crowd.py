@@ -197,11 +197,13 @@ def workers(batch_id, database_url):
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True)
 @click.option("--workers", "n_workers", default=2, show_default=True, help="gunicorn worker processes.")
+@click.option("--threads", default=64, show_default=True,
+              help="Request threads per process (gthread worker: idle or slow clients do not block it).")
 @click.option("--dev", is_flag=True, help="Flask's single-process development server instead of gunicorn.")
 @batch_options
 @DB_OPTION
 @cli_errors
-def serve(sheets, host, port, n_workers, dev, kinds, redundancy, gold_rate, gold_file, tasks_per_visit, reward_cents,
+def serve(sheets, host, port, n_workers, threads, dev, kinds, redundancy, gold_rate, gold_file, tasks_per_visit, reward_cents,
           lease_seconds, exclude, name, max_arguments, max_marks, limit, database_url):
     """Serve the task server; with SHEETS, first create a batch from that folder (unless one exists)."""
     from crowd.db import get_database
@@ -228,11 +230,12 @@ def serve(sheets, host, port, n_workers, dev, kinds, redundancy, gold_rate, gold
     if dev:
         app.run(host=host, port=port, debug=False)
         return
+    from crowd.serving import gunicorn_command
+
     gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or shutil.which("gunicorn")
     if gunicorn is None:
         raise click.ClickException("gunicorn is not installed; use --dev or pip install gunicorn")
-    cmd = [gunicorn, "--workers", str(n_workers), "--bind", f"{host}:{port}", "--access-logfile", "-",
-           "crowd.app:create_app()"]
+    cmd = gunicorn_command(f"{host}:{port}", workers=n_workers, threads=threads, gunicorn=[gunicorn])
     click.echo(" ".join(cmd))
     sys.stdout.flush()
     os.execv(gunicorn, cmd)  # gunicorn replaces this process, so signals reach it directly
