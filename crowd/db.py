@@ -92,7 +92,7 @@ def _integrity_v2(conn: Connection) -> None:
             index.create(conn)
     conn.execute(text("ALTER TABLE assignment ADD COLUMN client_addr VARCHAR(64)"))
     for index in Assignment.__table__.indexes:
-        if index.name in ("ix_assignment_worker", "ix_assignment_addr"):
+        if index.name in ("ix_assignment_worker", "ix_assignment_addr", "ix_assignment_addr_time"):
             index.create(conn)
 
 

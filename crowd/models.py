@@ -219,6 +219,7 @@ class Assignment(Base):
         Index("ix_assignment_visit", "visit_id", "status"),
         Index("ix_assignment_worker", "worker_id", "status"),  # active leases per worker
         Index("ix_assignment_addr", "client_addr", "status"),  # ... and per client address
+        Index("ix_assignment_addr_time", "client_addr", "leased_at"),  # new leases per address and window
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
