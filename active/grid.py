@@ -381,7 +381,7 @@ def summarize_grid(out) -> dict:
         per_seed.to_csv(out / "per_seed.csv", index=False)
         (out / "summary.md").write_text(markdown(summary) + "\n")
         plot_curves(complete, out / "active_curves.png")
-        res["verdict"] = verdict(summary)
+        res["verdict"] = verdict(summary, per_seed)
         res["best_worst_aubc"] = f"{summary.iloc[0]['strategy']} + {summary.iloc[0]['method']}"
         res["summary"] = json.loads(summary.to_json(orient="records"))
     if len(curves):

@@ -62,9 +62,10 @@ def main():
         plot_curves(curves, out / "active_curves.png")
         curves.to_csv(out / "curves.csv", index=False)
         summary.to_csv(out / "summary.csv", index=False)
-        res = {"summary": summary, "verdict": verdict(summary),
+        ver = verdict(summary, per_seed)
+        res = {"summary": summary, "verdict": ver,
                "doc": {"full_pool": full.to_dict("records"), "summary": json.loads(summary.to_json(orient="records")),
-                       "verdict": verdict(summary), "wall_s": None,
+                       "verdict": ver, "wall_s": None,
                        "finished_runs": sorted({f"{r.strategy}+{r.method}+s{r.seed}" for r in curves.itertuples()})}}
     else:
         res = run_experiment(out, [], [], seeds, combos=combos, device=args.device, train_options=train_options,

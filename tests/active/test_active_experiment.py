@@ -49,8 +49,25 @@ def test_summary_and_verdict():
     re = summary[(summary.strategy == "random")].iloc[0]
     assert np.isnan(re["labels_to_95pct_worst"]) and re["reached_95pct_worst"] == "0/2"
     assert mc["query_minority_share"] == 0.5 and mc["train_s_per_round"] == 2.0
-    v = verdict(summary)
-    assert all(v.values()) and len(v) == 5
+    v = verdict(summary, per_seed)
+    assert v["margin+cd aubc_worst vs random+erm"]["result"] == "better"
+    assert v["margin+cd aubc_worst vs margin+erm"]["gain"] == pytest.approx(0.15)  # same on both seeds
+    assert v["margin+cd best aubc_worst of the pairs run"] == {"result": True, "pairs_run": 3}
+    assert v["margin+cd reaches 95% full-pool worst with <= 30% labelled (all seeds)"] is True
+
+
+def test_paired_gain_interval_decides_the_verdict():
+    from active.experiment import paired_gain
+
+    ps = pd.DataFrame([{"strategy": s, "method": "erm", "seed": i, "aubc_worst": v}
+                       for s, vals in (("a", [0.5, 0.6, 0.7]), ("b", [0.4, 0.55, 0.6])) for i, v in enumerate(vals)])
+    g = paired_gain(ps, ("a", "erm"), ("b", "erm"), "aubc_worst")
+    # differences 0.1, 0.05, 0.1: mean 0.08333, sd 0.028868, t(0.975, 2) = 4.302653
+    assert g["gain"] == pytest.approx(0.0833333) and g["seeds"] == 3
+    assert g["ci95"] == pytest.approx([0.0833333 - 0.0717109, 0.0833333 + 0.0717109], abs=1e-6)
+    assert g["result"] == "better"
+    ps.loc[(ps.strategy == "b") & (ps.seed == 0), "aubc_worst"] = 0.7  # differences -0.2, 0.05, 0.1
+    assert paired_gain(ps, ("a", "erm"), ("b", "erm"), "aubc_worst")["result"] == "no evidence"
 
 
 @pytest.mark.slow
@@ -67,7 +84,7 @@ def test_experiment_cli_tiny_grid(tmp_path):
     curves = pd.read_csv(tmp_path / "curves.csv")
     assert curves.groupby("strategy")["n_labelled"].apply(list).to_dict() == {"margin": [20, 40], "random": [20, 40]}
     assert (tmp_path / "active_curves.png").exists() and (tmp_path / "full" / "erm-s0.json").exists()
-    assert doc["verdict"]["margin+cd aubc_worst > random+erm"] is None  # combination not run
+    assert doc["verdict"]["margin+cd aubc_worst vs random+erm"] is None  # combination not run
     # an experiment stopped early is summarised from its finished runs
     got, full = collect_finished(tmp_path, rounds=1)
     assert len(got) == 4 and set(got["strategy"]) == {"random", "margin"} and full["method"].tolist() == ["erm"]
