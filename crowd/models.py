@@ -64,8 +64,9 @@ class Base(DeclarativeBase):
 
 class BatchStatus(str, enum.Enum):
     active = "active"
-    paused = "paused"
-    closed = "closed"
+    paused = "paused"  # no new visits or leases; may resume
+    closed = "closed"  # finished: no new visits or leases; running leases may still submit
+    expired = "expired"  # closed and every running lease ended at once
 
 
 class AssignmentStatus(str, enum.Enum):

@@ -201,13 +201,70 @@ def get_batch(session: Session, batch_id: int) -> Batch:
     return batch
 
 
+# action -> (states it may start from, state it leads to). Closed and expired are final.
+BATCH_ACTIONS = {
+    "pause": ((BatchStatus.active,), BatchStatus.paused),
+    "resume": ((BatchStatus.paused,), BatchStatus.active),
+    "close": ((BatchStatus.active, BatchStatus.paused), BatchStatus.closed),
+    "expire": ((BatchStatus.active, BatchStatus.paused, BatchStatus.closed), BatchStatus.expired),
+}
+_ACTION_FOR_STATUS = {to: action for action, (_, to) in BATCH_ACTIONS.items()}
+
+
+def change_batch(session: Session, batch_id: int, action: str, now: datetime | None = None) -> dict:
+    """Pause, resume, close or expire a batch (`BATCH_ACTIONS`). Paused and closed batches give
+    out no new visits or tasks, but a running lease may still be submitted; expiring also ends
+    every running lease now (its task returns to the queue). Returns
+    `{"batch", "before", "after", "leases_ended"}`; a move the rules refuse is a `Conflict`."""
+    if action not in BATCH_ACTIONS:
+        raise ServiceError(f"action must be one of {', '.join(BATCH_ACTIONS)}, got {action!r}", "action")
+    q = select(Batch).where(Batch.id == batch_id)
+    if is_postgres(session):
+        q = q.with_for_update()
+    batch = session.scalar(q)
+    if batch is None:
+        raise NotFound(f"batch {batch_id} not found", "batch")
+    before = batch.status
+    allowed, after = BATCH_ACTIONS[action]
+    if before == after:
+        raise Conflict(f"batch {batch_id} is already {after.value}", "status")
+    if before not in allowed:
+        final = " (closed and expired batches stay so; create a new batch instead)" \
+            if before in (BatchStatus.closed, BatchStatus.expired) else ""
+        raise Conflict(f"batch {batch_id} is {before.value}: cannot {action} it; {action} works on "
+                       f"{' or '.join(s.value for s in allowed)} batches{final}", "status")
+    batch.status = after
+    ended = _end_leases(session, batch_id, now or utcnow()) if after == BatchStatus.expired else 0
+    log_event(session, "batch_status", batch_id=batch_id, status=after.value, before=before.value, action=action,
+              leases_ended=ended)
+    return {"batch": batch_id, "before": before.value, "after": after.value, "leases_ended": ended}
+
+
+def _end_leases(session: Session, batch_id: int, now: datetime) -> int:
+    """End every running lease of a batch now (expire): the tasks go back to the queue."""
+    q = select(Assignment).where(Assignment.batch_id == batch_id, Assignment.status == AssignmentStatus.leased)
+    if is_postgres(session):
+        q = q.with_for_update()
+    leases = session.scalars(q.order_by(Assignment.id)).all()
+    for a in leases:
+        a.status, a.expires_at = AssignmentStatus.expired, min(a.expires_at, now)
+        session.execute(update(Task).where(Task.id == a.task_id).values(n_active=Task.n_active - 1))
+        log_event(session, "lease_expired", batch_id=batch_id, worker_id=a.worker_id, task_id=a.task_id,
+                  assignment_id=a.id, reason="batch expired")
+    return len(leases)
+
+
 def set_batch_status(session: Session, batch_id: int, status: str) -> Batch:
+    """Set a batch's status by name (the API's PATCH): the same moves as `change_batch`;
+    asking for the status it already has changes nothing."""
     batch = get_batch(session, batch_id)
     try:
-        batch.status = BatchStatus(status)
+        target = BatchStatus(status)
     except ValueError:
-        raise ServiceError(f"status must be active|paused|closed, got {status!r}", "status") from None
-    log_event(session, "batch_status", batch_id=batch_id, status=status)
+        raise ServiceError(f"status must be {'|'.join(s.value for s in BatchStatus)}, got {status!r}",
+                           "status") from None
+    if batch.status != target:
+        change_batch(session, batch_id, _ACTION_FOR_STATUS[target])
     return batch
 
 

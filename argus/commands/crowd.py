@@ -1,4 +1,4 @@
-"""`argus crowd ...`: init-db, serve, batch create, batch status, export, workers.
+"""`argus crowd ...`: init-db, serve, batch create|status|pause|resume|close|expire, export, workers.
 
 Configuration comes from the same layers as the server (defaults -> `ARGUS_CONFIG` file ->
 `ARGUS_*` environment); `--database-url` is a shortcut for `ARGUS_DATABASE_URL`.
@@ -147,6 +147,30 @@ def batch_status(batch_id, as_json, database_url):
             r["progress"] = f"{100 * r['progress']:.1f}%"
         click.echo(format_table(rows, ["id", "name", "kinds", "status", "tasks", "tasks_complete", "judgments", "progress",
                                  "active_leases", "workers"]))
+
+
+def _batch_action(action: str, doc: str):
+    @click.argument("batch_id", type=int)
+    @DB_OPTION
+    @cli_errors
+    def command(batch_id, database_url):
+        from crowd import service as S
+        from crowd.db import get_database
+
+        app = _app(database_url)
+        with app.app_context(), get_database(app).transaction() as session:
+            done = S.change_batch(session, batch_id, action)
+        ended = f"; {done['leases_ended']} running leases ended" if action == "expire" else ""
+        click.echo(f"batch {batch_id}: {done['before']} -> {done['after']}{ended}")
+
+    command.__doc__ = doc
+    batch.command(action)(command)
+
+
+_batch_action("pause", "Pause BATCH_ID: no new visits or tasks until `resume`; running leases may still submit.")
+_batch_action("resume", "Resume a paused BATCH_ID.")
+_batch_action("close", "Close BATCH_ID for good: no new visits or tasks; running leases may still submit.")
+_batch_action("expire", "Expire BATCH_ID: close it and end every running lease now (tasks go back to the queue).")
 
 
 @crowd.command("export")
