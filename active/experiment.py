@@ -221,7 +221,7 @@ def run_experiment(out, strategies, methods, seeds, *, pool_size=3000, test_size
     """Run the grid (or only the `(strategy, method)` pairs in `combos`) and write the summary
     files; returns `{"summary", "per_seed", "verdict", ...}`. `full_seeds` limits the full-pool
     references to those seeds (their mean is the reference of the other seeds)."""
-    from tqdm.auto import tqdm
+    from training.progress import progress_bar as tqdm
 
     from active.runner import build_pools, run_active
 

@@ -198,7 +198,7 @@ class ActiveLoop:
         """Run (or resume) all rounds; returns the per-round history rows. With `deadline` (a
         `time.time()` value) no new round starts after it: the run stops cleanly between rounds
         and the same call resumes it later."""
-        from tqdm.auto import tqdm
+        from training.progress import progress_bar as tqdm
 
         cfg = self.config
         if self.next_round == 0 and len(self.labelled) == 0:

@@ -109,7 +109,7 @@ class CrowdOracle:
         self.batches: list[int] = []
 
     def label(self, pool, indices, rnd: int) -> OracleResult:
-        from tqdm.auto import tqdm
+        from training.progress import progress_bar as tqdm
 
         indices = np.asarray(indices, np.int64)
         folder = self.media_dir / f"round{rnd}"

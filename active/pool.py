@@ -442,7 +442,7 @@ def score_pool(predictor: Callable, pool, strategy: Strategy, candidates: np.nda
     predictor that knows its normalisation, the fast path runs (module docstring); embeddings
     and probabilities up to `device_max_bytes` then stay on the device during the pass.
     """
-    from tqdm.auto import tqdm
+    from training.progress import progress_bar as tqdm
 
     cand = np.arange(len(pool), dtype=np.int64) if candidates is None else np.sort(np.asarray(candidates, dtype=np.int64))
     device = getattr(predictor, "device", torch.device("cpu"))
@@ -511,7 +511,7 @@ def _put(store, lo: int, hi: int, value: torch.Tensor):
 def _score_uint8(predictor, source, strategy: Strategy, cand: np.ndarray, labelled, batch_size: int, out: PoolOutputs,
                  work_dir, memmap_min_bytes: int, device_max_bytes: int, progress: bool, desc: str) -> None:
     """The fast path of `score_pool`: uint8 batches from `source`, results kept on the device."""
-    from tqdm.auto import tqdm
+    from training.progress import progress_bar as tqdm
 
     needs, device = strategy.needs, source.device
     n = len(cand)

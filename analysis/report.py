@@ -93,7 +93,7 @@ def build_report(judgments, sheets_dir, out_dir, *, data_dir=None, n_boot: int =
     """
     import matplotlib
     matplotlib.use("Agg")
-    from tqdm.auto import tqdm
+    from training.progress import progress_bar as tqdm
 
     out = Path(out_dir)
     (out / "tables").mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from tqdm.auto import tqdm
+from training.progress import progress_bar as tqdm
 
 from explain.contributions import LayerContributions
 from explain.receptive_fields import ReceptiveField, receptive_field

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from training.progress import progress_bar as tqdm
 
 from explain.contributions import LayerContributions
 

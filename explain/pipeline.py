@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from training.progress import progress_bar as tqdm
 
 from explain.contributions import LayerContributions
 from explain.exemplars import file_hash, mine_exemplars

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from tqdm.auto import tqdm
+from training.progress import progress_bar as tqdm
 
 from explain.sheet_files import write_sheet
 

@@ -371,7 +371,7 @@ def run_crowd(base_url: str, batch_id: int, crowd: list[CrowdMember], truth: Gro
 
     Returns a `CrowdResult`; raises `SimulationError` if a worker could not use the server.
     """
-    from tqdm.auto import tqdm
+    from training.progress import progress_bar as tqdm
 
     t0 = time.perf_counter()
     bar = tqdm(total=total_tasks, desc="simulated crowd", unit="task", disable=not progress, leave=False)

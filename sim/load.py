@@ -365,7 +365,7 @@ def run_load(base_url: str, batch_id: int, *, clients: int = 8, duration_s: floa
     api = CrowdClient(base_url, api_token, retry=RetryPolicy(attempts=0)) if api_token else None
     bar = None
     if progress:
-        from tqdm import tqdm
+        from training.progress import progress_bar as tqdm
 
         bar = tqdm(total=int(duration_s or max_s), desc="load", unit="s")
     try:

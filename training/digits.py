@@ -97,7 +97,7 @@ def generate_digits(out, styles: dict[str, float] | str | None = None, image_siz
     Deterministic in `seed`. Returns `out`.
     """
     from sklearn.datasets import load_digits
-    from tqdm.auto import tqdm
+    from training.progress import progress_bar as tqdm
 
     from training.datasets import record_split, write_dataset_meta
 

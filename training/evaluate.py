@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from training.progress import progress_bar as tqdm
 
 from training.datasets import UNKNOWN_DOMAIN, DatasetInfo, load_dataset, load_split_uint8, normalize_uint8
 

@@ -183,7 +183,7 @@ def open_image_cache(folder, n: int, image_size: int, fill: Callable, *, shard_s
     docstring). `meta` is recorded in the manifest. Raises `ValueError` when `fill` returns the
     wrong shape or dtype, naming the cache folder.
     """
-    from tqdm.auto import tqdm
+    from training.progress import progress_bar as tqdm
 
     folder = Path(folder)
     if (folder / MANIFEST).exists():

@@ -502,7 +502,7 @@ def generate_toyworld(out, n_train: int = 6000, n_val: int = 1200, n_test: int =
     at most 8); output is byte-identical whatever the worker count.
     """
     import pandas as pd
-    from tqdm.auto import tqdm
+    from training.progress import progress_bar as tqdm
 
     from training.datasets import write_dataset_meta
 

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
+from training.progress import progress_bar as tqdm
 
 from training.batches import Augment, augment_uint8, make_batches, prepare_batch  # noqa: F401 (augment_uint8 re-exported)
 from training.checkpoint import read_meta, save_checkpoint, write_json

@@ -183,7 +183,7 @@ _batch_action("expire", "Expire BATCH_ID: close it and end every running lease n
 @cli_errors
 def export(batch_id, out, fmt, hash_workers, database_url):
     """Export judgments (one row per answer; all batches when BATCH_ID is left out)."""
-    from tqdm import tqdm
+    from training.progress import progress_bar as tqdm
 
     from crowd import service as S
     from crowd.db import get_database

@@ -275,7 +275,7 @@ def run_jobs(out, jobs: list[dict] | None = None, deadline: float | None = None,
     Returns `{"ran": [...keys], "left": [...keys not done]}`. `deadline` (a `time.time()`
     value): claim nothing new after it.
     """
-    from tqdm.auto import tqdm
+    from training.progress import progress_bar as tqdm
 
     from training.datasets import load_dataset
     from training.experiments import train_and_evaluate

@@ -40,7 +40,7 @@ from decimal import Decimal
 from typing import Iterable
 
 from sqlalchemy import func, select
-from tqdm.auto import tqdm
+from training.progress import progress_bar as tqdm
 
 from crowd.db import Database
 from crowd.models import Assignment, Batch, Judgment, Provider, Task, Visit, Worker, WorkerStatus, utcnow
