@@ -39,6 +39,7 @@ DEFAULTS: dict = {
     ),
     "GOLD_THRESHOLD": 0.7,  # workers below this gold accuracy are flagged for review
     "GOLD_MIN_ANSWERS": 3,  # ... once they have answered this many gold tasks
+    "GOLD_CONFIDENCE": 0.95,  # ... and P(accuracy < GOLD_THRESHOLD) is at least this
     "ASSIGNMENT_TOKEN_MAX_AGE": 6 * 3600,  # seconds a signed assignment token stays valid
     "VISIT_TOKEN_MAX_AGE": 24 * 3600,
     "TURK_SUBMIT_HOSTS": ["www.mturk.com", "workersandbox.mturk.com", "127.0.0.1", "localhost"],

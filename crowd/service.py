@@ -551,7 +551,7 @@ def _check_submit_args(client_token, duration_s):
 
 def submit(db: Database, assignment_id: int, worker_id: int, answer, client_token: str,
            duration_s: float | None = None, *, gold_threshold: float = 0.7, gold_min_answers: int = 3,
-           now: datetime | None = None) -> dict:
+           gold_confidence: float = 0.95, now: datetime | None = None) -> dict:
     """Store one judgment (idempotent by `client_token`); returns
     `{judgment, assignment, task, submitted_at, duplicate}`.
 
@@ -575,12 +575,24 @@ def submit(db: Database, assignment_id: int, worker_id: int, answer, client_toke
                 raise
     if is_gold and not result["duplicate"]:
         with db.transaction() as session:
-            score_gold(session, result["judgment"], threshold=gold_threshold, min_answers=gold_min_answers)
+            score_gold(session, result["judgment"], threshold=gold_threshold, min_answers=gold_min_answers,
+                       confidence=gold_confidence)
     return result
 
 
-def score_gold(session: Session, judgment_id: int, *, threshold: float = 0.7, min_answers: int = 3) -> float | None:
-    """Score a gold judgment, update the worker's gold accuracy and flag low scorers."""
+def gold_below_probability(correct: float, total: int, threshold: float) -> float:
+    """P(gold accuracy < `threshold`) under a Beta(1 + correct, 1 + total - correct) posterior
+    (uniform prior; a partly right gold task counts as its fraction of a success)."""
+    from scipy.stats import beta
+
+    return float(beta.cdf(threshold, 1.0 + correct, 1.0 + total - correct))
+
+
+def score_gold(session: Session, judgment_id: int, *, threshold: float = 0.7, min_answers: int = 3,
+               confidence: float = 0.95) -> float | None:
+    """Score a gold judgment, update the worker's gold accuracy and flag a worker only on
+    evidence: at least `min_answers` gold tasks and P(accuracy < `threshold`) >= `confidence`
+    (a mean below the threshold after three partly right answers is no evidence)."""
     j = session.get(Judgment, judgment_id)
     if j is None or j.gold_score is not None:
         return None if j is None else j.gold_score
@@ -597,12 +609,13 @@ def score_gold(session: Session, judgment_id: int, *, threshold: float = 0.7, mi
     worker.gold_correct += score
     worker.gold_total += 1
     log_event(session, "gold_scored", batch_id=j.batch_id, worker_id=worker.id, task_id=task.id, judgment=j.id, score=score)
-    if (worker.status == WorkerStatus.active and worker.gold_total >= min_answers
-            and worker.gold_accuracy < threshold):
-        worker.status = WorkerStatus.flagged
-        log_event(session, "worker_flagged", batch_id=j.batch_id, worker_id=worker.id,
-                  reason="gold accuracy below threshold", gold_accuracy=round(worker.gold_accuracy, 4),
-                  threshold=threshold)
+    if worker.status == WorkerStatus.active and worker.gold_total >= min_answers:
+        p_below = gold_below_probability(worker.gold_correct, worker.gold_total, threshold)
+        if p_below >= confidence:
+            worker.status = WorkerStatus.flagged
+            log_event(session, "worker_flagged", batch_id=j.batch_id, worker_id=worker.id,
+                      reason="gold accuracy below threshold", gold_accuracy=round(worker.gold_accuracy, 4),
+                      threshold=threshold, p_below=round(p_below, 4), confidence=confidence)
     return score
 
 

@@ -67,7 +67,8 @@ def _task_view(task: Task) -> dict:
 
 def _config_kw() -> dict:
     return {"gold_threshold": float(current_app.config["GOLD_THRESHOLD"]),
-            "gold_min_answers": int(current_app.config["GOLD_MIN_ANSWERS"])}
+            "gold_min_answers": int(current_app.config["GOLD_MIN_ANSWERS"]),
+            "gold_confidence": float(current_app.config["GOLD_CONFIDENCE"])}
 
 
 # ------------------------------------------------------------------------------- HTML pages

@@ -44,7 +44,7 @@ def _do(db, visit_id, label_for=lambda payload, sheet: payload["classes"][0], no
     while (lease := _lease(db, visit_id, now)) is not None:
         aid, wid, tid, sheet, gold, payload = lease
         S.submit(db, aid, wid, {"label": label_for(payload, sheet)}, f"token-{aid}-{wid}", 2.0,
-                 gold_threshold=0.5, gold_min_answers=2, now=now)
+                 gold_threshold=0.5, gold_min_answers=2, gold_confidence=0.8, now=now)
         done.append(tid)
     return done
 
@@ -152,6 +152,30 @@ def test_gold_mixed_at_rate_and_low_scorers_flagged_not_dropped(app, sheets_dir)
         assert sum(r["worker"] == "bad" for r in rows) == 4
         gold_rows = [r for r in rows if r["is_gold"]]
         assert len(gold_rows) == 4 and {r["gold_label"] for r in gold_rows} == {"apple", "banana"}
+
+
+def test_gold_flag_needs_evidence_not_a_low_mean():
+    # Beta(1 + k, 1 + n - k): three half-right gold tasks (k = 1.5 of 3) leave
+    # P(accuracy < 0.7) = I_0.7(2.5, 2.5) = 0.8130, no flag at 0.95; three wrong ones give
+    # 1 - 0.3^4 = 0.9919, a flag.
+    assert S.gold_below_probability(1.5, 3, 0.7) == pytest.approx(0.813033, abs=1e-6)
+    assert S.gold_below_probability(0.0, 3, 0.7) == pytest.approx(1 - 0.3 ** 4)
+    assert S.gold_below_probability(3.0, 3, 0.7) == pytest.approx(0.7 ** 4)
+
+
+def test_partly_right_gold_does_not_flag_a_reliable_worker(app, sheets_dir):
+    db = get_database(app)
+    gold = [{"sheet": "s1", "answer": {"label": "apple"}}, {"sheet": "s2", "answer": {"label": "banana"}}]
+    bid = _batch(db, sheets_dir, redundancy=3, tasks_per_visit=4, gold_rate=0.5, gold=gold)
+    # one of two gold right: mean 0.5 < 0.7 after 2 answers flagged under a mean rule;
+    # Beta(2, 2) gives P(acc < 0.7) = 0.784, below 0.95
+    v = _visit(db, bid, "careful")
+    while (lease := _lease(db, v)) is not None:
+        aid, wid, tid, sheet, is_gold, payload = lease
+        S.submit(db, aid, wid, {"label": "apple"}, f"careful-{aid:04d}", gold_threshold=0.7, gold_min_answers=2)
+    with db.reading() as s:
+        stats = {w["worker"]: w for w in S.worker_stats(s, bid)}
+        assert stats["careful"]["gold_accuracy"] == 0.5 and stats["careful"]["status"] == "active"
 
 
 def test_submit_is_idempotent(app, sheets_dir):
