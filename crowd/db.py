@@ -96,10 +96,19 @@ def _integrity_v2(conn: Connection) -> None:
             index.create(conn)
 
 
+def _judgment_review_v3(conn: Connection) -> None:
+    """A researcher's accept/reject verdict per judgment (rejected answers leave exports)."""
+    for name, type_ in (("review", "VARCHAR(16)"), ("review_note", "TEXT"),
+                        ("reviewed_at", "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql"
+                         else "DATETIME")):
+        conn.execute(text(f"ALTER TABLE judgment ADD COLUMN {name} {type_}"))
+
+
 # (version, note, step). Append new steps; never edit a released one.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _initial),
     (2, "crowd integrity: visits keyed on (assignment, worker), completion kinds, caps", _integrity_v2),
+    (3, "judgment review: accepted or rejected by a researcher", _judgment_review_v3),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

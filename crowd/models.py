@@ -254,6 +254,11 @@ class Judgment(Base):
     duration_s: Mapped[float | None] = mapped_column(Float)
     submitted_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
     gold_score: Mapped[float | None] = mapped_column(Float)  # 0..1 on gold tasks, else None
+    # A researcher's verdict on this one answer: None (not reviewed), "accepted" or "rejected".
+    # Rejected answers stay stored but leave exports and statistics.
+    review: Mapped[str | None] = mapped_column(String(16))
+    review_note: Mapped[str | None] = mapped_column(Text)
+    reviewed_at: Mapped[datetime | None] = mapped_column(TZDateTime)
 
 
 class Media(Base):

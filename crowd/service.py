@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy import exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -711,6 +711,28 @@ def record_provider_review(session: Session, visit_id: int, action: str, note: s
     return visit
 
 
+JUDGMENT_REVIEWS = {"accept": "accepted", "reject": "rejected", "clear": None}
+
+
+def review_judgment(session: Session, judgment_id: int, action: str, note: str = "",
+                    now: datetime | None = None) -> Judgment:
+    """A researcher's verdict on one answer: `accept`, `reject` (the answer stays stored, with
+    the verdict, but leaves exports and the dashboard's statistics) or `clear` (not reviewed)."""
+    if action not in JUDGMENT_REVIEWS:
+        raise ServiceError(f"action must be one of {', '.join(JUDGMENT_REVIEWS)}, got {action!r}", "action")
+    if not isinstance(note, str) or len(note) > 1000:
+        raise ServiceError("note must be a string of at most 1000 characters", "note")
+    j = session.get(Judgment, judgment_id)
+    if j is None:
+        raise NotFound(f"judgment {judgment_id} not found", "judgment")
+    j.review = JUDGMENT_REVIEWS[action]
+    j.review_note = note or None
+    j.reviewed_at = (now or utcnow()) if j.review else None
+    log_event(session, f"judgment_{action}", batch_id=j.batch_id, worker_id=j.worker_id, task_id=j.task_id,
+              assignment_id=j.assignment_id, judgment=j.id, note=note)
+    return j
+
+
 # ---------------------------------------------------------------------------- export, stats
 
 def export_salt(config: Mapping) -> str:
@@ -730,11 +752,13 @@ def hash_worker(label: str, salt: str) -> str:
 def iter_judgment_rows(session: Session, batch_id: int | None = None, *, hash_salt: str | None = None,
                        chunk: int = 1000) -> Iterator[dict]:
     """Rows of the judgments frame (docs/contracts.md), one per answer, in submission order.
-    `batch_id=None` exports every batch. Streams from the database `chunk` judgments at a time."""
+    `batch_id=None` exports every batch. Answers a researcher rejected are left out (they stay
+    in the database). Streams from the database `chunk` judgments at a time."""
     q = (select(Judgment, Task.kind, Task.payload, Task.sheet, Task.is_gold, Worker.provider, Worker.external_id,
                 GoldAnswer.answer)
          .join(Task, Task.id == Judgment.task_id).join(Worker, Worker.id == Judgment.worker_id)
-         .outerjoin(GoldAnswer, GoldAnswer.task_id == Task.id).order_by(Judgment.id))
+         .outerjoin(GoldAnswer, GoldAnswer.task_id == Task.id)
+         .where(or_(Judgment.review.is_(None), Judgment.review != "rejected")).order_by(Judgment.id))
     if batch_id is not None:
         q = q.where(Judgment.batch_id == batch_id)
     for j, kind, payload, sheet, is_gold, provider, ext, gold in session.execute(q.execution_options(yield_per=chunk)):

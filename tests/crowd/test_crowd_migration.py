@@ -1,15 +1,17 @@
-"""Schema version 2 on a database made by version 1: every row kept (visits, their consents and
-assignments), foreign keys intact, and an MTurk assignment id may now belong to two workers
-(MTurk re-issues a returned assignment's id to the next worker)."""
+"""The latest schema on a database made by version 1: every row kept (visits, their consents,
+assignments and judgments), foreign keys intact, an MTurk assignment id may now belong to two
+workers (MTurk re-issues a returned assignment's id to the next worker) (v2), and judgments carry
+a researcher's review, empty on old rows (v3)."""
 
 import sqlite3
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, insert, select, text
 
 from crowd.db import SCHEMA_VERSION, make_engine, schema_version, upgrade
-from crowd.models import Assignment, Consent, Provider, Visit
+from crowd.models import Assignment, Consent, Judgment, Provider, Visit
 
 V1_SQLITE = Path(__file__).parent / "fixtures" / "schema_v1.sqlite.sql"
 NOW = "2024-05-01 12:00:00"
@@ -29,18 +31,25 @@ def _v1_rows(execute):
     execute(f"INSERT INTO consent (id, worker_id, batch_id, visit_id, version, consented_at) VALUES (1, 1, 1, 1, '1', '{NOW}')")
     execute("INSERT INTO assignment (id, task_id, worker_id, batch_id, visit_id, status, leased_at, expires_at) VALUES "
             f"(1, 1, 1, 1, 1, 'leased', '{NOW}', '{NOW}')")
+    execute("INSERT INTO judgment (id, assignment_id, task_id, worker_id, batch_id, client_token, answer, duration_s, "
+            f"submitted_at) VALUES (1, 1, 1, 1, 1, 'token-0001', '{{\"label\": \"a\"}}', 2.5, '{NOW}')")
 
 
 def _check_upgraded(engine):
     assert schema_version(engine) == 1
-    assert upgrade(engine) == SCHEMA_VERSION == 2
-    assert schema_version(engine) == 2 and upgrade(engine) == 2  # idempotent
+    assert upgrade(engine) == SCHEMA_VERSION == 3
+    assert schema_version(engine) == 3 and upgrade(engine) == 3  # idempotent
     with engine.begin() as conn:
         assert conn.scalar(select(func.count()).select_from(Consent.__table__)) == 1
         a = conn.execute(select(Assignment.__table__)).one()
         assert (a.visit_id, a.client_addr) == (1, None)
         v = conn.execute(select(Visit.__table__)).one()
         assert (v.external_assignment_id, v.status, v.completion, v.mturk_check) == ("ASG1", "consented", None, None)
+        j = conn.execute(select(Judgment.__table__)).one()
+        assert (j.answer, j.duration_s, j.review, j.review_note, j.reviewed_at) == ({"label": "a"}, 2.5, None, None, None)
+        conn.execute(Judgment.__table__.update().values(review="rejected", reviewed_at=datetime(2024, 5, 2, tzinfo=timezone.utc)))
+        assert conn.scalar(select(Judgment.__table__.c.reviewed_at)).replace(tzinfo=timezone.utc) \
+            == datetime(2024, 5, 2, tzinfo=timezone.utc)
         # the re-issued assignment id, now held by another worker
         conn.execute(text(f"INSERT INTO worker (id, provider, external_id, status, blocked, gold_correct, gold_total, "
                           f"created_at) VALUES (2, 'mturk', 'AW2', 'active', false, 0, 0, '{NOW}')"))
