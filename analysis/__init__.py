@@ -22,7 +22,7 @@ from ._bootstrap import Estimate
 from .frames import attach_sheet_info, from_matrix, to_long, to_wide
 from .model_human import (argument_validity, improvement_clues, localisation_by, localisation_scores,
                           localisation_table, model_answers_from_sheets, model_vs_human, naming_agreement,
-                          normalise_name, rank_agreement)
+                          canonical_name, rank_agreement)
 from .quality import worker_flags, worker_quality
 from .validation import prepare_judgments
 
@@ -32,7 +32,7 @@ __all__ = [
     "gwet_ac2", "infer_level", "krippendorff_alpha", "percent_agreement", "Estimate", "JudgmentFrameError",
     "attach_sheet_info", "from_matrix", "load_sheets", "read_judgments", "to_long", "to_wide",
     "validate_judgments", "argument_validity", "improvement_clues", "localisation_by", "localisation_scores",
-    "localisation_table", "model_answers_from_sheets", "model_vs_human", "naming_agreement", "normalise_name",
+    "localisation_table", "model_answers_from_sheets", "model_vs_human", "naming_agreement", "canonical_name",
     "rank_agreement", "calibration_table", "confusion_table", "fleiss_kappa_per_category", "icc",
     "item_agreement", "worker_agreement", "worker_flags", "worker_quality", "prepare_judgments",
 ]

@@ -274,8 +274,9 @@ def localisation_by(table: pd.DataFrame, by="domain", *, n_boot: int = 1000, see
 _ARTICLES = {"a", "an", "the"}
 
 
-def normalise_name(text, synonyms: dict[str, str] | None = None) -> str:
-    """Canonical form of a feature name: lower case, punctuation to spaces, articles dropped,
+def canonical_name(text, synonyms: dict[str, str] | None = None) -> str:
+    """Canonical form of a feature name for comparing names (coarser than the stored form,
+    `crowd.kinds.normalise_name`): lower case, punctuation to spaces, articles dropped,
     a plural 's' stripped from each word (not 'ss'), then mapped through `synonyms`
     (normalised synonym -> canonical name)."""
     s = re.sub(r"[^a-z0-9]+", " ", str(text).lower()).strip()
@@ -296,11 +297,11 @@ def synonyms_from_parts(parts: dict | None) -> dict[str, str]:
     """{normalised synonym or name: canonical part name} from a toy-world `parts.json`."""
     out = {}
     for p in (parts or {}).get("parts", []):
-        canon = normalise_name(p["name"])
+        canon = canonical_name(p["name"])
         out[canon] = canon
-        out[normalise_name(p.get("key", p["name"]))] = canon
+        out[canonical_name(p.get("key", p["name"]))] = canon
         for syn in p.get("synonyms", []):
-            out[normalise_name(syn)] = canon
+            out[canonical_name(syn)] = canon
     return out
 
 
@@ -330,7 +331,7 @@ def naming_agreement(frame: pd.DataFrame, *, reference: dict | None = None, syno
     raw = rows["label"].astype(str)
     if "text" in rows.columns:
         raw = raw.where(raw.str.strip() != "", rows["text"].astype(str))
-    rows["name"] = raw.map(lambda s: normalise_name(s, synonyms))
+    rows["name"] = raw.map(lambda s: canonical_name(s, synonyms))
     unit = "channel" if "channel" in rows.columns and rows["channel"].notna().all() else "task"
     rows["unit"] = rows[unit].astype(str)
     # one name per (feature, worker): the worker's most frequent one
@@ -356,7 +357,7 @@ def naming_agreement(frame: pd.DataFrame, *, reference: dict | None = None, syno
     table = pd.DataFrame(table)
     result["crowd_vs_reference"] = None
     if reference:
-        ref = {str(k): normalise_name(v, synonyms) for k, v in reference.items()}
+        ref = {str(k): canonical_name(v, synonyms) for k, v in reference.items()}
         table["reference"] = table["unit"].map(ref)
         table["match"] = np.where(table["reference"].notna(), (table["modal_name"] == table["reference"]).astype(float),
                                   np.nan)

@@ -20,7 +20,7 @@ from .frames import humans_only
 from .quality import worker_flags, worker_quality
 from .validation import prepare_judgments
 from .model_human import (argument_rows, argument_validity, improvement_clues, localisation_by,
-                          localisation_table, model_answers_from_sheets, model_vs_human, naming_agreement, normalise_name,
+                          localisation_table, model_answers_from_sheets, model_vs_human, naming_agreement, canonical_name,
                           rank_agreement, reference_names, synonyms_from_parts)
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "report"
@@ -213,7 +213,7 @@ def build_report(judgments, sheets_dir, out_dir, *, data_dir=None, n_boot: int =
         syn = synonyms_from_parts(parts)
         is_name = with_model["item"].astype(str) == "name"
         with_model = with_model.copy()
-        with_model.loc[is_name, "label"] = with_model.loc[is_name, "label"].map(lambda s: normalise_name(s, syn))
+        with_model.loc[is_name, "label"] = with_model.loc[is_name, "label"].map(lambda s: canonical_name(s, syn))
     mvh_rows = []
     models = sorted(with_model.loc[is_model_worker(with_model["worker"]), "worker"].unique())
     if models:

@@ -10,7 +10,7 @@ import pytest
 from analysis.frames import attach_sheet_info
 from analysis.model_human import (argument_validity, improvement_clues, localisation_by, localisation_scores,
                                   localisation_table, model_answers_from_sheets, model_vs_human, naming_agreement,
-                                  normalise_name, rank_agreement, rationale_mask, synonyms_from_parts, upsample)
+                                  canonical_name, rank_agreement, rationale_mask, synonyms_from_parts, upsample)
 from crowd.judgments import read_judgments
 from explain.sheet_files import load_sheets
 
@@ -77,9 +77,9 @@ def test_model_vs_human_by_hand(frame_5x5):
 
 def test_naming_normalisation_and_agreement():
     syn = synonyms_from_parts({"parts": [{"id": 1, "key": "wing", "name": "wing", "synonyms": ["feather"]}]})
-    assert normalise_name("The Wings!", syn) == "wing"
-    assert normalise_name("feathers", syn) == "wing"
-    assert normalise_name("glass") == "glass"
+    assert canonical_name("The Wings!", syn) == "wing"
+    assert canonical_name("feathers", syn) == "wing"
+    assert canonical_name("glass") == "glass"
     frame = pd.DataFrame({"task": ["1"] * 3 + ["2"] * 3, "worker": ["a", "b", "c"] * 2, "item": "name",
                           "channel": [7, 7, 7, 9, 9, 9],
                           "label": ["wing", "Wings", "feather", "beak", "beak", "nose"]})
