@@ -1,5 +1,9 @@
 """Label aggregation: crowd-kit-style estimators over a judgment frame (`task, worker, label`).
 
+"Can't tell" (`crowd.judgments.ABSTAIN`) is an abstention, not a label: every aggregator drops
+those answers before fitting (`abstain=()` counts them as a label), so a task everyone abstained
+on gets no aggregated label and an abstaining worker is neither right nor wrong.
+
 Conventions (as crowd-kit, carried by the base class `Aggregator`): hyperparameters in the
 constructor, `fit(data)` returns self, fitted state ends in `_` (`labels_`, `probas_`, `skills_`,
 `errors_`, ...), plus `fit_predict` and `fit_predict_proba`. `labels_` is a Series indexed by
@@ -22,7 +26,7 @@ from scipy import sparse
 from scipy.optimize import minimize
 from scipy.special import expit, logsumexp
 
-from crowd.judgments import JudgmentFrameError
+from crowd.judgments import ABSTAIN, JudgmentFrameError
 from training.registry import Registry
 
 from .validation import prepare_judgments
@@ -55,8 +59,23 @@ class _Codes:
         return len(self.labels)
 
 
-def _codes(data: pd.DataFrame, dropna: bool = False, duplicates: str = "error") -> _Codes:
-    data = prepare_judgments(data, dropna=dropna, duplicates=duplicates)
+def _without_abstentions(data: pd.DataFrame, abstain) -> pd.DataFrame:
+    """The frame without "can't tell" answers: an abstention is no vote for any label (a task
+    only abstained on gets no aggregated label). A frame of abstentions only is an error."""
+    abstain = tuple(abstain or ())
+    if not abstain or not isinstance(data, pd.DataFrame) or "label" not in data.columns:
+        return data
+    keep = ~data["label"].isin(abstain).to_numpy()
+    if keep.all():
+        return data
+    if not keep.any():
+        raise JudgmentFrameError(f"judgment frame: every answer is an abstention ({', '.join(abstain)}); "
+                                 "nothing to aggregate")
+    return data[keep]
+
+
+def _codes(data: pd.DataFrame, dropna: bool = False, duplicates: str = "error", abstain=ABSTAIN) -> _Codes:
+    data = prepare_judgments(_without_abstentions(data, abstain), dropna=dropna, duplicates=duplicates)
     t, tasks = pd.factorize(data["task"], sort=False)
     w, workers = pd.factorize(data["worker"], sort=False)
     l, labels = pd.factorize(data["label"], sort=True)
@@ -150,7 +169,8 @@ class MajorityVote(Aggregator):
     """
 
     def __init__(self, ties: str = "first", seed=0, default_skill: float | None = None, dropna: bool = False,
-                 duplicates: str = "error"):
+                 duplicates: str = "error", abstain=ABSTAIN):
+        self.abstain = abstain
         self.ties = ties
         self.seed = seed
         self.default_skill = default_skill
@@ -158,7 +178,7 @@ class MajorityVote(Aggregator):
         self.duplicates = duplicates
 
     def fit(self, data: pd.DataFrame, skills: pd.Series | None = None) -> "MajorityVote":
-        c = _codes(data, self.dropna, self.duplicates)
+        c = _codes(data, self.dropna, self.duplicates, self.abstain)
         self.degenerate_ = _unanimous(c) if c.K == 1 else ""
         weights = None
         if skills is not None:
@@ -184,17 +204,20 @@ class Wawa(Aggregator):
     """Worker Agreement With Aggregate: skills = each worker's agreement with the majority vote,
     then a majority vote weighted by those skills. Fitted: `skills_`, `labels_`, `probas_`."""
 
-    def __init__(self, ties: str = "first", seed=0, dropna: bool = False, duplicates: str = "error"):
+    def __init__(self, ties: str = "first", seed=0, dropna: bool = False, duplicates: str = "error",
+                 abstain=ABSTAIN):
+        self.abstain = abstain
         self.ties = ties
         self.seed = seed
         self.dropna = dropna
         self.duplicates = duplicates
 
     def fit(self, data: pd.DataFrame) -> "Wawa":
-        data = prepare_judgments(data, dropna=self.dropna, duplicates=self.duplicates)
-        mv = MajorityVote(ties="first").fit(data)
+        data = prepare_judgments(_without_abstentions(data, self.abstain), dropna=self.dropna,
+                                 duplicates=self.duplicates)
+        mv = MajorityVote(ties="first", abstain=()).fit(data)
         self.skills_ = mv.skills_
-        weighted = MajorityVote(ties=self.ties, seed=self.seed).fit(data, skills=self.skills_)
+        weighted = MajorityVote(ties=self.ties, seed=self.seed, abstain=()).fit(data, skills=self.skills_)
         self.labels_, self.probas_ = weighted.labels_, weighted.probas_
         self.degenerate_ = mv.degenerate_
         return self
@@ -225,18 +248,19 @@ class DawidSkene(Aggregator):
     """
 
     def __init__(self, n_iter: int = 100, tol: float = 1e-5, alpha: float = 0.0, dropna: bool = False,
-                 duplicates: str = "error"):
+                 duplicates: str = "error", abstain=ABSTAIN):
         if alpha < 0:
             raise ValueError(f"alpha (Dirichlet pseudo-counts) must be >= 0, got {alpha}")
         self.n_iter = n_iter
         self.tol = tol
         self.alpha = alpha
+        self.abstain = abstain
         self.dropna = dropna
         self.duplicates = duplicates
 
     # -- building blocks shared with OneCoinDawidSkene
     def _prepare(self, data):
-        c = _codes(data, self.dropna, self.duplicates)
+        c = _codes(data, self.dropna, self.duplicates, self.abstain)
         if c.K < 2:
             return c, None, None, None
         wl = c.w * c.K + c.l
@@ -348,7 +372,7 @@ class DawidSkene(Aggregator):
         """
         if not hasattr(self, "confusions_"):
             raise ValueError("fit the model before predict_proba")
-        c = _codes(data, self.dropna, self.duplicates)
+        c = _codes(data, self.dropna, self.duplicates, self.abstain)
         labels = self.priors_.index
         l = labels.get_indexer(c.labels)[c.l]
         if (l < 0).any():
@@ -410,7 +434,8 @@ class GLAD(Aggregator):
     def __init__(self, n_iter: int = 100, tol: float = 1e-5, labels_priors: pd.Series | None = None,
                  alphas_priors_mean: pd.Series | None = None, betas_priors_mean: pd.Series | None = None,
                  m_step_max_iter: int = 25, m_step_tol: float = 1e-2, dropna: bool = False,
-                 duplicates: str = "error"):
+                 duplicates: str = "error", abstain=ABSTAIN):
+        self.abstain = abstain
         self.dropna = dropna
         self.duplicates = duplicates
         self.n_iter = n_iter
@@ -427,7 +452,7 @@ class GLAD(Aggregator):
         return np.log1p(np.exp(x * (1 - mask))) * (1 - mask) + x * (x > limit)
 
     def fit(self, data: pd.DataFrame) -> "GLAD":
-        c = _codes(data, self.dropna, self.duplicates)
+        c = _codes(data, self.dropna, self.duplicates, self.abstain)
         self.degenerate_ = _unanimous(c) if c.K < 2 else ""
         if c.K < 2:  # one label in all: return it, as crowd-kit does
             self.probas_ = _proba_frame(np.ones((c.T, 1)), c)

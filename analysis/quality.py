@@ -275,7 +275,9 @@ def worker_quality(frame: pd.DataFrame, *, gold_threshold: float | dict = 0.6, k
         if len(rows) and rows["label"].nunique() >= 2:
             gold = rows[rows["gold"] != ""].groupby("task")["gold"].first()
             gold = gold[gold.isin(set(rows["label"]))]
-            ds = DawidSkene(alpha=0.01).fit(rows[["task", "worker", "label"]], true_labels=gold)
+            # "can't tell" stays a label here: a worker who always abstains must show up as one
+            # who does not agree with the others, not vanish from the model
+            ds = DawidSkene(alpha=0.01, abstain=()).fit(rows[["task", "worker", "label"]], true_labels=gold)
             hit, w, l = _leave_one_out(ds, rows, gold)
             cw = ds.skills_.index
             K = len(ds.priors_)

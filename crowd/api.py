@@ -95,8 +95,16 @@ def create_batch():
         if name is not None and (not isinstance(name, str) or len(name) > 200):
             raise S.ServiceError("name must be a string of at most 200 characters", "name")
         options = {}
-        if body.get("prolific_completion_code"):
-            options["prolific_completion_code"] = str(body["prolific_completion_code"])[:64]
+        for key in ("prolific_completion_code", "prolific_screenout_code"):
+            if body.get(key):
+                options[key] = str(body[key])[:64]
+        if "show_feature_names" in body:
+            if not isinstance(body["show_feature_names"], bool):
+                raise S.ServiceError("show_feature_names must be true or false", "show_feature_names")
+            options["show_feature_names"] = body["show_feature_names"]
+        for key in ("practice", "practice_pass", "practice_key"):  # checked by the service
+            if key in body:
+                options[key] = body[key]
         with get_database().transaction() as session:
             if body.get("images") is not None:
                 if kinds not in (None, ["label"]):

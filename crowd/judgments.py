@@ -32,14 +32,18 @@ COLUMN_TYPES = {
     "task": "int64", "worker": "string", "label": "string", "item": "string", "kind": "string",
     "assignment": "int64", "batch": "int64", "duration_s": "float64", "submitted_at": "string",
     "sheet": "string", "channel": "int64", "rank": "int64", "text": "string", "points": "string",
-    "boxes": "string", "is_gold": "bool", "gold_label": "string",
+    "boxes": "string", "is_gold": "bool", "gold_label": "string", "names_shown": "bool",
 }
 COLUMNS = list(COLUMN_TYPES)
+# Columns newer than the first contract: a row written without one gets this value.
+DEFAULTS = {"names_shown": False}
 REQUIRED_COLUMNS = ("task", "worker", "label")
 MODEL_PREFIX = "model:"  # the model joins as a worker named `model:<name>`
 
 KINDS = ("rate_arguments", "name_feature", "mark_rationale", "label")
 RATINGS = ("yes", "no", "cant_tell")  # labels of a `rate_arguments` "arg:<rank>" item
+CANT_TELL = "cant_tell"  # also a `label` item's answer when the image cannot be recognised
+ABSTAIN = (CANT_TELL,)  # labels that aggregators treat as "no answer", not as a class
 LIKERT = range(1, 6)  # labels of the "match" and "coherence" items
 
 LEVELS = ("nominal", "ordinal", "interval", "ratio")
@@ -162,7 +166,8 @@ def stream_parquet(rows: Iterable[dict], chunk_rows: int = 10000) -> Iterator[by
     sink = _Sink()
     writer = pq.ParquetWriter(sink, schema, compression="zstd")
     for chunk in _chunks(rows, chunk_rows):
-        cols = {c: [r[c] for r in chunk] for c in COLUMNS}
+        cols = {c: [r[c] if c in r else DEFAULTS[c] for r in chunk] if c in DEFAULTS else [r[c] for r in chunk]
+                for c in COLUMNS}
         for c in ("text", "points", "boxes", "gold_label", "sheet"):
             cols[c] = [v if v is not None else "" for v in cols[c]]
         writer.write_table(pa.Table.from_pydict(cols, schema=schema))
@@ -289,8 +294,9 @@ def validate_judgments(frame: pd.DataFrame, *, source: str = "frame") -> pd.Data
                 raise JudgmentFrameError(f"{source}: column '{col}' row {row}: "
                                          f"{frame[col].iloc[row]!r} is not a number")
             frame[col] = values.astype(float)
-    if "is_gold" in frame.columns:
-        frame["is_gold"] = _to_bool(frame["is_gold"], source)
+    for col in ("is_gold", "names_shown"):
+        if col in frame.columns:
+            frame[col] = _to_bool(frame[col], source, col)
     if "submitted_at" in frame.columns:
         frame["submitted_at"] = pd.to_datetime(frame["submitted_at"].replace("", None), utc=True,
                                                errors="coerce")
@@ -309,7 +315,7 @@ def _to_int(series: pd.Series, col: str, source: str) -> pd.Series:
     return values.astype("Int64")
 
 
-def _to_bool(series: pd.Series, source: str) -> pd.Series:
+def _to_bool(series: pd.Series, source: str, col: str = "is_gold") -> pd.Series:
     def conv(v):
         if isinstance(v, (bool, np.bool_)):
             return bool(v)
@@ -320,7 +326,7 @@ def _to_bool(series: pd.Series, source: str) -> pd.Series:
             return True
         if s in _FALSE:
             return False
-        raise JudgmentFrameError(f"{source}: column 'is_gold' has {v!r}; expected true/false")
+        raise JudgmentFrameError(f"{source}: column '{col}' has {v!r}; expected true/false")
     return series.map(conv).astype(bool)
 
 

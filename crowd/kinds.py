@@ -11,7 +11,8 @@ Answer shapes:
 - name_feature: `{"name": str, "coherence": 1..5}`;
 - mark_rationale: `{"points": [[x, y], ...], "boxes": [[x0, y0, x1, y1], ...]}` in normalised
   image coordinates [0, 1], 1..max_marks marks in all;
-- label: `{"label": <one of the task's classes>}`.
+- label: `{"label": <one of the task's classes> | "cant_tell"}` ("can't tell" is its own answer,
+  exported as `cant_tell`; aggregation treats it as an abstention).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import math
 import re
 import unicodedata
 
-from crowd.judgments import KINDS, LIKERT, RATINGS
+from crowd.judgments import CANT_TELL, KINDS, LIKERT, RATINGS
 MAX_COMMENT = 2000
 MAX_NAME = 80
 DEFAULT_MAX_MARKS = 5
@@ -140,8 +141,8 @@ def validate_answer(kind: str, payload: dict, answer) -> dict:
         return {"points": clean_points, "boxes": clean_boxes}
     if kind == "label":
         value = answer.get("label")
-        if not isinstance(value, str) or value not in payload["classes"]:
-            raise AnswerError("answer.label", "must be one of the task's classes")
+        if not isinstance(value, str) or (value not in payload["classes"] and value != CANT_TELL):
+            raise AnswerError("answer.label", f"must be one of the task's classes or {CANT_TELL}")
         return {"label": value}
     raise AnswerError("kind", f"unknown task kind {kind!r}")
 
@@ -242,3 +243,20 @@ def gold_label_for(kind: str, gold: dict | None, item: str) -> str:
     if kind == "label":
         return gold["label"]
     return ""
+
+
+def feature_names_shown(options: dict | None) -> bool:
+    """Whether rate_arguments tasks show the model's names for its features. Blind by default:
+    a name next to the validity question primes the answer; a batch asks for names with the
+    option `show_feature_names: true` (exported per row as `names_shown`)."""
+    return bool((options or {}).get("show_feature_names", False))
+
+
+def worker_view(kind: str, payload: dict, options: dict | None) -> dict:
+    """The payload as the worker pages and `/w/api/next` show it: in a blind batch the model's
+    feature names (and its sentence, which quotes them) are left out."""
+    if kind != "rate_arguments" or feature_names_shown(options):
+        return payload
+    out = {k: v for k, v in payload.items() if k != "sentence"}
+    out["arguments"] = [{k: v for k, v in a.items() if k != "name"} for a in payload["arguments"]]
+    return out

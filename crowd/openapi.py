@@ -49,6 +49,16 @@ def openapi_document() -> dict:
             "max_marks": {"type": "integer", "default": 5, "maximum": 50},
             "limit": {"type": "integer"},
             "prolific_completion_code": {"type": "string"},
+            "prolific_screenout_code": {"type": "string", "description": "code for visits that fail the practice"},
+            "show_feature_names": {"type": "boolean", "default": False,
+                                   "description": "show the model's feature names in rate_arguments (blind by default)"},
+            "practice": {"type": "array", "description": "practice items with known answers, checked with feedback",
+                         "items": {"type": "object", "properties": {
+                             "sheet": {"type": "string"}, "channel": {"type": "integer"}, "kind": {"type": "string"},
+                             "answer": {"type": "object"}, "explain": {"type": "string", "maxLength": 500}},
+                             "required": ["kind", "answer"]}},
+            "practice_pass": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.5},
+            "practice_key": {"type": "string", "maxLength": 100},
         },
     }
     batch = {"type": "object", "properties": {
@@ -148,6 +158,13 @@ def openapi_document() -> dict:
                                    "requestBody": {"required": True, **_json(submit_body)},
                                    "responses": {"201": _ok("stored"), "200": _ok("duplicate: the first result"),
                                                  "400": _ERR, "403": _ERR, "409": _ERR, "413": _ERR}}},
+        "/w/api/practice": {"post": {"summary": "Check a practice answer: right or wrong, why, and the pass mark",
+                                     "security": [], "requestBody": {"required": True, **_json({
+                                         "type": "object", "required": ["visit_token", "index", "answer"],
+                                         "properties": {"visit_token": {"type": "string"}, "index": {"type": "integer"},
+                                                        "answer": {"type": "object"}}})},
+                                     "responses": {"200": _ok("feedback and practice state"), "400": _ERR,
+                                                   "403": _ERR, "409": _ERR}}},
         "/w/api/finish": {"post": {"summary": "Finish the visit; completion code and return target", "security": [],
                                    "requestBody": {"required": True, **_json(visit_token)},
                                    "responses": {"200": _ok("completion"), "403": _ERR}}},

@@ -35,7 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crowd import judgments
+from crowd import judgments, practice
 from crowd import kinds as K
 from crowd.db import Database, is_postgres
 from crowd.models import (
@@ -130,6 +130,14 @@ def create_batch(session: Session, *, name: str, kinds: list[str], media_root: s
             raise ServiceError(f"exclude_batches: batch {b} does not exist", "exclude_batches")
     if gold_rate > 0 and not gold:
         raise ServiceError("gold_rate > 0 needs gold answers", "gold")
+    payloads = {}
+    for spec in specs:
+        payloads.setdefault((spec.kind, str(spec.payload["channel"]) if spec.kind == "name_feature" else spec.sheet),
+                            spec.payload)
+    try:
+        options = practice.resolve_practice(dict(options or {}), lambda kind, key: payloads.get((kind, key)))
+    except practice.PracticeError as exc:
+        raise ServiceError(str(exc), exc.field) from None
     batch = Batch(name=name, kinds=list(kinds), media_root=str(media_root), redundancy=redundancy,
                   gold_rate=float(gold_rate), tasks_per_visit=tasks_per_visit, reward_cents=reward_cents,
                   lease_seconds=lease_seconds, classes=list(classes), exclude_batches=exclude_batches,
@@ -755,18 +763,21 @@ def iter_judgment_rows(session: Session, batch_id: int | None = None, *, hash_sa
     `batch_id=None` exports every batch. Answers a researcher rejected are left out (they stay
     in the database). Streams from the database `chunk` judgments at a time."""
     q = (select(Judgment, Task.kind, Task.payload, Task.sheet, Task.is_gold, Worker.provider, Worker.external_id,
-                GoldAnswer.answer)
+                GoldAnswer.answer, Batch.options)
          .join(Task, Task.id == Judgment.task_id).join(Worker, Worker.id == Judgment.worker_id)
+         .join(Batch, Batch.id == Judgment.batch_id)
          .outerjoin(GoldAnswer, GoldAnswer.task_id == Task.id)
          .where(or_(Judgment.review.is_(None), Judgment.review != "rejected")).order_by(Judgment.id))
     if batch_id is not None:
         q = q.where(Judgment.batch_id == batch_id)
-    for j, kind, payload, sheet, is_gold, provider, ext, gold in session.execute(q.execution_options(yield_per=chunk)):
+    for j, kind, payload, sheet, is_gold, provider, ext, gold, options in session.execute(
+            q.execution_options(yield_per=chunk)):
         label = ext if provider == Provider.lab else f"{provider.value}:{ext}"
         worker = hash_worker(label, hash_salt) if hash_salt else label
         common = {"task": j.task_id, "worker": worker, "kind": kind, "assignment": j.assignment_id,
                   "batch": j.batch_id, "duration_s": j.duration_s, "submitted_at": j.submitted_at.isoformat(),
-                  "sheet": sheet or "", "is_gold": bool(is_gold)}
+                  "sheet": sheet or "", "is_gold": bool(is_gold),
+                  "names_shown": kind == "rate_arguments" and K.feature_names_shown(options)}
         for row in K.export_rows(kind, payload, j.answer):
             out = {**common, **row, "gold_label": K.gold_label_for(kind, gold, row["item"]) if is_gold else ""}
             yield {c: out[c] for c in judgments.COLUMNS}

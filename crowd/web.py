@@ -59,7 +59,6 @@ def _worker_message_page(exc: ServiceError) -> str:
         title = "Link expired"
     elif request.method == "POST":
         title = "Please check your answer"
-        message = f"{exc.field}: {exc.message}" if exc.field else exc.message
     elif exc.status == 400:
         title = "Invalid link"
     elif exc.status == 429:

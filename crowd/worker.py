@@ -15,10 +15,12 @@ from urllib.parse import urlparse
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, send_from_directory, url_for
 from sqlalchemy import select
 
+from crowd import kinds as K
+from crowd import practice as P
 from crowd import service as S
 from crowd.db import get_database
 from crowd.judgments import KINDS
-from crowd.models import Batch, Provider, Task, Visit, VisitStatus
+from crowd.models import Batch, Provider, Task, Visit, VisitStatus, utcnow
 from crowd.tokens import BadToken, make_assignment_token, make_visit_token, read_assignment_token, read_visit_token
 from crowd.web import json_body
 
@@ -61,8 +63,32 @@ def _assignment_from(token) -> tuple[int, int]:
         raise S.Forbidden(str(exc), "assignment_token") from None
 
 
-def _task_view(task: Task) -> dict:
-    return {"id": task.id, "kind": task.kind, "sheet": task.sheet, "payload": task.payload}
+def _task_view(task: Task, batch: Batch) -> dict:
+    """A task as the worker sees it (blind batches leave the model's feature names out)."""
+    return {"id": task.id, "kind": task.kind, "sheet": task.sheet,
+            "payload": K.worker_view(task.kind, task.payload, batch.options)}
+
+
+# Answer fields -> what the worker reads when the form comes back refused (no JavaScript).
+PLAIN = {
+    "answer.label": "Please choose one of the classes, or “Can't tell”.",
+    "answer.match": "Please say how well the reasoning matches how you would recognise it (1 to 5).",
+    "answer.coherence": "Please say how clearly the patches show one and the same thing (1 to 5).",
+    "answer.name": "Please give the patches a short name (a few words, at most 80 characters).",
+    "answer.comment": "Your comment is too long: please keep it under 2,000 characters.",
+    "answer.points": "Please mark at least one place on the image (this task needs JavaScript).",
+    "answer.boxes": "Please mark at least one place on the image (this task needs JavaScript).",
+}
+
+
+def plain_message(field: str | None, message: str) -> str:
+    """A refused answer in plain language (never "answer.label: must be one of ...")."""
+    if field and field.startswith("answer.arguments"):
+        return "Please answer every argument's question: Yes, No or Can't tell."
+    if field == "assignment":
+        return ("Time ran out for this task and it went to someone else. Nothing is lost: "
+                "continue with a new task.")
+    return PLAIN.get(field or "", "Please check your answer and try again.")
 
 
 def _config_kw() -> dict:
@@ -84,7 +110,7 @@ def entry(batch_id: int):
                 abort(404)
             task = session.scalar(select(Task).where(Task.batch_id == batch_id, Task.is_gold.is_(False),
                                                      Task.kind.in_(KINDS)).order_by(Task.id).limit(1))
-            return render_template("worker/preview.html", batch=batch, task=task and _task_view(task))
+            return render_template("worker/preview.html", batch=batch, task=task and _task_view(task, batch))
     ident = _identity(request.args)
     if ident is None:
         with db.reading() as session:
@@ -114,7 +140,7 @@ def consent(token: str):
 
 
 @bp.get("/w/v/<token>/instructions")
-def instructions(token: str):
+def instructions(token: str, feedback: dict | None = None, status: int = 200):
     db = get_database()
     visit_id, _ = _visit_from(token)
     with db.reading() as session:
@@ -122,10 +148,58 @@ def instructions(token: str):
         if not S.has_consented(session, visit):
             return redirect(url_for(".consent", token=token))
         batch = session.get(Batch, visit.batch_id)
-        practice = session.scalar(select(Task).where(Task.batch_id == batch.id, Task.is_gold.is_(False),
+        practice_state = P.state(session, batch, visit)
+        if practice_state == P.FAILED or visit.status not in (VisitStatus.started, VisitStatus.consented):
+            return redirect(url_for(".finish", token=token))
+        items = P.items(batch)
+        index, item, example = None, None, None
+        if practice_state == P.PENDING:
+            done = P.first_scores(session, batch, visit)
+            if feedback is not None:
+                index = feedback["index"]
+            else:
+                index = next((i for i in range(len(items)) if i not in done), len(items) - 1)
+            item = {"id": None, "kind": items[index]["kind"], "sheet": items[index]["sheet"],
+                    "payload": K.worker_view(items[index]["kind"], items[index]["payload"], batch.options)}
+        elif practice_state == P.NONE:
+            task = session.scalar(select(Task).where(Task.batch_id == batch.id, Task.is_gold.is_(False),
                                                      Task.kind.in_(KINDS)).order_by(Task.id).limit(1))
-        return render_template("worker/instructions.html", token=token, batch=batch,
-                               practice=practice and _task_view(practice))
+            example = task and _task_view(task, batch)
+        return render_template("worker/instructions.html", token=token, batch=batch, state=practice_state,
+                               practice=item, index=index, n_practice=len(items), example=example,
+                               pass_mark=(batch.options or {}).get("practice_pass"), feedback=feedback), status
+
+
+@bp.post("/w/v/<token>/practice")
+def practice_form(token: str):
+    """Practice check for browsers without JavaScript: the instructions again, with feedback."""
+    visit_id, _ = _visit_from(token)
+    index = request.form.get("index", "")
+    if not index.isdigit():
+        raise S.ServiceError("practice item index is missing", "index")
+    try:
+        with get_database().transaction() as session:
+            visit = S.get_visit(session, visit_id)
+            out = _check_practice(session, visit, int(index), _answer_from_form(request.form))
+    except K.AnswerError as exc:
+        return instructions(token, feedback={"index": int(index), "error": plain_message(exc.field, exc.message)},
+                            status=400)
+    if out["state"] == P.FAILED:
+        return redirect(url_for(".finish", token=token))
+    return instructions(token, feedback=out)
+
+
+def _check_practice(session, visit: Visit, index: int, answer) -> dict:
+    batch = session.get(Batch, visit.batch_id)
+    if not S.has_consented(session, visit):
+        raise S.Forbidden("record consent first", "visit_token")
+    if P.state(session, batch, visit) == P.FAILED:
+        raise S.Conflict("the practice was not passed; this study has ended for you", "practice")
+    return P.check(session, batch, visit, index, answer)
+
+
+def _practice_gate(session, visit: Visit, batch: Batch) -> str:
+    return P.state(session, batch, visit)
 
 
 @bp.get("/w/v/<token>/task")
@@ -136,24 +210,43 @@ def task_page(token: str):
         visit = S.get_visit(session, visit_id)
         if not S.has_consented(session, visit):
             return redirect(url_for(".consent", token=token))
+        batch = session.get(Batch, visit.batch_id)
+        gate = _practice_gate(session, visit, batch)
+        if gate == P.PENDING:
+            return redirect(url_for(".instructions", token=token))
+        if gate == P.FAILED:
+            return redirect(url_for(".finish", token=token))
         assignment = S.lease_next(session, visit)
         if assignment is None:
             return redirect(url_for(".finish", token=token))
         task = session.get(Task, assignment.task_id)
-        batch = session.get(Batch, visit.batch_id)
-        view = _task_view(task)
+        view = _task_view(task, batch)
         position, total = visit.n_submitted + 1, batch.tasks_per_visit
         atoken = make_assignment_token(assignment.id, worker_id)
+        seconds_left = max(0, int((assignment.expires_at - utcnow()).total_seconds()))
+        assignment_id = assignment.id
     return render_template("worker/task.html", token=token, batch=batch, task=view, assignment_token=atoken,
-                           client_token=secrets.token_urlsafe(18), position=position, total=total)
+                           client_token=secrets.token_urlsafe(18), position=position, total=total,
+                           assignment_id=assignment_id, seconds_left=seconds_left,
+                           lease_seconds=batch.lease_seconds)
 
 
 @bp.post("/w/v/<token>/task")
 def task_form_submit(token: str):
-    """Form fallback for browsers without JavaScript (rate_arguments, name_feature, label)."""
+    """Form fallback for browsers without JavaScript (rate_arguments, name_feature, label); a
+    refused answer comes back in plain language with a way back to the task."""
     _visit_from(token)
-    S.submit(get_database(), *_assignment_from(request.form.get("assignment_token")), _answer_from_form(request.form),
-             request.form.get("client_token"), None, **_config_kw())
+    try:
+        S.submit(get_database(), *_assignment_from(request.form.get("assignment_token")),
+                 _answer_from_form(request.form), request.form.get("client_token"), None, **_config_kw())
+    except S.ServiceError as exc:
+        if exc.field in ("assignment_token", "visit_token", "client_token") or exc.status == 404:
+            raise
+        title = "Time ran out" if exc.field == "assignment" else "Please check your answer"
+        return render_template("worker/message.html", title=title, message=plain_message(exc.field, exc.message),
+                               back=url_for(".task_page", token=token),
+                               back_text="Continue with a new task" if exc.field == "assignment"
+                               else "Back to the task"), exc.status
     return redirect(url_for(".task_page", token=token))
 
 
@@ -176,6 +269,8 @@ def finish(token: str):
             return render_template("worker/message.html", title="No tasks right now",
                                    message="There are no tasks left for you in this study. Thank you for your "
                                            "interest; please return the task without submitting."), 200
+        if P.state(session, session.get(Batch, visit.batch_id), visit) == P.PENDING and visit.n_submitted == 0:
+            return redirect(url_for(".instructions", token=token))
         S.finish_visit(session, visit)
         return _finish_response(visit)
 
@@ -188,7 +283,8 @@ def _finish_response(visit: Visit):
                                        "completion_code": visit.completion_code})
     if visit.provider == Provider.prolific:
         return redirect(current_app.config["PROLIFIC_COMPLETE_URL"].format(code=visit.completion_code))
-    return render_template("worker/finish.html", code=visit.completion_code, n=visit.n_submitted)
+    return render_template("worker/finish.html", code=visit.completion_code, n=visit.n_submitted,
+                           screened_out=visit.partial_reason == "screening_failed")
 
 
 # ---------------------------------------------------------------------------------- media
@@ -247,13 +343,15 @@ def api_next():
         visit = S.get_visit(session, visit_id)
         if not S.has_consented(session, visit):
             raise S.Forbidden("record consent first", "visit_token")
+        batch = session.get(Batch, visit.batch_id)
+        if _practice_gate(session, visit, batch) == P.PENDING:
+            raise S.Forbidden("pass the practice first (POST /w/api/practice)", "practice")
         a = S.lease_next(session, visit)
         if a is None:
             return jsonify(done=True, submitted=visit.n_submitted)
         task = session.get(Task, a.task_id)
-        batch = session.get(Batch, visit.batch_id)
         out = {"done": False, "assignment": a.id, "assignment_token": make_assignment_token(a.id, worker_id),
-               "expires_at": a.expires_at.isoformat(), "task": _task_view(task),
+               "expires_at": a.expires_at.isoformat(), "task": _task_view(task, batch),
                "position": visit.n_submitted + 1, "of": batch.tasks_per_visit,
                "media_base": url_for(".media", batch_id=batch.id, relpath="x")[:-1]}
     return jsonify(out)
@@ -270,6 +368,28 @@ def api_submit():
     result = S.submit(get_database(), assignment_id, worker_id, body["answer"], body.get("client_token"),
                       body.get("duration_s"), **_config_kw())
     return jsonify(result), 200 if result["duplicate"] else 201
+
+
+@bp.post("/w/api/practice")
+def api_practice():
+    """Check one practice answer: `{"visit_token", "index", "answer"}` -> `{correct, score,
+    feedback, checked, of, pass_mark, state}` (`state`: pending | passed | failed; on failed
+    the visit has ended with a partial completion and `finish_url` says where to go)."""
+    body = json_body()
+    visit_id, _ = _visit_from(body.get("visit_token"))
+    index = body.get("index")
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise S.ServiceError("index must be the practice item's number (0, 1, ...)", "index")
+    try:
+        with get_database().transaction() as session:
+            visit = S.get_visit(session, visit_id)
+            out = _check_practice(session, visit, index, body.get("answer"))
+            token = make_visit_token(visit.id, visit.worker_id)
+    except K.AnswerError as exc:
+        raise S.ServiceError(plain_message(exc.field, exc.message), exc.field) from None
+    out["finish_url"] = url_for(".finish", token=token)
+    out["start_url"] = url_for(".task_page", token=token)
+    return jsonify(out)
 
 
 @bp.post("/w/api/finish")

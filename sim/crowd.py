@@ -39,6 +39,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from crowd.judgments import CANT_TELL
 from sim.truth import GroundTruth, dilate
 from sim.worker import Page, SimulatedWorker, SimulationError, WorkerLog
 
@@ -290,7 +291,8 @@ def task_from_page(page: Page, truth: GroundTruth) -> dict:
             raise SimulationError(f"name_feature page: no known exemplar strip among {media}")
         return task
     elif kind == "label":
-        task["classes"] = [i["value"] for i in page.inputs if i.get("name") == "label"]
+        # "can't tell" is an answer, not a class
+        task["classes"] = [i["value"] for i in page.inputs if i.get("name") == "label" and i["value"] != CANT_TELL]
     elif kind == "mark_rationale":
         task["max_marks"] = int((page.marker or {}).get("data-max") or 5)
     if task["sheet"] is None:

@@ -54,7 +54,10 @@ def test_worker_pages_show_the_message_page(sqlite_app, h):
     r = client.post(f"/w/v/{token}/task", data={"assignment_token": atok, "client_token": "x" * 12,
                                                  "label": "not-a-class"})
     page = r.get_data(as_text=True)
-    assert (r.status_code, _title(page)) == (400, "Please check your answer") and "label: " in page
+    assert (r.status_code, _title(page)) == (400, "Please check your answer")
+    # plain language, and a way back to the same task
+    assert "Please choose one of the classes, or “Can&#39;t tell”." in page and "answer.label" not in page
+    assert f'href="/w/v/{token}/task"' in page
 
 
 def test_dashboard_gets_the_plain_error_page(sqlite_app, h):

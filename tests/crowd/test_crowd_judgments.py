@@ -29,7 +29,8 @@ def _rows() -> list[dict]:
         for r in K.export_rows(kind, payload, K.validate_answer(kind, payload, answer)):
             rows.append({"task": n + 1, "worker": f"lab:w{n}", "kind": kind, "assignment": 10 + n, "batch": 1,
                          "duration_s": 2.5, "submitted_at": "2024-05-01T12:00:00+00:00", "sheet": f"s{n}",
-                         "is_gold": n == 3, "gold_label": "banana" if n == 3 else "", **r})
+                         "is_gold": n == 3, "gold_label": "banana" if n == 3 else "", **r,
+                         **({"names_shown": True} if kind == "rate_arguments" else {})})
     return rows
 
 
@@ -51,6 +52,8 @@ def test_export_reads_back_with_the_same_values(tmp_path, fmt):
     assert frame["channel"].tolist() == [3, 7, pd.NA, 12, 12, pd.NA, pd.NA]
     assert frame["rank"].dtype == "Int64" and frame["duration_s"].tolist() == [2.5] * 7
     assert frame["is_gold"].tolist() == [False] * 6 + [True]
+    # rows written without `names_shown` (older producers) read back as False
+    assert frame["names_shown"].tolist() == [True] * 3 + [False] * 4
     assert frame["task"].tolist() == ["1", "1", "1", "2", "2", "3", "4"]
     assert frame["submitted_at"].iloc[0] == pd.Timestamp("2024-05-01T12:00:00", tz="UTC")
     assert J.parse_geometry(frame["boxes"].iloc[5]) == [[0.1, 0.1, 0.5, 0.5]]

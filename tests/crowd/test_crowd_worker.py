@@ -38,7 +38,8 @@ def test_mturk_flow_preview_consent_tasks_external_submit(app, client, h):
     r = client.post(f"/w/v/{token}/consent", data={"agree": "yes"})
     assert r.location.endswith("/instructions")
     instr = client.get(f"/w/v/{token}/instructions")
-    assert b"Practice item" in instr.data and b'data-practice="1"' in instr.data
+    # a batch without practice items shows a read-only example task, then the start link
+    assert b"An example task" in instr.data and b'data-preview="1"' in instr.data and b'id="start"' in instr.data
     # re-opening the same MTurk assignment resumes the visit (no second visit, no second consent)
     again = client.get(f"/w/{b['id']}?{urlencode(params)}").location
     assert again.endswith("/instructions") and _token(again).split(".")[0] == token.split(".")[0]  # same visit id
