@@ -15,6 +15,7 @@ from flask import (Blueprint, Response, abort, current_app, flash, redirect, ren
 from werkzeug.security import check_password_hash
 
 from crowd import admin_auth
+from crowd import dashboard as D
 from crowd import service as S
 from crowd.db import get_database
 from crowd.judgments import stream_csv, stream_parquet
@@ -126,12 +127,52 @@ def batch(batch_id: int):
     return render_template("admin/batch.html", b=status, workers=stats, invariants=invariants)
 
 
+# What each destructive action does, said on its confirmation page.
+CONSEQUENCES = {
+    "close": "No new visits or tasks, for good (a closed batch cannot be resumed). Workers holding a task may "
+             "still submit it.",
+    "expire": "No new visits or tasks, for good, and every running lease ends now: workers in the middle of a "
+              "task can no longer submit it unless the task still needs answers.",
+    "block": "The worker gets no more tasks in any batch.",
+}
+
+
+def _confirmed() -> bool:
+    return request.form.get("confirm") == "yes"
+
+
+def _confirm_page(title: str, consequence: str, button: str, back: str):
+    """The page that asks before a destructive action: it re-posts the same form with
+    `confirm=yes` (plain HTML, works without JavaScript)."""
+    fields = [(k, v) for k, v in request.form.items(multi=True) if k not in ("csrf_token", "confirm")]
+    return render_template("admin/confirm.html", title=title, consequence=consequence, button=button,
+                           action=request.path, fields=fields, back=back)
+
+
 @bp.post("/batches/<int:batch_id>/status")
 @login_required
 def batch_set_status(batch_id: int):
+    """Pause, resume, close or expire (`action`; the older `status` field names the state to
+    go to). Close and expire ask for confirmation first."""
+    action = request.form.get("action", "")
+    if not action:
+        status = request.form.get("status", "")
+        try:
+            action = S._ACTION_FOR_STATUS[S.BatchStatus(status)]
+        except ValueError:
+            raise S.ServiceError(f"status must be {'|'.join(s.value for s in S.BatchStatus)}, got {status!r}",
+                                 "status") from None
+    if action in CONSEQUENCES and not _confirmed():
+        with get_database().reading() as s:
+            st = S.batch_status(s, batch_id)
+        return _confirm_page(f"{action.capitalize()} batch #{batch_id} ({st['name']})?",
+                             f"{CONSEQUENCES[action]} Now: {st['active_leases']} running leases, "
+                             f"{st['tasks_complete']} of {st['tasks']} tasks complete.",
+                             f"Yes, {action} batch #{batch_id}", url_for(".batch", batch_id=batch_id))
     with get_database().transaction() as s:
-        S.set_batch_status(s, batch_id, request.form.get("status", ""))
-    flash(f"Batch {batch_id} is now {request.form.get('status')}.")
+        done = S.change_batch(s, batch_id, action)
+    ended = f"; {done['leases_ended']} running leases ended" if action == "expire" else ""
+    flash(f"Batch {batch_id}: {done['before']} -> {done['after']}{ended}.")
     return redirect(url_for(".batch", batch_id=batch_id))
 
 
@@ -140,11 +181,19 @@ def batch_set_status(batch_id: int):
 def worker_action(worker_id: int):
     action = request.form.get("action", "")
     batch_id = request.form.get("batch", type=int)
+    back = url_for(".batch", batch_id=batch_id) if batch_id else url_for(".index")
+    if action in CONSEQUENCES and not _confirmed():
+        with get_database().reading() as s:
+            worker = s.get(S.Worker, worker_id)
+            if worker is None:
+                raise S.NotFound(f"worker {worker_id} not found", "worker")
+            label = worker.label
+        return _confirm_page(f"Block worker {label}?", CONSEQUENCES[action], f"Yes, block {label}", back)
     with get_database().transaction() as s:
         w = S.review_worker(s, worker_id, action, reason=request.form.get("reason", "")[:1000], batch_id=batch_id)
         label = w.label
     flash(f"{action}: {label}")
-    return redirect(url_for(".batch", batch_id=batch_id) if batch_id else url_for(".index"))
+    return redirect(back)
 
 
 @bp.get("/batches/<int:batch_id>/export.<fmt>")
@@ -163,3 +212,94 @@ def export(batch_id: int, fmt: str):
     return Response(stream_with_context(stream),
                     mimetype="text/csv" if fmt == "csv" else "application/vnd.apache.parquet",
                     headers={"Content-Disposition": f'attachment; filename="judgments_batch{batch_id}.{fmt}"'})
+
+
+# ------------------------------------------------------------------ researcher pages of a batch
+
+def _speed_kw() -> dict:
+    cfg = current_app.config
+    return {"ratio": float(cfg["SPEED_FAST_RATIO"]), "min_seconds": dict(cfg["SPEED_MIN_SECONDS"] or {})}
+
+
+def _batch_page(template: str, batch_id: int, **data):
+    with get_database().reading() as s:
+        b = S.batch_status(s, batch_id)
+        data = {k: v(s) if callable(v) else v for k, v in data.items()}
+    return render_template(template, b=b, **data)
+
+
+@bp.get("/batches/<int:batch_id>/cost")
+@login_required
+def cost(batch_id: int):
+    return _batch_page("admin/cost.html", batch_id, cost=lambda s: D.batch_cost(s, batch_id))
+
+
+@bp.get("/batches/<int:batch_id>/visits")
+@login_required
+def visits(batch_id: int):
+    return _batch_page("admin/visits.html", batch_id, visits=lambda s: D.visits(s, batch_id))
+
+
+@bp.get("/batches/<int:batch_id>/answers")
+@login_required
+def answers(batch_id: int):
+    return _batch_page("admin/answers.html", batch_id, tasks=lambda s: D.task_list(s, batch_id))
+
+
+@bp.get("/tasks/<int:task_id>")
+@login_required
+def task(task_id: int):
+    with get_database().reading() as s:
+        t = D.task_answers(s, task_id, **_speed_kw())
+        b = S.batch_status(s, t["batch"])
+    return render_template("admin/task.html", b=b, t=t)
+
+
+@bp.post("/judgments/<int:judgment_id>/review")
+@login_required
+def judgment_review(judgment_id: int):
+    action = request.form.get("action", "")
+    with get_database().transaction() as s:
+        j = S.review_judgment(s, judgment_id, action, request.form.get("note", "")[:1000])
+        task_id = j.task_id
+    flash(f"Answer {judgment_id}: {j.review or 'not reviewed'}.")
+    return redirect(url_for(".task", task_id=task_id) + f"#j{judgment_id}")
+
+
+@bp.get("/batches/<int:batch_id>/flags")
+@login_required
+def flags(batch_id: int):
+    low = float(current_app.config["LOW_AGREEMENT"])
+    return _batch_page("admin/flags.html", batch_id, low_agreement=low,
+                       flags=lambda s: D.flags(s, batch_id, low_agreement=low, **_speed_kw()),
+                       floors=lambda s: D.speed_floors(s, batch_id, **_speed_kw()))
+
+
+@bp.get("/batches/<int:batch_id>/throughput")
+@login_required
+def throughput(batch_id: int):
+    return _batch_page("admin/throughput.html", batch_id, tp=lambda s: D.throughput(s, batch_id))
+
+
+@bp.get("/batches/<int:batch_id>/events")
+@login_required
+def events(batch_id: int):
+    type_ = request.args.get("type") or None
+    before = request.args.get("before", type=int)
+    return _batch_page("admin/events.html", batch_id, type_=type_,
+                       events=lambda s: D.events(s, batch_id, type_=type_, before=before, limit=100),
+                       types=lambda s: D.event_types(s, batch_id))
+
+
+@bp.app_template_filter("usd")
+def usd(amount) -> str:
+    return f"${amount:,.2f}"
+
+
+@bp.app_template_global("admin_media")
+def admin_media(batch_id: int, key: str) -> str:
+    """A batch's media file as the dashboard shows it (the researcher's media route where the
+    server has one, else the worker pages' route)."""
+    if "admin.media" in current_app.view_functions:
+        return url_for("admin.media", batch_id=batch_id, key=key)
+    return url_for("worker.media", batch_id=batch_id, relpath=key)

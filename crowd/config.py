@@ -65,6 +65,7 @@ DEFAULTS: dict = {
     "WORKER_TOKEN_MAX_AGE": 60 * 86400,  # seconds a researcher-signed worker link stays valid
     "SPEED_FAST_RATIO": 0.2,  # too fast: below this share of the kind's median seconds (as analysis.quality)
     "SPEED_MIN_SECONDS": {},  # per-kind minimum plausible seconds, overriding the batch's own distribution
+    "LOW_AGREEMENT": 0.5,  # dashboard flag: share of a worker's answers equal to the item majority below this
 }
 
 

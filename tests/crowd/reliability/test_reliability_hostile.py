@@ -268,7 +268,8 @@ def test_admin_forms_refuse_missing_or_wrong_csrf(client, h, tmp_path):
     assert other_csrf != csrf
     assert client.post(f"/admin/workers/{wid}/action",
                        data={"action": "block", "csrf_token": other_csrf}).status_code == 400
-    assert client.post(f"/admin/workers/{wid}/action", data={"action": "block", "csrf_token": csrf}).status_code == 302
+    assert client.post(f"/admin/workers/{wid}/action",
+                       data={"action": "block", "confirm": "yes", "csrf_token": csrf}).status_code == 302
 
 
 @pytest.mark.parametrize("target", ["https://evil.example/x", "//evil.example", "javascript:alert(1)",
