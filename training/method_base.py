@@ -62,6 +62,12 @@ class TrainingMethod:
         share it and take disjoint shares of the draw)."""
         return None
 
+    def batch_inputs(self, x: torch.Tensor, idx: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor:
+        """The mini-batch the network sees: `x [B, C, H, W]` (augmented, normalised), `idx [B]`
+        (training-row ids), `draws` (the batch's augmentation `[3, B]`, or None). Corrections
+        change or annotate it here (counterfactual backgrounds, inputs that need a gradient)."""
+        return x
+
     def loss(self, logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
              domains: torch.Tensor | None = None) -> torch.Tensor:
         """Scalar loss of a mini-batch. `logits [B, K]`, pooled `features [B, D]` (same forward

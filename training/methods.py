@@ -15,6 +15,9 @@ name                   what it changes                                          
 oracle`
 =====================  ==========================================================  ============
 
+The corrections of `argus improve` (`rrr-gradient`, `rrr-contribution`, `counterfactual-bg`,
+`suppress-channels`) live in `training.corrections` and register here too.
+
 Options are keyword arguments of each class (`argus train --method-option KEY=VALUE`). Only the
 `*-oracle` methods set `reads_domains = True`; the trainer passes domains to no
 other method, and `tests/training/blind/test_blind_no_domain_read.py` checks that poisoning the domain
@@ -427,3 +430,7 @@ class DomainBalancedOracleMethod(TrainingMethod):
 
     def config(self) -> dict:
         return {"oracle": True}
+
+
+# the corrections of `argus improve` register themselves in METHODS
+from training import corrections  # noqa: E402,F401

@@ -385,6 +385,7 @@ class Trainer:
         for b, (idx, xb, y) in enumerate(self.train_source.batches(indices, batch)):
             draws = self.augment.draw_share(len(idx), aug_gen, self.rank, self.world) if self.augment.active else None
             x = prepare_batch(xb, mean, std, draws)
+            x = method.batch_inputs(x, idx, draws)
             lr = self._lr_at(epoch + b / n_batches, total_epochs)
             for group in optimizer.param_groups:
                 group["lr"] = lr
