@@ -645,3 +645,32 @@ def _suggestion(group_type, g, cue, inv, off, where, top_bg, top_share) -> str:
             "background": f"add training data on the `{g}` background"}[group_type]
     return (f"{scope}, {inv:.0%} of arguments are judged invalid{on_obj}: the features may not be the parts "
             f"people use; review the example sheets, {data}")
+
+
+def channel_validity(frame: pd.DataFrame, sheets: dict) -> pd.DataFrame:
+    """How often the crowd judged each explained channel a valid argument, over all sheets.
+
+    `frame`: judgments (`rate_arguments` rows, `item = "arg:<rank>"`, human workers only);
+    `sheets`: {sample_id: sheet}, whose `arguments[*].rank/channel` say which channel an item
+    showed. A task's sheet is its `sheet` column when present, else the task id.
+
+    Returns:
+        DataFrame sorted by channel: channel, n_sheets, n_judgments (yes + no; can't-tell left
+        out), validity (yes share), invalid (1 - validity).
+    """
+    rows = argument_rows(frame)
+    cols = ["channel", "n_sheets", "n_judgments", "validity", "invalid"]
+    if rows.empty:
+        return pd.DataFrame(columns=cols)
+    sheet_col = rows["sheet"].astype(str) if "sheet" in rows.columns else rows["task"].astype(str)
+    lookup = {(str(sid), int(a["rank"])): int(a["channel"]) for sid, s in sheets.items()
+              for a in (s.get("arguments") or [])}
+    rows = rows.assign(sheet=sheet_col)
+    rows["channel"] = [lookup.get((s, int(r))) if pd.notna(r) else None for s, r in zip(rows["sheet"], rows["rank"])]
+    judged = rows[rows["valid"].notna() & rows["channel"].notna()]
+    if judged.empty:
+        return pd.DataFrame(columns=cols)
+    g = judged.groupby(judged["channel"].astype(int))
+    out = pd.DataFrame({"n_sheets": g["sheet"].nunique(), "n_judgments": g["valid"].count(), "validity": g["valid"].mean()})
+    out["invalid"] = 1.0 - out["validity"]
+    return out.reset_index().rename(columns={"index": "channel"})[cols].sort_values("channel").reset_index(drop=True)

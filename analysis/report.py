@@ -406,3 +406,54 @@ def _plot_localisation(figs, table):
     fig.suptitle("Localisation of argument heatmaps by domain (95% CI over sheets)")
     figs.add("localisation_by_domain", fig, "Localisation by domain",
              "object = ground-truth object mask, parts = discriminative parts, human = union of people's marks.")
+
+
+# ----------------------------------------------------------------------------- after the fix
+
+IMPROVEMENT_ANCHOR = '<h2 id="agreement">'
+
+
+def add_improvement(report_dir, improve_doc: dict, figure_png, table_md=None) -> Path:
+    """Put an "After the fix" section (`argus improve`'s before/after figure and headline
+    numbers) into an existing `report_dir/report.html`, after the improvement clues; a section
+    put there before is replaced. `improve_doc`: the `improve.json` document."""
+    import re
+
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    report_dir = Path(report_dir)
+    path = report_dir / "report.html"
+    html = path.read_text()
+    if IMPROVEMENT_ANCHOR not in html:
+        raise ValueError(f"{path}: no {IMPROVEMENT_ANCHOR!r} heading to put the section before (not an Argus report?)")
+    data = Path(figure_png).read_bytes()
+    (report_dir / "figures").mkdir(parents=True, exist_ok=True)
+    (report_dir / "figures" / "improvement.png").write_bytes(data)
+    results, best = improve_doc["results"], improve_doc.get("best")
+    before, after = results["before"], results.get(best) or {}
+    cards = []
+
+    def card(label, get):
+        try:
+            b, a = get(before), get(after)
+        except (KeyError, TypeError):
+            return
+        if b is None or a is None:
+            return
+        cards.append({"label": label, "before": f"{b:.2f}", "after": f"{a:.2f}", "gain": f"{100 * (a - b):+.1f} points"})
+
+    card("cue-free test accuracy", lambda r: r["cue_free"]["overall"])
+    card(f"pointing game, {before.get('majority_domain')}", lambda r: r["majority_pointing_game"])
+    card("test accuracy", lambda r: r["test"]["overall"])
+    clues = improve_doc.get("clues") or {}
+    clue_text = (f"shortcut through the {', '.join('`' + b + '`' for b in clues.get('backgrounds') or []) or ''} "
+                 f"background" if clues.get("cue") == "background" else "channels judged invalid")
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
+    section = env.get_template("_improvement.html").render(
+        clues=" ".join(clue_text.split()), best_label=best or "–", cards=cards, majority=before.get("majority_domain"),
+        src="data:image/png;base64," + base64.b64encode(data).decode(), file="figures/improvement.png",
+        table=os.path.relpath(Path(table_md).resolve(), report_dir.resolve()) if table_md else "figures/improvement.png")
+    html = re.sub(r'<section id="improvement">.*?</section>\n?', "", html, flags=re.S)
+    html = html.replace(IMPROVEMENT_ANCHOR, section + "\n" + IMPROVEMENT_ANCHOR, 1)
+    path.write_text(html)
+    return path

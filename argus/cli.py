@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "active": "argus.commands.active:active",
     "experiment": "argus.commands.experiment:experiment",
     "demo": "argus.commands.demo:demo",
+    "improve": "argus.commands.improve:improve",
 }
 
 HELP = {
@@ -36,6 +37,7 @@ HELP = {
     "active": "Run active-learning rounds.",
     "experiment": "Run comparison experiments (blind domains, active learning).",
     "demo": "Run the whole pipeline on the embedded toy world.",
+    "improve": "Retrain a model with a correction from the crowd's clues; measure before and after.",
 }
 
 

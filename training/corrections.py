@@ -177,14 +177,19 @@ class CorrectionMethod(TrainingMethod):
 
     uses_masks = True
 
-    def __init__(self, init: str | None = None, region: str = "parts", dilate: int = 1, **kwargs):
+    def __init__(self, init: str | None = None, region: str = "parts", dilate: int = 1, counterfactual: float = 0.0,
+                 **kwargs):
         _no_options(self.name, kwargs)
         super().__init__()
         if region not in REGIONS:
             raise ValueError(f"method {self.name!r}: region={region!r}: choose one of {', '.join(REGIONS)}")
         if dilate < 0:
             raise ValueError(f"method {self.name!r}: dilate={dilate} must be >= 0")
+        if not 0.0 <= counterfactual <= 1.0:
+            raise ValueError(f"method {self.name!r}: counterfactual={counterfactual} must be in [0, 1]")
         self.init, self.region, self.dilate = init, region, int(dilate)
+        self.swap_p = float(counterfactual)
+        self._gen = None
         self._part_maps = self._allowed = None
         self.batch_inputs_ = self.batch_allowed = self.batch_foreground = None
 
@@ -217,6 +222,11 @@ class CorrectionMethod(TrainingMethod):
         # same input scaling as the model it starts from
         trainer.normalization = meta["normalization"]
 
+    def epoch_indices(self, epoch, generator):
+        # the swaps' own stream, seeded by (seed, epoch): runs repeat exactly, resumed ones too
+        self._gen = torch.Generator().manual_seed(int(self.trainer.config.seed) * 7_919 + int(epoch) * 104_729 + 17)
+        return None
+
     def batch_inputs(self, x, idx, draws):
         if self.uses_masks:
             idx = idx.to(self._allowed.device)
@@ -224,10 +234,17 @@ class CorrectionMethod(TrainingMethod):
             if draws is not None:
                 allowed, fg = Augment.apply(allowed, draws), Augment.apply(fg, draws)
             self.batch_allowed, self.batch_foreground = allowed.float(), fg.float()
+        if self.swap_p > 0:
+            b = len(idx)
+            donors = torch.randint(0, b, (b,), generator=self._gen)
+            keep = torch.rand(b, generator=self._gen) >= self.swap_p
+            donors = torch.where(keep, torch.arange(b), donors).to(x.device)
+            x = swap_backgrounds(x, self.batch_foreground.to(x.dtype), donors)
+            x = x.contiguous(memory_format=torch.channels_last)
         return x
 
     def config(self) -> dict:
-        return {"init": self.init, "region": self.region, "dilate": self.dilate}
+        return {"init": self.init, "region": self.region, "dilate": self.dilate, "counterfactual": self.swap_p}
 
 
 @register_method("rrr-gradient")
@@ -300,34 +317,18 @@ class ContributionMethod(CorrectionMethod):
 
 @register_method("counterfactual-bg")
 class CounterfactualBackgroundMethod(CorrectionMethod):
-    """With probability `p` per image, its object is put on another batch image's background
-    (`swap_backgrounds`); the draw comes from the trainer's per-epoch augmentation generator
-    stream, so runs repeat exactly."""
+    """Cross-entropy on counterfactual images: with probability `p` per image, its object is
+    put on another batch image's background (`swap_backgrounds`), so the background says
+    nothing about the class."""
 
     def __init__(self, p: float = 0.75, **kwargs):
         kwargs.setdefault("region", "object")
-        super().__init__(**kwargs)
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"method {self.name!r}: p={p} must be in [0, 1]")
-        self.p = float(p)
-        self._gen = None
-        self._epoch = 0
-
-    def epoch_indices(self, epoch, generator):
-        self._epoch = int(epoch)
-        self._gen = torch.Generator().manual_seed(int(self.trainer.config.seed) * 7_919 + int(epoch) * 104_729 + 17)
-        return None
-
-    def batch_inputs(self, x, idx, draws):
-        x = super().batch_inputs(x, idx, draws)
-        b = len(idx)
-        donors = torch.randint(0, b, (b,), generator=self._gen)
-        keep = torch.rand(b, generator=self._gen) >= self.p
-        donors = torch.where(keep, torch.arange(b), donors).to(x.device)
-        return swap_backgrounds(x, self.batch_foreground.to(x.dtype), donors).contiguous(memory_format=torch.channels_last)
+        if "counterfactual" in kwargs:
+            raise TypeError("method 'counterfactual-bg': unknown option(s) counterfactual (use p)")
+        super().__init__(counterfactual=p, **kwargs)
 
     def config(self) -> dict:
-        return {**super().config(), "p": self.p}
+        return {"init": self.init, "p": self.swap_p}
 
 
 @register_method("suppress-channels")

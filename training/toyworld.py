@@ -564,3 +564,45 @@ def toyworld_preset(name: str) -> dict:
     preset = dict(TOYWORLD_PRESETS[name])
     preset["domains"] = dict(preset["domains"])
     return preset
+
+
+def write_cue_free_test(data_dir, out, progress: bool = False) -> Path:
+    """The cue-free twin of a toy world's test split: the same test rows (same creatures, poses,
+    domains and labels) rendered with the spurious background cue at chance (every background
+    drawn uniformly), in a dataset folder `out` that holds only the test split.
+
+    A model that reads the creature scores the same on both; one that reads the background loses
+    its majority-domain accuracy here. Reads `toyworld.json` and `samples.csv` of `data_dir`;
+    writes `images/`, `masks/`, `samples.csv`, `parts.json`, `toyworld.json` (with
+    `cue_free_of`) and `dataset.json`."""
+    import pandas as pd
+
+    from training.datasets import read_dataset_meta, write_dataset_meta
+
+    data_dir, out = Path(data_dir), Path(out)
+    options_path = data_dir / "toyworld.json"
+    if not options_path.exists():
+        raise FileNotFoundError(f"{options_path}: not a toy world (no toyworld.json), so no cue-free test can be rendered")
+    options = json.loads(options_path.read_text())
+    table = pd.read_csv(data_dir / "samples.csv", dtype=str, keep_default_na=False)
+    test = table[table["split"] == "test"]
+    if test.empty:
+        raise ValueError(f"{data_dir / 'samples.csv'}: no test rows to render cue-free")
+    items = []
+    for sid, label, domain in zip(test["sample_id"], test["label"], test["domain"]):
+        prefix, _, number = sid.partition("-")
+        if prefix != "test" or not number.isdigit():
+            raise ValueError(f"{data_dir / 'samples.csv'}: test sample id {sid!r} is not test-<row>, as the toy world writes")
+        items.append((sid, TEST_OFFSET + int(number), label, domain, "test", 0.0))
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    domains = {k: float(v) for k, v in options["domains"].items()}
+    rows = _render_and_write((str(out), int(options["seed"]), int(options["image_size"]), domains,
+                              float(options.get("shift", 1.0)), items))
+    frame = pd.DataFrame(rows, columns=["sample_id", "path", "label", "domain", "split", "background", "spurious"])
+    frame.to_csv(out / "samples.csv", index=False, lineterminator="\n")
+    (out / "parts.json").write_text(json.dumps(parts_document(int(options["image_size"])), indent=2) + "\n")
+    (out / "toyworld.json").write_text(json.dumps({**options, "spurious_splits": [], "cue_free_of": str(data_dir)},
+                                                  indent=2) + "\n")
+    write_dataset_meta(out, **read_dataset_meta(data_dir))
+    return out

@@ -15,6 +15,9 @@ returns what later stages read (`run.results[name]`):
     export   the judgments export (CSV + Parquet) through the API
     report   `analysis.report.build_report` -> OUT/report/report.html
     checks   what shows that it works where the truth is known (`sim.checks`)
+    improve  the loop closed (`argus.pipelines.improve`): the report's clues -> the model
+             fine-tuned with a correction -> measured again on the test split and its cue-free
+             twin -> OUT/improve/ and an "After the fix" section in report.html
 
 The one reuse rule: a stage with a `key` is skipped when `OUT/stages.json` records that it
 finished with the same key (its options plus the keys of the stages it reads, `after`) and its
@@ -76,6 +79,8 @@ class DemoConfig:
     mix: dict = field(default_factory=lambda: {"reliable": 13, "sloppy": 3, "spammer": 3, "adversarial": 1})
     n_boot: int = 500
     overlap_threshold: float = 0.3
+    improve_corrections: tuple = ("counterfactual",)
+    improve_epochs: int = 2
 
     def check(self) -> "DemoConfig":
         for name in ("n_train", "n_test", "epochs", "n_sheets", "n_workers", "redundancy"):
@@ -292,6 +297,27 @@ def stage_checks(run: DemoRun) -> dict:
                                majority, run.server.client.batch_workers(run["batch"]["id"]))
 
 
+def stage_improve(run: DemoRun) -> dict | None:
+    """Act on the clue: fine-tune the judged model with `cfg.improve_corrections`, measure it
+    before and after (`OUT/improve/`), and add the before/after figure to report.html."""
+    from analysis.report import add_improvement
+    from argus.pipelines.improve import ImproveConfig, read_clues, run_improve
+
+    cfg = run.cfg
+    clues = read_clues(run.out / "report", run["export"], run["explain"])
+    run.progress.say(f"clues: {clues.describe()}")
+    corrections = tuple(c for c in cfg.improve_corrections if c != "counterfactual" or clues.cue == "background")
+    if not corrections:
+        run.progress.say("no clue to act on: the model is left as it is")
+        return None
+    doc = run_improve(run["train"], run["data"], run.out / "improve", clues,
+                      ImproveConfig(corrections=corrections, epochs=cfg.improve_epochs, fine_tune=True, seed=cfg.seed,
+                                    device=cfg.device), echo=run.progress.say)
+    add_improvement(run.out / "report", doc, run.out / "improve" / "improve.png", run.out / "improve" / "improve.md")
+    run.progress.say(f"{run.out / 'improve' / 'improve.md'}; report: 'After the fix' section")
+    return doc
+
+
 @dataclass(frozen=True)
 class Stage:
     """One step of the demo. `key(cfg)`: the options its output depends on (None: never
@@ -319,6 +345,7 @@ STAGES = (
     Stage("export", stage_export),
     Stage("report", stage_report),
     Stage("checks", stage_checks),
+    Stage("improve", stage_improve),
 )
 
 

@@ -44,6 +44,7 @@ def collect_summary(run: DemoRun, server_url: str | None) -> dict:
         "pointing_game": {"overall": (gt.get("overall") or {}).get("pointing_game"),
                           "by_domain": {d: v.get("pointing_game") for d, v in (gt.get("by_domain") or {}).items()}},
         "checks": run["checks"],
+        "improvement": improvement_summary(run.results.get("improve")),
         "stage_seconds": dict(progress.times), "reused": dict(progress.reused), "total_seconds": progress.total,
         "batch": batch and {k: batch.get(k) for k in ("id", "tasks", "gold_tasks", "redundancy", "tasks_by_kind")},
         "paths": {"out": str(out), "data": str(out / "data"), "model": str(out / "run"),
@@ -53,6 +54,32 @@ def collect_summary(run: DemoRun, server_url: str | None) -> dict:
         "server": server_url,
     }
     return summary
+
+
+def improvement_summary(doc: dict | None) -> dict | None:
+    """Before -> after of the demo's correction: test and cue-free accuracy, majority-domain
+    pointing game, each with the gain in points."""
+    if not doc or not doc.get("best"):
+        return None
+    before, after = doc["results"]["before"], doc["results"][doc["best"]]
+
+    def pair(get):
+        try:
+            b, a = get(before), get(after)
+        except (KeyError, TypeError):
+            return None
+        if b is None or a is None:
+            return None
+        return {"before": b, "after": a, "gain_points": round(100 * (a - b), 1)}
+
+    return {"correction": doc["best"], "epochs": doc["config"]["epochs"], "fine_tune": doc["config"]["fine_tune"],
+            "clues": doc["clues"], "majority_domain": before.get("majority_domain"),
+            "cue_free_accuracy": pair(lambda r: r["cue_free"]["overall"]),
+            "test_accuracy": pair(lambda r: r["test"]["overall"]),
+            "majority_pointing_game": pair(lambda r: r["majority_pointing_game"]),
+            "cue_free_per_domain": {d: pair(lambda r, d=d: r["cue_free"]["per_domain"][d])
+                                    for d in (before.get("cue_free") or {}).get("per_domain", {})},
+            "seconds": doc.get("seconds")}
 
 
 def _f(v, d=3):
@@ -96,6 +123,15 @@ def format_summary(s: dict) -> str:
         lines.append(f"improvement clue found: {clue['suggestion']}")
     else:
         lines.append(f"improvement clue: none names the spurious background cue ({c.get('n_clues', 0)} clues in the report)")
+    imp = s.get("improvement")
+    if imp:
+        how = f"{imp['correction']}, fine-tuned {imp['epochs']} epochs" if imp["fine_tune"] else imp["correction"]
+        lines.append(f"after the fix ({how}), before -> after:")
+        for label, key in (("cue-free test accuracy", "cue_free_accuracy"), ("test accuracy", "test_accuracy"),
+                           (f"pointing game ({imp['majority_domain']})", "majority_pointing_game")):
+            p = imp.get(key)
+            if p:
+                lines.append(f"    {label:<26} {_f(p['before'])} -> {_f(p['after'])}  ({p['gain_points']:+.1f} points)")
     verdict = [("DS vs truth r >= 0.9", (c.get("ds_vs_true_accuracy_pearson") or 0) >= 0.9),
                ("every spammer flagged", bool(c.get("all_spammers_flagged"))),
                ("clue names the spurious cue", bool(c.get("clue_names_spurious_background")))]
