@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -65,12 +65,14 @@ class Explanation:
     """What `LayerContributions.explain` returns; every tensor stays on the model's device.
 
     Shapes: B images, K classes, C channels of the explained layer, (h, w) its spatial size.
-    Contributions are in logit units.
+    Contributions are in logit units. For exact (GAP-linear) heads the all-class decomposition is
+    kept factored, `contributions[b, c, k] = pooled[b, c] * weight[k, c]`: any class's channel
+    contributions cost O(B*C), and the dense `[B, C, K]` tensor (4 bytes * B*C*K: 0.5 GB for a
+    ResNet-50 batch of 64 with 1,000 classes) is built only when `contributions` is read.
     """
 
     logits: torch.Tensor  # [B, K]
     probabilities: torch.Tensor  # [B, K] softmax (single-label) or sigmoid (multi-label)
-    contributions: torch.Tensor  # [B, C, K]; sum over C + rest == logits
     rest: torch.Tensor  # [B, K]; the bias (exact) or the unexplained remainder (approximate)
     maps: torch.Tensor  # [B, C, h, w] channel activations of the explained layer
     target: torch.Tensor  # [B] long, the explained class k
@@ -80,10 +82,69 @@ class Explanation:
     layer: str
     decomposition: str  # "exact" | "gradient_x_activation"
     multilabel: bool = False
+    pooled: torch.Tensor | None = None  # [B, C] GAP(maps), exact heads only
+    weight: torch.Tensor | None = None  # [K, C] head weights, exact heads only
+    dense: torch.Tensor | None = field(default=None, repr=False)  # [B, C, K] once built (or given)
 
     @property
     def exact(self) -> bool:
         return self.decomposition == "exact"
+
+    @property
+    def contributions(self) -> torch.Tensor:
+        """`[B, C, K]`: sum over C + rest == logits. Built on first read for exact heads."""
+        if self.dense is None:
+            self.dense = self.pooled.unsqueeze(2) * self.weight.t().to(self.pooled.dtype).unsqueeze(0)
+        return self.dense
+
+    def class_contributions(self, classes) -> torch.Tensor:
+        """Channel contributions `[B, C]` to one class per image (`classes`: an int or `[B]` ints)."""
+        b = self.logits.shape[0]
+        idx = torch.as_tensor(classes, dtype=torch.long, device=self.logits.device).reshape(-1).expand(b)
+        if self.dense is None and self.pooled is not None:
+            return self.pooled * self.weight[idx].to(self.pooled.dtype)
+        return self.contributions[torch.arange(b, device=idx.device), :, idx]
+
+    def logits_after_removal(self, order: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """Logits `[B, S, K]` once the first `counts[s]` channels of `order [B, C]` are zeroed.
+
+        Exact heads: one `[B*S, C] x [C, K]` product on the pooled features (zeroing a channel
+        removes exactly its contributions), without the dense tensor."""
+        b, c = order.shape
+        rank = torch.empty_like(order)
+        rank.scatter_(1, order, torch.arange(c, device=order.device).expand(b, c))
+        removed = rank.unsqueeze(1) < counts.to(order.device).view(1, -1, 1)  # [B, S, C]
+        if self.dense is None and self.pooled is not None:
+            dropped = (self.pooled.unsqueeze(1) * removed.to(self.pooled.dtype)) @ self.weight.t().to(self.pooled.dtype)
+        else:
+            dropped = torch.einsum("bsc,bck->bsk", removed.to(self.contributions.dtype), self.contributions)
+        return self.logits.unsqueeze(1) - dropped.to(self.logits.dtype)
+
+    def channel_weights(self, target, contrast=None) -> torch.Tensor:
+        """Per-channel head weights `[B, C]` for "k (rather than j)": `W[k] - W[j]` (exact heads)."""
+        if self.weight is None:
+            raise ValueError(f"channel weights need a GAP-linear head; layer {self.layer!r} is explained by "
+                             f"{self.decomposition}")
+        b = self.logits.shape[0]
+        k = torch.as_tensor(target, dtype=torch.long, device=self.weight.device).reshape(-1).expand(b)
+        w = self.weight[k]
+        if contrast is not None:
+            j = torch.as_tensor(contrast, dtype=torch.long, device=self.weight.device).reshape(-1).expand(b)
+            w = w - self.weight[j]
+        return w
+
+    def class_map(self, target=None, contrast="explained") -> torch.Tensor:
+        """The full class map `[B, h, w]` in logit units: `sum_c w_c * A_c / (h*w)` (a CAM, no ReLU).
+
+        `target` None = the explained class; `contrast` `"explained"` = the explanation's contrast
+        (so the map sums to the margin minus the bias difference), None = logit_k alone.
+        Exact heads only (other heads: `LayerContributions.grad_cam`)."""
+        target = self.target if target is None else target
+        if isinstance(contrast, str):
+            contrast = self.contrast
+        w = self.channel_weights(target, contrast).to(self.maps.dtype)
+        h, wd = self.maps.shape[-2:]
+        return torch.einsum("bc,bchw->bhw", w, self.maps) / (h * wd)
 
     def top_channels(self, m: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The `m` channels with the largest contrast contribution: (values [B,m], channels [B,m])."""
@@ -251,11 +312,10 @@ class LayerContributions:
                 logits = self.model(images)
             maps = store["maps"]
             pooled = store["head_in"]  # == GAP(maps), as checked on the first call
-            weight = self.head.weight  # [K, C]
-            contributions = pooled.unsqueeze(2) * weight.t().unsqueeze(0)  # [B, C, K]
+            weight = self.head.weight  # [K, C]; the [B, C, K] decomposition stays factored
             bias = self.head.bias if self.head.bias is not None else torch.zeros_like(weight[:, 0])
-            rest = bias.unsqueeze(0).expand(logits.shape[0], -1).to(contributions.dtype)
-            return self._assemble(logits, maps, contributions, rest, target, contrast, pooled=pooled, weight=weight)
+            rest = bias.unsqueeze(0).expand(logits.shape[0], -1).to(pooled.dtype)
+            return self._assemble(logits, maps, None, rest, target, contrast, pooled=pooled, weight=weight)
         logits, maps, contributions, rest = self._gradient_x_activation(images)
         return self._assemble(logits, maps, contributions, rest, target, contrast)
 
@@ -314,10 +374,33 @@ class LayerContributions:
             contrib_k = contributions[rows, :, target_t]  # [B, C]
             contrast_contributions = contrib_k if contrast_t is None else contrib_k - contributions[rows, :, contrast_t]
         return Explanation(
-            logits=logits, probabilities=probs, contributions=contributions, rest=rest, maps=maps,
+            logits=logits, probabilities=probs, rest=rest, maps=maps,
             target=target_t, contrast=contrast_t, contrast_contributions=contrast_contributions,
             margin=margin, layer=self.layer_name, decomposition=self.decomposition, multilabel=self.multilabel,
+            pooled=pooled, weight=None if weight is None else weight.detach(), dense=contributions,
         )
+
+    def grad_cam(self, images: torch.Tensor, target=None, e: Explanation | None = None) -> torch.Tensor:
+        """Grad-CAM (Selvaraju et al. 2017) at the explained layer: `ReLU(sum_c a_c A_c)` `[B, h, w]`,
+        `a_c` the spatial mean of `dlogit_k/dA_c`; `target` None = the predicted class.
+
+        On GAP-linear heads `a_c = W[k, c] / (h*w)`, so it is the ReLU of the class map, computed
+        from an explanation's maps (pass `e` to reuse one) with no backward pass; other heads take
+        one backward pass."""
+        if self.decomposition is None:
+            self._detect(images)
+        if self.decomposition == "exact":
+            e = e if e is not None else self.explain(images, target=target, contrast=None)
+            k = e.logits.argmax(dim=1) if target is None else _as_index(target, *e.logits.shape, e.logits.device, "target")
+            return e.class_map(k, contrast=None).clamp_min(0)
+        with torch.enable_grad(), self.hooks(capture_head=False, requires_grad=True) as store:
+            logits = self.model(images)
+            maps = store["maps"]
+            b, k = logits.shape
+            t = logits.argmax(dim=1) if target is None else _as_index(target, b, k, logits.device, "target")
+            (grads,) = torch.autograd.grad(logits[torch.arange(b, device=logits.device), t].sum(), maps)
+        alpha = grads.mean(dim=(2, 3), keepdim=True)
+        return (alpha * maps.detach()).sum(dim=1).clamp_min(0)
 
     # -- interventions -------------------------------------------------------------------------
 

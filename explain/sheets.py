@@ -97,10 +97,8 @@ def faithfulness(explainer: LayerContributions, images: torch.Tensor, e: Explana
     steps = steps.to(e.logits.device)
     rows = torch.arange(b, device=e.logits.device)
     if e.exact:
-        sorted_contrib = e.contributions.gather(1, order.unsqueeze(2).expand(-1, -1, e.contributions.shape[2]))
-        cum = torch.cat([torch.zeros_like(sorted_contrib[:, :1]), sorted_contrib.cumsum(dim=1)], dim=1)  # [B, C+1, K]
-        curve_logits = e.logits.unsqueeze(1) - cum[:, steps]  # [B, S, K]
-        after = e.logits - cum[:, m]
+        curve_logits = e.logits_after_removal(order, steps)  # [B, S, K], one product on pooled features
+        after = curve_logits[:, int((steps == m).nonzero()[0, 0])]
     else:
         curve = []
         for s in steps.tolist():

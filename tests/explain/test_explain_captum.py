@@ -54,3 +54,62 @@ def test_pytorch_grad_cam_weights_times_gap_equal_contributions():
     finally:
         cam.activations_and_grads.release()
     torch.testing.assert_close(per_channel.float(), e.contributions[:, :, 2], rtol=1e-4, atol=1e-5)
+
+
+def _reference_grad_cam(net, layer, x, targets):
+    """pytorch-grad-cam's GradCAM (upsampled to the input, min-max normalised per image)."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cam = GradCAM(model=net, target_layers=[layer])
+    try:
+        return torch.as_tensor(cam(input_tensor=x, targets=[ClassifierOutputTarget(int(k)) for k in targets]))
+    finally:
+        cam.activations_and_grads.release()
+
+
+def _normalised_upsampled(maps, size):
+    up = torch.nn.functional.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+    up = up - up.flatten(1).min(dim=1).values[:, None, None]
+    return up / up.flatten(1).max(dim=1).values.clamp_min(1e-7)[:, None, None]
+
+
+def test_grad_cam_matches_pytorch_grad_cam_on_gap_linear_head():
+    net = small_cnn()
+    x = torch.randn(4, 3, 32, 32)
+    explainer = LayerContributions(net)
+    e = explainer.explain(x)
+    ours = explainer.grad_cam(x, e=e)  # from the decomposition's maps, no backward pass
+    assert ours.shape == (4, 4, 4) and (ours >= 0).all()
+    # Grad-CAM on a GAP-linear head is the ReLU of the class map for logit_k alone.
+    torch.testing.assert_close(ours, e.class_map(e.target, contrast=None).clamp_min(0))
+    ref = _reference_grad_cam(net, net.features, x, e.target)
+    torch.testing.assert_close(_normalised_upsampled(ours, (32, 32)), ref.float(), rtol=0, atol=1e-4)
+    # Explicit targets and the backward-pass path (forced) give the same maps.
+    targets = [0, 3, 5, 1]
+    torch.testing.assert_close(explainer.grad_cam(x, target=targets),
+                               _grad_cam_by_backward(net, x, targets), rtol=1e-4, atol=1e-6)
+
+
+def _grad_cam_by_backward(net, x, targets):
+    forced = LayerContributions(net)
+    forced._detect(x)
+    forced.decomposition = "gradient_x_activation"
+    return forced.grad_cam(x, target=targets)
+
+
+def test_grad_cam_matches_pytorch_grad_cam_on_max_pooled_head():
+    import warnings
+
+    from .conftest import MaxHeadNet, hand_set
+
+    torch.manual_seed(2)
+    net = hand_set(MaxHeadNet())
+    x = torch.rand(3, 3, 8, 8)
+    explainer = LayerContributions(net)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = explainer.grad_cam(x, target=[2, 0, 1])
+    assert explainer.decomposition == "gradient_x_activation"
+    ref = _reference_grad_cam(net, net.features, x, [2, 0, 1])
+    torch.testing.assert_close(_normalised_upsampled(ours, (8, 8)), ref.float(), rtol=0, atol=1e-4)

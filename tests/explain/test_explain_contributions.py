@@ -155,3 +155,28 @@ def test_removal_intervention_matches_decomposition(tiny_net, images):
 def test_rejects_bad_images(tiny_net):
     with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
         LayerContributions(tiny_net).explain(torch.zeros(3, 8, 8))
+
+
+def test_all_class_decomposition_is_factored_until_read(tiny_net, images):
+    e = LayerContributions(tiny_net).explain(images)
+    assert e.dense is None  # explain builds no [B, C, K] tensor on exact heads
+    torch.testing.assert_close(e.class_contributions(e.target), e.contrast_contributions + e.class_contributions(e.contrast))
+    order = torch.argsort(e.contrast_contributions, dim=1, descending=True)
+    counts = torch.tensor([0, 1, 3, 4])
+    factored = e.logits_after_removal(order, counts)
+    assert e.dense is None and factored.shape == (5, 4, 3)
+    dense = e.contributions  # built on first read, then kept
+    assert e.dense is dense and dense.shape == (5, 4, 3)
+    for s, n in enumerate(counts.tolist()):
+        removed = torch.zeros(5, 4).scatter_(1, order[:, :n], 1.0)
+        torch.testing.assert_close(factored[:, s], e.logits - (dense * removed.unsqueeze(2)).sum(1))
+    torch.testing.assert_close(e.logits_after_removal(order, counts), factored)  # the dense path agrees
+    torch.testing.assert_close(factored[:, 0], e.logits)
+    torch.testing.assert_close(factored[:, -1], e.rest)  # all channels removed: the bias is left
+
+
+def test_class_map_sums_to_the_contributions(tiny_net, images):
+    e = LayerContributions(tiny_net).explain(images)
+    # The contrastive class map sums over space to the margin's channel part (exactness kept).
+    torch.testing.assert_close(e.class_map().sum(dim=(1, 2)), e.contrast_contributions.sum(1))
+    torch.testing.assert_close(e.class_map(2, contrast=None).sum(dim=(1, 2)), e.class_contributions(2).sum(1))
