@@ -272,6 +272,7 @@ def flags(batch_id: int):
     low = float(current_app.config["LOW_AGREEMENT"])
     return _batch_page("admin/flags.html", batch_id, low_agreement=low,
                        flags=lambda s: D.flags(s, batch_id, low_agreement=low, **_speed_kw()),
+                       analysis=lambda s: D.analysis_flags(s, batch_id),
                        floors=lambda s: D.speed_floors(s, batch_id, **_speed_kw()))
 
 

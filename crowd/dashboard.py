@@ -225,6 +225,29 @@ def flags(session: Session, batch_id: int, *, ratio: float = 0.2, min_seconds: d
     return out
 
 
+ANALYSIS_FLAGS_EVENT = "analysis_flags"
+
+
+def record_analysis_flags(session: Session, batch_id: int, rows: list[dict], source: str) -> None:
+    """Store the worker flags an analysis computed (`argus crowd flags --record`: the worker
+    quality model of `analysis.quality`) as one event, for the flags page to show: `crowd` does
+    not import `analysis`, the CLI brings the two together. `rows`: `worker, action, reasons,
+    n_answers, gold_n, gold_accuracy, min_kappa` (None for a statistic without data)."""
+    S.get_batch(session, batch_id)
+    keep = ("worker", "flagged", "action", "reasons", "n_answers", "gold_n", "gold_accuracy", "min_kappa")
+    S.log_event(session, ANALYSIS_FLAGS_EVENT, batch_id=batch_id, source=source,
+                workers=[{k: r.get(k) for k in keep} for r in rows])
+
+
+def analysis_flags(session: Session, batch_id: int) -> dict | None:
+    """The latest recorded analysis flags of a batch: `{"at", "source", "workers"}`, or None."""
+    e = session.scalar(select(Event).where(Event.batch_id == batch_id, Event.type == ANALYSIS_FLAGS_EVENT)
+                       .order_by(Event.id.desc()).limit(1))
+    if e is None:
+        return None
+    return {"at": e.at, "source": e.data.get("source", ""), "workers": e.data.get("workers", [])}
+
+
 def throughput(session: Session, batch_id: int, *, window_h: float = 1.0, now: datetime | None = None) -> dict:
     """Judgments per hour (all and over the last `window_h` hours), a histogram by hour of the
     last 24 hours, and the estimated finish: judgments still missing / recent rate."""

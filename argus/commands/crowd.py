@@ -1,4 +1,5 @@
-"""`argus crowd ...`: init-db, serve, batch create|status|pause|resume|close|expire, export, workers.
+"""`argus crowd ...`: init-db, serve, batch create|status|pause|resume|close|expire, export, workers,
+flags.
 
 Configuration comes from the same layers as the server (defaults -> `ARGUS_CONFIG` file ->
 `ARGUS_*` environment); `--database-url` is a shortcut for `ARGUS_DATABASE_URL`.
@@ -214,6 +215,45 @@ def workers(batch_id, database_url):
         rows = S.worker_stats(session, batch_id)
     click.echo(format_table(rows, ["id", "worker", "status", "tasks", "median_duration_s", "gold_accuracy", "gold_answers",
                              "agreement_with_majority"]))
+
+
+@crowd.command("flags")
+@click.argument("batch_id", type=int)
+@click.option("--record", is_flag=True, help="Store the flags for the dashboard's flags page.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@DB_OPTION
+@cli_errors
+def flags(batch_id, record, as_json, database_url):
+    """Worker quality of BATCH_ID from the analysis (`analysis.quality`: gold posterior, consensus
+    kappa, speed; flags only on evidence, each with its reason)."""
+    import math
+
+    from analysis.quality import worker_flags, worker_quality
+    from argus.pipelines.mturk_review import batch_frame
+    from crowd import dashboard as D
+    from crowd import service as S
+    from crowd.db import get_database
+
+    app = _app(database_url)
+    db = get_database(app)
+    with db.reading() as session:
+        S.get_batch(session, batch_id)
+    frame = batch_frame(db, batch_id)
+    if frame.empty:
+        raise click.ClickException(f"batch {batch_id} has no judgments yet")
+    table = worker_flags(worker_quality(frame))
+    rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v.item() if hasattr(v, "item") else v)
+             for k, v in r.items()} for r in table.to_dict("records")]
+    if record:
+        with db.transaction() as session:
+            D.record_analysis_flags(session, batch_id, rows, source="analysis.quality.worker_quality")
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        click.echo(format_table(rows, ["worker", "action", "n_answers", "gold_n", "gold_accuracy", "min_kappa",
+                                       "reasons"]))
+    if record:
+        click.echo(f"recorded for the dashboard: /admin/batches/{batch_id}/flags")
 
 
 @crowd.command("serve")

@@ -218,3 +218,45 @@ def test_actions_need_login_and_csrf(sqlite_app, h):
     assert r.status_code == 404 and "judgment 999 not found" in r.get_data(as_text=True)
     with get_database(sqlite_app).reading() as s:
         assert s.get(Judgment, 1).review is None
+
+
+def test_analysis_flags_recorded_by_the_cli_show_on_the_flags_page(tmp_path, sheets_dir, monkeypatch, h):
+    """`argus crowd flags BATCH --record` runs analysis.quality on the batch and the flags page
+    shows what it found (crowd never imports analysis; the CLI brings them together)."""
+    import json
+
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from analysis.quality import worker_flags, worker_quality
+    from argus.cli import cli
+    from crowd.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'flags.db'}"
+    monkeypatch.setenv("ARGUS_DATABASE_URL", url)
+    monkeypatch.setenv("ARGUS_SECRET_KEY", "cli-secret")
+    app = create_app({"DATABASE_URL": url, "API_TOKEN": h.API_TOKEN, "ADMIN_PASSWORD": "admin-pw"})
+    client = app.test_client()
+    b = h.create_batch(client, kind="label", redundancy=4, tasks_per_visit=3)
+    for i, name in enumerate(("ann", "bob", "cid", "odd")):
+        w = h.WorkerClient(client, b["id"], name).start()
+        for _ in range(3):
+            n = w.next()
+            w.submit(n["assignment_token"], h.answer_for(n["task"], 1 if name == "odd" else 0), duration_s=5.0 + i)
+    runner = CliRunner()
+    r = runner.invoke(cli, ["crowd", "flags", str(b["id"]), "--record", "--json"])
+    assert r.exit_code == 0, r.output
+    printed = json.loads(r.output[:r.output.rindex("]") + 1])
+    with get_database(app).reading() as s:
+        frame = pd.DataFrame(list(S.iter_judgment_rows(s, b["id"])))
+    expected = worker_flags(worker_quality(frame))
+    assert [p["worker"] for p in printed] == list(expected["worker"]) == ["ann", "bob", "cid", "odd"]
+    assert [p["action"] for p in printed] == list(expected["action"])
+    assert [p["n_answers"] for p in printed] == [3, 3, 3, 3]
+    h.admin_login(client)
+    page = client.get(f"/admin/batches/{b['id']}/flags").get_data(as_text=True)
+    table = page.split('id="analysis-flags"')[1]
+    assert [m for m in re.findall(r"<tr><td>(\w+)</td>", table)] == ["ann", "bob", "cid", "odd"]
+    assert "analysis.quality.worker_quality" in page
+    assert runner.invoke(cli, ["crowd", "flags", "42"]).output.strip() == "Error: batch 42 not found"
+    get_database(app).engine.dispose()
