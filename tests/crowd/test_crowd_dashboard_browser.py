@@ -8,8 +8,13 @@ import os
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import select
+
+from analysis.quality import worker_flags, worker_quality
+from crowd import dashboard as D
+from crowd import service as S
 
 from crowd.db import get_database
 from crowd.models import Batch, Judgment, Task, Worker
@@ -54,6 +59,10 @@ def test_dashboard_pages_in_chromium(app, live_server, h, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     b = _answers(app, h)
+    with get_database(app).transaction() as s:  # what `argus crowd flags --record` stores
+        frame = pd.DataFrame(list(S.iter_judgment_rows(s, b["id"])))
+        rows = worker_flags(worker_quality(frame)).astype(object).where(lambda f: f.notna(), None)
+        D.record_analysis_flags(s, b["id"], rows.to_dict("records"), source="analysis.quality.worker_quality")
     with get_database(app).reading() as s:
         mark_task = s.scalar(select(Task.id).join(Judgment, Judgment.task_id == Task.id)
                              .where(Task.kind == "mark_rationale").order_by(Task.id).limit(1))
@@ -93,8 +102,9 @@ def test_dashboard_pages_in_chromium(app, live_server, h, tmp_path):
         shoot("admin_visits")
 
         page.goto(f"{base}/flags")
-        expect(page.locator("tbody tr").filter(has_text="speedy")).to_contain_text(
+        expect(page.locator("tbody tr").filter(has_text="speedy").first).to_contain_text(
             "too fast: 3 of 3 answers under the speed floor")
+        expect(page.locator("#analysis-flags tbody tr")).to_have_count(4)
         shoot("admin_flags")
 
         page.goto(f"{base}/throughput")
