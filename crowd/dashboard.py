@@ -125,7 +125,8 @@ def batch_cost(session: Session, batch_id: int) -> dict:
 def visits(session: Session, batch_id: int) -> list[dict]:
     """Every visit of a batch, newest first: worker, provider, status, completion code and kind,
     tasks done, active time (the sum of the seconds the pages counted on its answers) and
-    elapsed time (start to completion, or to now while under way)."""
+    elapsed time (start to completion, or to now while under way); `time_doubtful` when the
+    answers claim more active time than the visit lasted."""
     S.get_batch(session, batch_id)
     active = dict(session.execute(
         select(Assignment.visit_id, func.sum(Judgment.duration_s))
@@ -136,12 +137,15 @@ def visits(session: Session, batch_id: int) -> list[dict]:
     for v, w in session.execute(select(Visit, Worker).join(Worker, Worker.id == Visit.worker_id)
                                 .where(Visit.batch_id == batch_id).order_by(Visit.id.desc())):
         end = v.completed_at or now
+        active_s = None if active.get(v.id) is None else round(float(active[v.id]), 1)
+        elapsed_s = round((end - v.started_at).total_seconds(), 1)
         out.append({
             "id": v.id, "worker": w.label, "worker_id": w.id, "provider": v.provider.value, "status": v.status.value,
             "assignment": v.external_assignment_id or "", "completion_code": v.completion_code or "",
             "completion": v.completion or "", "partial_reason": v.partial_reason or "", "tasks_done": v.n_submitted,
-            "active_s": None if active.get(v.id) is None else round(float(active[v.id]), 1),
-            "elapsed_s": round((end - v.started_at).total_seconds(), 1),
+            "active_s": active_s, "elapsed_s": elapsed_s,
+            # the pages report their own seconds: more than the visit lasted was not measured there
+            "time_doubtful": active_s is not None and active_s > elapsed_s + 1.0,
             "started_at": v.started_at, "completed_at": v.completed_at, "review_note": v.review_note or "",
         })
     return out
