@@ -260,5 +260,7 @@ def test_analysis_flags_recorded_by_the_cli_show_on_the_flags_page(tmp_path, she
     table = page.split('id="analysis-flags"')[1]
     assert [m for m in re.findall(r"<tr><td>(\w+)</td>", table)] == ["ann", "bob", "cid", "odd"]
     assert "analysis.quality.worker_quality" in page
+    log = client.get(f"/admin/batches/{b['id']}/events?type=analysis_flags").get_data(as_text=True)
+    assert "source=analysis.quality.worker_quality, workers=[4 entries]" in log
     assert runner.invoke(cli, ["crowd", "flags", "42"]).output.strip() == "Error: batch 42 not found"
     get_database(app).engine.dispose()
