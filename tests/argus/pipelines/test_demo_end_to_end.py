@@ -55,7 +55,7 @@ def test_outputs_and_printed_summary(demo_run):
     assert regular.groupby("task")["worker"].nunique().eq(summary["config"]["redundancy"]).all()
     assert frame["is_gold"].any() and frame["worker"].str.startswith("sim-").all()
     assert set(summary["accuracy"]["per_domain"]) == {"day", "night", "fog"}
-    for name in ("data", "train", "eval", "explain", "server", "batch", "crowd", "export", "report", "checks"):
+    for name in ("data", "train", "eval", "explain", "server", "batch", "crowd", "export", "report", "checks", "improve"):
         assert f"{name}] done in" in stdout
     assert "Krippendorff's alpha" in stdout and "pointing game" in stdout and "model vs human" in stdout
 
@@ -80,3 +80,26 @@ def test_rerun_reuses_dataset_model_and_sheets(demo_run):
         run = run_stages(DemoRun(replace(small, spurious=spurious), other, Progress(lines.append)), data)
         assert run.progress.reused.get("data", False) is reused, spurious
     assert json.loads((other / "data" / "toyworld.json").read_text())["spurious"] == 0.5
+
+
+def test_the_demo_acts_on_the_clue_and_measures_before_and_after(demo_run):
+    out, summary, stdout = demo_run
+    imp = summary["improvement"]
+    assert imp is not None and imp["correction"] == "counterfactual" and imp["fine_tune"]
+    assert imp["clues"]["cue"] == "background"
+    doc = json.loads((out / "improve" / "improve.json").read_text())
+    before, after = doc["results"]["before"], doc["results"]["counterfactual"]
+    assert imp["cue_free_accuracy"] == {"before": before["cue_free"]["overall"], "after": after["cue_free"]["overall"],
+                                        "gain_points": round(100 * (after["cue_free"]["overall"]
+                                                                    - before["cue_free"]["overall"]), 1)}
+    # the judged model is measured on the same test split the eval stage used
+    assert before["test"]["overall"] == pytest.approx(summary["accuracy"]["overall"], abs=1e-9)
+    # the cue-free twin holds the same test rows without the cue
+    cue_free = pd.read_csv(out / "improve" / "cue_free" / "samples.csv")
+    test = pd.read_csv(out / "data" / "samples.csv").query("split == 'test'")
+    assert cue_free["sample_id"].tolist() == test["sample_id"].tolist() and cue_free["spurious"].sum() == 0
+    assert "after the fix (counterfactual, fine-tuned" in stdout and "cue-free test accuracy" in stdout
+    html = (out / "report" / "report.html").read_text()
+    assert html.count('<section id="improvement">') == 1 and "After the fix" in html
+    assert (out / "report" / "figures" / "improvement.png").stat().st_size > 1000
+
