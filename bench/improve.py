@@ -92,9 +92,10 @@ def make_worlds(work: Path, s: dict) -> None:
         write_cue_free_test(work / "data", work / "cue_free")
 
 
-def background_channels(run, data, split: str = "val", threshold: float = 0.5, device="auto") -> list[int]:
-    """The simulated crowd's verdict: channels whose positive activation on `split` images lies
-    mostly (> threshold) off the object (part masks)."""
+def background_channels(run, data, split: str = "val", device="auto") -> list[int]:
+    """The simulated crowd's verdict: channels whose positive activation on `split` images falls
+    on the object less than a uniform map would (share on the object < the object's share of
+    the area): they fire on the background."""
     import numpy as np
     import torch
     import torch.nn.functional as F
@@ -113,6 +114,7 @@ def background_channels(run, data, split: str = "val", threshold: float = 0.5, d
     obj = torch.from_numpy((load_part_maps(info, split, size) > 0).astype(np.float32))[:, None]
     layer = model.get_submodule(meta["explained_layer"])
     on = off = 0.0
+    area = float(F.adaptive_avg_pool2d(obj, (1, 1)).mean())
     for lo in range(0, len(images), 256):
         x = normalize_uint8(torch.as_tensor(images[lo:lo + 256]).to(dev), meta["normalization"]["mean"],
                             meta["normalization"]["std"])
@@ -125,8 +127,8 @@ def background_channels(run, data, split: str = "val", threshold: float = 0.5, d
         cells = F.adaptive_avg_pool2d(obj[lo:lo + 256].to(dev), a.shape[-2:])  # object share per cell
         on = on + (a * cells).sum(dim=(0, 2, 3))
         off = off + (a * (1 - cells)).sum(dim=(0, 2, 3))
-    share = (off / (on + off).clamp_min(1e-12)).cpu().numpy()
-    return [int(c) for c in np.flatnonzero(share > threshold)]
+    on_share = (on / (on + off).clamp_min(1e-12)).cpu().numpy()
+    return [int(c) for c in np.flatnonzero(on_share < area)]
 
 
 def run_job(work: Path, model: str, seed: int, s: dict, device: str) -> dict:
@@ -206,8 +208,8 @@ def summarise(records: list[dict], variants, seeds) -> dict:
                     "train_s": describe([by[(m, s)]["train_s"] for s in got])}
         if m != "before":
             paired = [s for s in got if ("before", s) in by]
-            table[m]["vs_before"] = {k: paired_difference([f(by[(m, s)]) for s in paired],
-                                                          [f(by[("before", s)]) for s in paired])
+            table[m]["vs_before"] = {k: paired_difference([metrics[k](by[(m, s)]) for s in paired],
+                                                          [metrics[k](by[("before", s)]) for s in paired])
                                      for k in ("test", "cue_free", "majority_pointing_game")}
     verdicts = {}
     for m in variants:
@@ -296,6 +298,7 @@ def main() -> None:
     ap.add_argument("--work", default=None)
     ap.add_argument("--out", default=None)
     ap.add_argument("--deadline-s", type=float, default=None, help="start no job after this many seconds")
+    ap.add_argument("--summary-only", action="store_true", help="start no job: summarise the records there are")
     ap.add_argument("--job", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     s = settings(args.quick)
@@ -318,9 +321,10 @@ def main() -> None:
     make_worlds(work, s)
     worlds_s = time.time() - t0
     deadline = t0 + args.deadline_s if args.deadline_s else None
-    launch(work, [("before", sd) for sd in seeds], args)  # the corrections start from / are judged on it
-    # variant-major: a deadline leaves whole variants out, not seeds of every variant
-    launch(work, [(m, sd) for m in (*variants, "oracle", "oracle-x5") for sd in seeds], args, deadline)
+    if not args.summary_only:
+        launch(work, [("before", sd) for sd in seeds], args)  # the corrections start from / are judged on it
+        # variant-major: a deadline leaves whole variants out, not seeds of every variant
+        launch(work, [(m, sd) for m in (*variants, "oracle", "oracle-x5") for sd in seeds], args, deadline)
     records = [json.loads(p.read_text()) for p in sorted((work / "records").glob("*.json"))]
     summary = summarise([r for r in records if r["seed"] in seeds], variants, seeds)
     for m, r in summary["table"].items():
