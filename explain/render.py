@@ -1,63 +1,39 @@
-"""Rendering of argument sheets: heatmap PNGs, the sheet JSON/HTML/PNG, and `index.html`.
+"""Rendering of argument sheets: evidence PNGs, the sheet JSON/HTML/PNG, and `index.html`.
 
 Rendering is spread over a process pool (`render_sheets(..., workers=N)`); each job writes
-`images/<id>.png`, `heatmaps/<id>_<rank>.png` and `sheets/<id>.{json,html,png}` under the
-sheets root. Heatmaps use one colour scale for the whole run (`heatmap_scale`), so the same
-colour means the same activation on every sheet. PNGs are drawn with Pillow (an order of
-magnitude faster than a matplotlib figure per sheet); matplotlib only supplies the colormap.
+`images/<id>.png` (plus `images/<id>_bright.png` for a dark or hazy image), one evidence PNG per
+argument (`heatmaps/<id>_<rank>.png`: `explain.evidence`, the picture the crowd pages show too)
+and `sheets/<id>.{json,html,png}` under the sheets root. The colours use one scale for the whole
+run (`heatmap_scale`), so the same colour means the same activation on every sheet. Pictures
+are numpy arrays written by `explain.evidence.encode_png`; text comes from a glyph cache; the
+colour bar and each channel's resized exemplar strip are made once per process and reused.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import string
 import textwrap
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
+
+from explain.evidence import (EVIDENCE_PX, TextPainter, brighten, colour_bar, colormap_lut, evidence_panels,
+                              needs_brightening, write_png)
+from explain.sheet_files import write_sheet
 from training.progress import progress_bar as tqdm
 
-from explain.sheet_files import write_sheet
+__all__ = ["colormap_lut", "css_gradient", "render_one", "render_sheets", "write_index", "composite_png"]
 
-COLORMAP = "inferno"
-HEAT_PX = 128  # side of a heatmap in the composite PNG (small keeps PNG encoding cheap)
+HEAT_PX = 128  # side of an evidence panel in the composite PNG (small keeps PNG encoding cheap)
 _STATE: dict = {}
-
-
-def colormap_lut(name: str = COLORMAP) -> np.ndarray:
-    """`[256, 3]` uint8 lookup table of a matplotlib colormap."""
-    from matplotlib import colormaps
-
-    return (colormaps[name](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
 
 
 def css_gradient(lut: np.ndarray, stops: int = 6) -> str:
     idx = np.linspace(0, 255, stops).round().astype(int)
     return ", ".join(f"rgb({r},{g},{b})" for r, g, b in lut[idx])
-
-
-def heatmap_overlay(image: np.ndarray, grid: np.ndarray, scale: float, lut: np.ndarray, alpha: float = 0.75) -> np.ndarray:
-    """Blend a channel map over an image on a fixed scale.
-
-    image: `[H, W, 3]` uint8; grid: `[h, w]` activations (>= 0); scale: activation drawn at
-    full colour (values above are clipped). Returns `[H, W, 3]` uint8. Opacity grows with the
-    value, so where the feature is silent the image shows through.
-    """
-    h, w = image.shape[:2]
-    up = np.asarray(Image.fromarray(grid.astype(np.float32), mode="F").resize((w, h), Image.Resampling.BILINEAR))
-    v = np.clip(up / max(scale, 1e-12), 0.0, 1.0)
-    colour = lut[(v * 255).astype(np.uint8)].astype(np.float32)
-    a = (alpha * np.sqrt(v))[..., None]
-    grey = image.astype(np.float32).mean(axis=2, keepdims=True) * 0.6 + image.astype(np.float32) * 0.4
-    return ((1 - a) * grey + a * colour).round().clip(0, 255).astype(np.uint8)
-
-
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType sizes
-        return ImageFont.load_default()
 
 
 def _templates_dir() -> Path:
@@ -74,63 +50,113 @@ def jinja_env():
                               autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
 
 
-def composite_png(sheet: dict, image: np.ndarray, overlays: list[np.ndarray], strips: list[Image.Image | None]) -> Image.Image:
-    """One PNG per sheet: the input, the sentence, and one row per argument (heatmap, name, share, exemplars)."""
-    font, small = _font(15), _font(12)
+INK, MUTED, PAPER = (29, 31, 35), (91, 98, 112), (250, 251, 252)
+
+
+def _resize(image: np.ndarray, w: int, h: int) -> np.ndarray:
+    if image.shape[:2] == (h, w):
+        return image
+    return np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.BILINEAR))
+
+
+def _paste(canvas: np.ndarray, x: int, y: int, image: np.ndarray) -> None:
+    h, w = min(image.shape[0], canvas.shape[0] - y), min(image.shape[1], canvas.shape[1] - x)
+    canvas[y:y + h, x:x + w] = image[:h, :w]
+
+
+_BLANKS: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _blank(h: int, w: int) -> np.ndarray:
+    if (h, w) not in _BLANKS:
+        _BLANKS[(h, w)] = np.full((h, w, 3), PAPER, np.uint8)
+    return _BLANKS[(h, w)].copy()
+
+
+def composite_png(sheet: dict, image: np.ndarray, panels: list[np.ndarray], strips: list[np.ndarray | None],
+                  bar: np.ndarray | None = None, text: dict | None = None, bright: np.ndarray | None = None) -> np.ndarray:
+    """One picture per sheet (`[H, W, 3]` uint8): the sentence, the input, and one row per argument
+    (evidence panel, name, share, exemplars). `strips` are already sized to fit a row (see
+    `_strip`); `bar` is the colour bar band; `text` holds the two `TextPainter`s; `bright` the
+    brightened input of a dark or hazy image."""
+    text = text or {"big": TextPainter(15), "small": TextPainter(12)}
+    big, small = text["big"], text["small"]
     pad, side = 10, HEAT_PX
     width = 2 * pad + side + pad + 520
     sentence = textwrap.wrap(sheet["sentence"], width=86)
     head_h = pad + 20 * len(sentence) + 18 + pad
     row_h = side + pad
-    height = head_h + max(side + pad, 0) + row_h * len(overlays) + pad
-    canvas = Image.new("RGB", (width, height), (250, 251, 252))
-    draw = ImageDraw.Draw(canvas)
+    height = head_h + side + pad + row_h * len(panels) + pad
+    canvas = _blank(height, width)
     y = pad
     for line in sentence:
-        draw.text((pad, y), line, fill=(29, 31, 35), font=font)
+        big.draw(canvas, pad, y, line, INK)
         y += 20
     status = {True: "correct", False: f"wrong (true: {sheet['label']})", None: ""}[sheet["correct"]]
-    draw.text((pad, y), f"{sheet['sample_id']}  {sheet['domain'] or ''}  {status}  margin {sheet['margin']:.2f}  "
-                        f"after removing top {sheet['faithfulness']['top_m']}: {sheet['faithfulness']['margin_after_removal']:.2f}",
-              fill=(91, 98, 112), font=small)
+    small.draw(canvas, pad, y, f"{sheet['sample_id']}  {sheet['domain'] or ''}  {status}  margin {sheet['margin']:.2f}  "
+                               f"after removing top {sheet['faithfulness']['top_m']}: "
+                               f"{sheet['faithfulness']['margin_after_removal']:.2f}", MUTED)
     y = head_h
-    canvas.paste(Image.fromarray(image).resize((side, side), Image.Resampling.BILINEAR), (pad, y))
-    draw.text((pad + side + pad, y), f"input · predicted '{sheet['prediction']['class']}' ({sheet['prediction']['probability']:.2f})",
-              fill=(29, 31, 35), font=font)
+    _paste(canvas, pad, y, _resize(image, side, side))
+    x = tx = pad + side + pad
+    if bright is not None:  # the brightened copy beside a dark or hazy input
+        _paste(canvas, tx, y, _resize(bright, side, side))
+        tx += side + pad
+    big.draw(canvas, tx, y, f"input · predicted '{sheet['prediction']['class']}' ({sheet['prediction']['probability']:.2f})", INK)
+    if bright is not None:
+        small.draw(canvas, tx, y + 20, "(brightened copy beside it)", MUTED)
+    if bar is not None:
+        _paste(canvas, tx, y + 44, bar)
     y += side + pad
-    for arg, overlay, strip in zip(sheet["arguments"], overlays, strips):
-        canvas.paste(Image.fromarray(overlay).resize((side, side), Image.Resampling.BILINEAR), (pad, y))
-        x = pad + side + pad
-        draw.text((x, y), f"#{arg['rank']} '{arg['name']}'  ({arg['name_source']}, channel {arg['channel']})", fill=(29, 31, 35), font=font)
-        draw.text((x, y + 20), f"{100 * arg['share_of_margin']:.0f}% of the margin · {arg['contribution']:+.3f} logits · {arg['region']}",
-                  fill=(91, 98, 112), font=small)
+    for arg, panel, strip in zip(sheet["arguments"], panels, strips):
+        _paste(canvas, pad, y, _resize(panel, side, side))
+        big.draw(canvas, x, y, f"#{arg['rank']} '{arg['name']}'  ({arg['name_source']}, channel {arg['channel']})", INK)
+        small.draw(canvas, x, y + 20, f"{100 * arg['share_of_margin']:.0f}% of the margin · {arg['contribution']:+.3f} logits"
+                                      f" · {arg['region']}", MUTED)
         share = max(0.0, min(1.0, arg["share_of_margin"]))
-        draw.rectangle((x, y + 38, x + 300, y + 44), fill=(232, 235, 239))
-        draw.rectangle((x, y + 38, x + int(300 * share), y + 44), fill=(11, 92, 173))
+        canvas[y + 38:y + 45, x:x + 301] = (232, 235, 239)
+        canvas[y + 38:y + 45, x:x + int(300 * share) + 1] = (11, 92, 173)
         if strip is not None:
-            scale = min(520 / strip.width, (side - 54) / strip.height)
-            canvas.paste(strip.resize((max(1, int(strip.width * scale)), max(1, int(strip.height * scale)))), (x, y + 52))
+            _paste(canvas, x, y + 52, strip)
         y += row_h
     return canvas
 
 
-def _init_worker(root: str, scale: float):
+def _init_worker(root: str, scale: float, lut: np.ndarray | None = None):
+    """Everything a render needs that is the same for every sheet of the run: built once in the
+    parent, which forked workers then share (a spawned worker builds its own)."""
     _STATE["root"] = Path(root)
     _STATE["scale"] = scale
-    _STATE["lut"] = colormap_lut()
+    _STATE["lut"] = lut if lut is not None else colormap_lut()
     _STATE["env"] = jinja_env()
+    _STATE["env"].get_template("sheet.html")  # compiled once
     _STATE["gradient"] = css_gradient(_STATE["lut"])
     _STATE["strips"] = {}
+    _STATE["text"] = {"big": TextPainter(15), "small": TextPainter(12)}
+    for painter in _STATE["text"].values():
+        painter.mask(string.printable.strip() + " ·'")  # glyphs rendered once
+    _STATE["bar"] = colour_bar(_STATE["lut"], EVIDENCE_PX, TextPainter(11))
 
 
 def _strip(rel: str | None):
+    """A channel's exemplar strip, read and sized for the composite once per process."""
     if rel is None:
         return None
     cache = _STATE["strips"]
     if rel not in cache:
         path = _STATE["root"] / rel
-        cache[rel] = Image.open(path).convert("RGB") if path.exists() else None
+        strip = None
+        if path.exists():
+            im = Image.open(path).convert("RGB")
+            k = min(520 / im.width, (HEAT_PX - 54) / im.height)
+            strip = np.asarray(im.resize((max(1, int(im.width * k)), max(1, int(im.height * k))), Image.Resampling.BILINEAR))
+        cache[rel] = strip
     return cache[rel]
+
+
+def bright_path(image_rel: str) -> str:
+    """Where the brightened copy of a sheet's input goes: `images/<id>.png` -> `images/<id>_bright.png`."""
+    return image_rel[:-4] + "_bright.png"
 
 
 def render_one(job: tuple[dict, np.ndarray, np.ndarray]) -> str:
@@ -138,17 +164,24 @@ def render_one(job: tuple[dict, np.ndarray, np.ndarray]) -> str:
     sheet, image, maps = job
     root, scale, lut = _STATE["root"], _STATE["scale"], _STATE["lut"]
     sid = sheet["sample_id"]
-    Image.fromarray(image).save(root / sheet["image"], compress_level=1)
-    overlays = []
-    for arg, grid in zip(sheet["arguments"], maps):
-        overlay = heatmap_overlay(image, grid, scale, lut)
-        Image.fromarray(overlay).save(root / arg["heatmap"], compress_level=1)
-        overlays.append(overlay)
+    write_png(root / sheet["image"], image)
+    sheet["image_brightened"], bright = None, None
+    if needs_brightening(image):
+        sheet["image_brightened"], bright = bright_path(sheet["image"]), brighten(image)
+        write_png(root / sheet["image_brightened"], bright)
+    panels = []
+    if len(sheet["arguments"]):
+        ev = evidence_panels(image, np.asarray(maps)[:len(sheet["arguments"])], scale, lut,
+                             base=image if bright is None else bright)
+        bar = _STATE["bar"]
+        for arg, panel in zip(sheet["arguments"], ev.panels):
+            write_png(root / arg["heatmap"], np.concatenate([panel, bar], axis=0))
+            panels.append(panel)
     write_sheet(root, sheet)
     html = _STATE["env"].get_template("sheet.html").render(s=sheet, gradient=_STATE["gradient"])
     (root / "sheets" / f"{sid}.html").write_text(html)
     strips = [_strip(a["exemplar_strip"]) for a in sheet["arguments"]]
-    composite_png(sheet, image, overlays, strips).save(root / "sheets" / f"{sid}.png", compress_level=1)
+    write_png(root / "sheets" / f"{sid}.png", composite_png(sheet, image, panels, strips, _STATE["bar"], _STATE["text"], bright))
     return sid
 
 
@@ -162,16 +195,19 @@ def render_sheets(jobs, root: str | Path, heatmap_scale: float, workers: int | N
     for sub in ("sheets", "images", "heatmaps"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     workers = workers or os.cpu_count() or 1
+    lut = colormap_lut()  # matplotlib once, here, not in every worker
+    _init_worker(str(root), heatmap_scale, lut)
     done = []
     bar = tqdm(total=total, desc="rendering sheets", unit="sheet", disable=not progress, leave=False)
     if workers <= 1:
-        _init_worker(str(root), heatmap_scale)
         for job in jobs:
             done.append(render_one(job))
             bar.update()
     else:
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(str(root), heatmap_scale)) as pool:
+        fork = "fork" in mp.get_all_start_methods()
+        ctx = mp.get_context("fork") if fork else mp.get_context()
+        init = {} if fork else {"initializer": _init_worker, "initargs": (str(root), heatmap_scale, lut)}
+        with ctx.Pool(workers, **init) as pool:
             for sid in pool.imap_unordered(render_one, jobs, chunksize=8):
                 done.append(sid)
                 bar.update()
