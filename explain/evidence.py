@@ -29,7 +29,8 @@ HEAT_FLOOR = 0.08  # no colour below this share of the scale (no tint over the w
 HEAT_FULL = 0.8  # share of the scale drawn at the strongest opacity
 HEAT_ALPHA = 0.6  # strongest opacity: the image stays visible under the colour
 DARK_MEAN = 0.35  # mean luma (0..1) below which an image is brightened ...
-FLAT_SPREAD = 0.35  # ... or a 1st-99th percentile luma spread below which (haze, fog)
+FLAT_SPREAD = 0.35  # ... or a 1st-99th percentile luma spread below which (haze, fog) ...
+MIN_SPREAD = 0.05  # ... but above which: a plain image has nothing to stretch
 TARGET_MEAN = 0.5  # mean luma a brightened image is lifted to (never darkened)
 CORE_RGB = (255, 255, 255)
 CASING_RGB = (0, 0, 0)
@@ -67,20 +68,23 @@ def luma(image: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------- brightening
 
 def needs_brightening(image: np.ndarray) -> bool:
-    """A dark (mean luma < `DARK_MEAN`) or flat (1st-99th percentile spread < `FLAT_SPREAD`) image."""
+    """A dark (mean luma < `DARK_MEAN`) or hazy (1st-99th percentile luma spread in
+    [`MIN_SPREAD`, `FLAT_SPREAD`)) image."""
     y = luma(image)
     lo, hi = np.percentile(y, [1, 99])
-    return bool(y.mean() < DARK_MEAN or hi - lo < FLAT_SPREAD)
+    return bool(y.mean() < DARK_MEAN or MIN_SPREAD <= hi - lo < FLAT_SPREAD)
 
 
 def brighten(image: np.ndarray) -> np.ndarray:
     """Levels and gamma for a dark or hazy image: the 1st-99th percentile of luma stretched to 0..1
-    (one stretch for all channels, so hues keep their relations), then a gamma <= 1 that lifts the
-    mean luma to `TARGET_MEAN`. Returns `[H, W, 3]` uint8."""
+    (one stretch for all channels, so hues keep their relations; none when the spread is below
+    `MIN_SPREAD`), then a gamma <= 1 that lifts the mean luma to `TARGET_MEAN`. Returns
+    `[H, W, 3]` uint8."""
     x = image.astype(np.float32) / 255.0
     y = x @ _LUMA
     lo, hi = np.percentile(y, [1, 99])
-    x = np.clip((x - lo) / max(hi - lo, 0.05), 0.0, 1.0)
+    if hi - lo >= MIN_SPREAD:
+        x = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
     mean = float((x @ _LUMA).mean())
     if 0.0 < mean < TARGET_MEAN:
         x = x ** max(np.log(TARGET_MEAN) / np.log(mean), 0.0)  # exponent in (0, 1): brighter

@@ -26,7 +26,8 @@ def test_sheet_fits_a_phone_and_index_filters(sheets):
             assert page.evaluate("document.documentElement.scrollWidth") <= 375
             broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).length")
             n_images = page.evaluate("document.images.length")
-            assert broken == 0 and n_images == 1 + 2 * len(docs[0]["arguments"])
+            bright = docs[0]["image_brightened"] is not None
+            assert broken == 0 and n_images == 1 + bright + 2 * len(docs[0]["arguments"])
             assert docs[0]["sentence"].split(" mainly")[0].replace("'", "") in page.inner_text(".sentence").replace("'", "")
 
             page.goto((sheets_dir / "index.html").as_uri())

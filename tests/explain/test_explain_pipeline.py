@@ -21,7 +21,9 @@ def test_cli_writes_the_contract_layout(sheets):
     docs = list(load_sheets(out).values())  # each validated against the schema
     assert len(docs) == 12
     for doc in docs:
-        for rel in [doc["image"]] + [a["heatmap"] for a in doc["arguments"]] + [a["exemplar_strip"] for a in doc["arguments"]] \
+        if doc["domain"] == "night":  # dark: a brightened copy beside the input
+            assert doc["image_brightened"] == doc["image"][:-4] + "_bright.png"
+        for rel in [doc["image"]] + [doc["image_brightened"] or doc["image"]] + [a["heatmap"] for a in doc["arguments"]] + [a["exemplar_strip"] for a in doc["arguments"]] \
                 + [p for a in doc["arguments"] for p in a["exemplars"]]:
             assert (out / rel).is_file(), rel
         assert (out / "sheets" / f"{doc['sample_id']}.html").is_file() and (out / "sheets" / f"{doc['sample_id']}.png").is_file()
