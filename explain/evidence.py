@@ -94,24 +94,23 @@ def brighten(image: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------ geometry
 
 @lru_cache(maxsize=16)
-def bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """`[n_out, n_in]` bilinear interpolation weights (pixel centres, edges clamped: the
-    convention of PIL and of torch's `align_corners=False`)."""
+def bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear interpolation from `n_in` to `n_out` samples as two taps per output `(i0, i1,
+    frac)` (pixel centres, edges clamped: the convention of PIL and of torch's
+    `align_corners=False`)."""
     pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
-    i0 = np.floor(pos).astype(int)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    frac = (pos - i0).astype(np.float32)
-    m = np.zeros((n_out, n_in), dtype=np.float32)
-    rows = np.arange(n_out)
-    np.add.at(m, (rows, i0), 1.0 - frac)
-    np.add.at(m, (rows, i1), frac)
-    return m
+    i0 = np.floor(pos).astype(np.intp)
+    return i0, np.minimum(i0 + 1, n_in - 1), (pos - i0).astype(np.float32)
 
 
 def upsample_maps(maps: np.ndarray, size: int) -> np.ndarray:
-    """`[M, h, w]` maps -> `[M, size, size]`, bilinear, all maps in one matrix product."""
+    """`[M, h, w]` maps -> `[M, size, size]`, bilinear, all maps at once (two gathers per axis;
+    no BLAS, whose threads only contend on a busy machine)."""
     maps = np.asarray(maps, dtype=np.float32)
-    return bilinear_matrix(maps.shape[1], size) @ maps @ bilinear_matrix(maps.shape[2], size).T
+    r0, r1, fr = bilinear_taps(maps.shape[1], size)
+    c0, c1, fc = bilinear_taps(maps.shape[2], size)
+    rows = maps[:, r0] * (1.0 - fr)[:, None] + maps[:, r1] * fr[:, None]  # [M, size, w]
+    return rows[:, :, c0] * (1.0 - fc) + rows[:, :, c1] * fc
 
 
 def _shift_or(mask: np.ndarray, r: int, axis: int) -> np.ndarray:
@@ -272,20 +271,28 @@ class TextPainter:
         self.height = ascent + descent
         self.glyphs: dict[str, np.ndarray] = {}
 
-    def glyph(self, ch: str) -> np.ndarray:
+    def glyph(self, ch: str) -> tuple[np.ndarray, float]:
+        """The coverage of one character (`[height, w]` uint16 in 0..256) and its advance in px."""
         g = self.glyphs.get(ch)
         if g is None:
-            w = max(1, int(round(self.font.getlength(ch))))
-            im = Image.new("L", (w, self.height), 0)
+            advance = self.font.getlength(ch)
+            im = Image.new("L", (int(np.ceil(advance)) + 2, self.height), 0)
             ImageDraw.Draw(im).text((0, 0), ch, font=self.font, fill=255)
-            g = self.glyphs[ch] = np.asarray(im, dtype=np.float32) / 255.0
+            a = np.asarray(im, dtype=np.uint16)
+            g = self.glyphs[ch] = (a + (a >> 7), advance)  # 0..255 -> 0..256, so full coverage is exact
         return g
 
     def mask(self, text: str) -> np.ndarray:
-        return np.hstack([self.glyph(c) for c in text]) if text else np.zeros((self.height, 0), np.float32)
+        """Coverage of a line: glyphs at their rounded fractional positions (spacing as FreeType's)."""
+        glyphs = [self.glyph(c) for c in text]
+        xs = np.round(np.cumsum([0.0] + [adv for _, adv in glyphs])).astype(int)
+        out = np.zeros((self.height, (max(x + g.shape[1] for (g, _), x in zip(glyphs, xs)) if glyphs else 0)), np.uint16)
+        for (g, _), x in zip(glyphs, xs):
+            np.maximum(out[:, x:x + g.shape[1]], g, out=out[:, x:x + g.shape[1]])
+        return out
 
     def width(self, text: str) -> int:
-        return sum(self.glyph(c).shape[1] for c in text)
+        return int(round(sum(self.glyph(c)[1] for c in text)))
 
     def draw(self, canvas: np.ndarray, x: int, y: int, text: str, rgb) -> None:
         """Blend `text` onto `canvas [H, W, 3]` uint8 at `(x, y)` (clipped to the canvas)."""
@@ -295,8 +302,9 @@ class TextPainter:
         if h <= 0 or w <= 0:
             return
         m = m[:h, :w, None]
-        region = canvas[y:y + h, x:x + w].astype(np.float32)
-        canvas[y:y + h, x:x + w] = (region * (1 - m) + np.asarray(rgb, np.float32) * m).round().astype(np.uint8)
+        region = canvas[y:y + h, x:x + w].astype(np.uint16)
+        ink = np.asarray(rgb, np.uint16)
+        canvas[y:y + h, x:x + w] = ((region * (256 - m) + ink * m + 128) >> 8).astype(np.uint8)
 
 
 def colour_bar(lut: np.ndarray, width: int = EVIDENCE_PX, painter: TextPainter | None = None) -> np.ndarray:
