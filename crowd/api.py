@@ -95,9 +95,13 @@ def create_batch():
         if name is not None and (not isinstance(name, str) or len(name) > 200):
             raise S.ServiceError("name must be a string of at most 200 characters", "name")
         options = {}
-        for key in ("prolific_completion_code", "prolific_screenout_code"):
+        for key in ("prolific_completion_code", "prolific_partial_code", "prolific_screenout_code"):
             if body.get(key):
                 options[key] = str(body[key])[:64]
+        if body.get("visits_per_worker") is not None:
+            options["visits_per_worker"] = _int(body, "visits_per_worker", 1)
+            if not 1 <= options["visits_per_worker"] <= 10000:
+                raise S.ServiceError("visits_per_worker must be an integer 1..10000", "visits_per_worker")
         if "show_feature_names" in body:
             if not isinstance(body["show_feature_names"], bool):
                 raise S.ServiceError("show_feature_names must be true or false", "show_feature_names")
@@ -150,6 +154,22 @@ def update_batch(batch_id: int):
         S.set_batch_status(session, batch_id, body.get("status"))
         out = S.batch_status(session, batch_id)
     return jsonify(out)
+
+
+@bp.post("/batches/<int:batch_id>/links")
+def worker_links(batch_id: int):
+    """Researcher-signed worker links: body `{"workers": [ids]}` or `{"count": n}`; answers
+    `{"links": [{"worker", "token", "url"}]}` (JSON workers send the token as `worker_token`)."""
+    from crowd.tokens import worker_links as make_links
+
+    body = json_body()
+    with get_database().reading() as session:
+        S.get_batch(session, batch_id)
+    try:
+        links = make_links(batch_id, body.get("workers"), body.get("count"), request.host_url)
+    except ValueError as exc:
+        raise S.ServiceError(str(exc), "workers" if body.get("workers") is not None else "count") from None
+    return jsonify(links=links), 201
 
 
 @bp.get("/batches/<int:batch_id>/judgments")

@@ -213,6 +213,12 @@ class CrowdClient:
         return self.create_batch({"kind": "label", "images": images, "classes": list(classes),
                                   "redundancy": redundancy, "name": name, "reward_cents": reward_cents, **options})
 
+    def worker_links(self, batch_id: int, workers: list[str]) -> dict[str, str]:
+        """Researcher-signed worker tokens of `batch_id`: {worker id: token} (a worker sends its
+        token as `worker_token`, or opens `/w/<batch>?wt=<token>`)."""
+        links = self.post(f"/api/batches/{batch_id}/links", json={"workers": list(workers)}).json()["links"]
+        return {link["worker"]: link["token"] for link in links}
+
     def batch_status(self, batch_id: int) -> dict:
         return self.get(f"/api/batches/{batch_id}").json()
 

@@ -59,6 +59,8 @@ def openapi_document() -> dict:
                              "required": ["kind", "answer"]}},
             "practice_pass": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.5},
             "practice_key": {"type": "string", "maxLength": 100},
+            "prolific_partial_code": {"type": "string", "description": "code for visits that end early"},
+            "visits_per_worker": {"type": "integer", "minimum": 1, "default": 1},
         },
     }
     batch = {"type": "object", "properties": {
@@ -102,6 +104,17 @@ def openapi_document() -> dict:
             "patch": {"summary": "Pause, resume or close a batch", "requestBody": {"required": True, **_json({
                 "type": "object", "properties": {"status": {"type": "string", "enum": ["active", "paused", "closed"]}}})},
                 "responses": {"200": _ok("status", batch), "400": _ERR, "404": _ERR}},
+        },
+        "/api/batches/{batch_id}/links": {
+            "parameters": [_id_param("batch_id")],
+            "post": {"summary": "Researcher-signed worker links (entry URL ?wt=..., JSON worker_token)",
+                     "requestBody": {"required": True, **_json({"type": "object", "properties": {
+                         "workers": {"type": "array", "items": {"type": "string"}},
+                         "count": {"type": "integer", "minimum": 1, "maximum": 10000}}})},
+                     "responses": {"201": {"description": "links", **_json({"type": "object", "properties": {
+                         "links": {"type": "array", "items": {"type": "object", "properties": {
+                             "worker": {"type": "string"}, "token": {"type": "string"},
+                             "url": {"type": "string"}}}}}})}, "400": _ERR, "404": _ERR}},
         },
         "/api/batches/{batch_id}/judgments": {
             "parameters": [_id_param("batch_id"),

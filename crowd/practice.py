@@ -166,16 +166,9 @@ def check(session: Session, batch: Batch, visit: Visit, index: int, answer) -> d
 
 
 def screen_out(session: Session, batch: Batch, visit: Visit) -> Visit:
-    """End a visit that failed the practice: completed, partial (`screening_failed`), with a
-    completion code (Prolific: the batch's `prolific_screenout_code` when it has one)."""
-    if visit.status in (VisitStatus.started, VisitStatus.consented):
-        visit.status = VisitStatus.completed
-        visit.completed_at = utcnow()
-        visit.completion = "partial"
-        visit.partial_reason = "screening_failed"
-        code = batch.options.get("prolific_screenout_code") if visit.provider == Provider.prolific else None
-        visit.completion_code = code or secrets.token_hex(4).upper()
-        session.add(Event(type="visit_completed", batch_id=batch.id, worker_id=visit.worker_id,
-                          data={"visit": visit.id, "submitted": visit.n_submitted, "completion": "partial",
-                                "reason": "screening_failed"}))
-    return visit
+    """End a visit that failed the practice: the service's `end_visit` with `screening_failed`
+    (completed, partial, its lease returned, a screen-out code; Prolific: the batch's
+    `prolific_screenout_code` when it has one)."""
+    from crowd.service import end_visit  # the service imports this module
+
+    return end_visit(session, visit, "screening_failed")

@@ -334,13 +334,31 @@ def get_or_create_worker(session: Session, provider: Provider | str, external_id
 
 @dataclass
 class Identity:
-    """Who opened the entry link: provider, worker id and (MTurk) assignment/HIT/return URL."""
+    """Who opened the entry link: provider, worker id and the provider's per-visit id (MTurk
+    assignmentId, Prolific SESSION_ID) with the HIT/study and MTurk's return URL.
+
+    Only identities the server can stand behind reach here: a researcher-signed worker link,
+    a server-minted anonymous id, or a provider's (worker id, per-visit id) pair. A visit is
+    resumed only by the same pair, so knowing someone's worker id is not enough."""
 
     provider: Provider
     worker: str
     assignment_id: str | None = None
     hit_id: str | None = None
     turk_submit_to: str | None = None
+    client_addr: str | None = None
+
+
+class AlreadyDone(ServiceError):
+    """The worker has already finished this batch (as many visits as it allows): the entry link
+    shows a "you are done" page and opens no new visit; it carries the last finished visit's id,
+    code and completion kind."""
+
+    status = 409
+
+    def __init__(self, visit: Visit):
+        super().__init__("you have already completed this study; thank you", "batch")
+        self.visit_id, self.code, self.completion = visit.id, visit.completion_code, visit.completion
 
 
 def check_excluded(session: Session, batch: Batch, worker: Worker) -> None:
@@ -354,28 +372,63 @@ def check_excluded(session: Session, batch: Batch, worker: Worker) -> None:
             raise Forbidden("you already took part in a related study, so you cannot take this one", "worker")
 
 
+FINISHED = (VisitStatus.completed, VisitStatus.approved, VisitStatus.rejected)
+OPEN = (VisitStatus.started, VisitStatus.consented)
+
+
+def visits_per_worker(batch: Batch) -> int:
+    """How many visits one worker may make to a batch (batch option, default 1)."""
+    return int(batch.options.get("visits_per_worker") or 1)
+
+
 def start_visit(session: Session, batch_id: int, ident: Identity) -> Visit:
-    """Open (or resume) a worker's visit to a batch. MTurk visits are keyed by assignmentId."""
+    """Open (or resume) a worker's visit to a batch.
+
+    MTurk and Prolific visits are keyed on (per-visit id, worker id): the same pair resumes the
+    visit; MTurk's re-issue of a returned assignment's id to another worker opens a new visit for
+    that worker (the earlier holder's visit ends as `returned`, its lease goes back). Lab visits
+    (signed link or anonymous id) resume the worker's open visit. A worker who has finished the
+    batch's allowed number of visits gets `AlreadyDone`."""
     batch = get_batch(session, batch_id)
-    if batch.status != BatchStatus.active:
-        raise Forbidden(f"batch {batch_id} is {batch.status.value}", "batch")
     worker = get_or_create_worker(session, ident.provider, ident.worker)
-    if ident.provider == Provider.mturk and ident.assignment_id:
-        visit = session.scalar(select(Visit).where(Visit.provider == Provider.mturk,
-                                                   Visit.external_assignment_id == ident.assignment_id))
+    keyed = ident.provider in (Provider.mturk, Provider.prolific)
+    if keyed:
+        if not ident.assignment_id:
+            field = "assignmentId" if ident.provider == Provider.mturk else "SESSION_ID"
+            raise ServiceError(f"{field} is required with a {ident.provider.value} worker id", field)
+        visit = session.scalar(select(Visit).where(Visit.provider == ident.provider,
+                                                   Visit.external_assignment_id == ident.assignment_id,
+                                                   Visit.worker_id == worker.id))
         if visit is not None:
-            if visit.worker_id != worker.id or visit.batch_id != batch_id:
-                raise Forbidden("this assignment belongs to another worker or batch", "assignmentId")
+            if visit.batch_id != batch_id:
+                raise Forbidden("this assignment belongs to another batch", "assignmentId")
+            if visit.status in FINISHED:
+                raise AlreadyDone(visit)
             return visit
     else:
         visit = session.scalar(select(Visit).where(
             Visit.worker_id == worker.id, Visit.batch_id == batch_id,
-            Visit.status.in_([VisitStatus.started, VisitStatus.consented])).order_by(Visit.id.desc()).limit(1))
+            Visit.status.in_(OPEN)).order_by(Visit.id.desc()).limit(1))
         if visit is not None:
             return visit
+    finished = session.scalars(select(Visit).where(Visit.worker_id == worker.id, Visit.batch_id == batch_id,
+                                                   Visit.status.in_(FINISHED),
+                                                   func.coalesce(Visit.partial_reason, "") != "returned")
+                               .order_by(Visit.id)).all()
+    if len(finished) >= visits_per_worker(batch):
+        raise AlreadyDone(finished[-1])
+    if batch.status != BatchStatus.active:
+        raise Forbidden(f"batch {batch_id} is {batch.status.value}", "batch")
     check_excluded(session, batch, worker)
+    if ident.provider == Provider.mturk:
+        # MTurk gave this assignment to this worker, so whoever held it before returned or
+        # abandoned it: end their visit and free its lease.
+        for earlier in session.scalars(select(Visit).where(
+                Visit.provider == Provider.mturk, Visit.external_assignment_id == ident.assignment_id,
+                Visit.worker_id != worker.id, Visit.status.in_(OPEN))):
+            end_visit(session, earlier, "returned")
     visit = Visit(batch_id=batch_id, worker_id=worker.id, provider=ident.provider,
-                  external_assignment_id=ident.assignment_id,
+                  external_assignment_id=ident.assignment_id, client_addr=ident.client_addr,
                   hit_id=ident.hit_id, turk_submit_to=ident.turk_submit_to, status=VisitStatus.started, n_submitted=0)
     session.add(visit)
     session.flush()
@@ -435,7 +488,7 @@ def _gold_turn(position: int, rate: float) -> bool:
     return rate > 0 and math.floor((position + 1) * rate + 1e-9) > math.floor(position * rate + 1e-9)
 
 
-def _pick_task(session: Session, batch: Batch, worker_id: int, gold: bool) -> Task | None:
+def _pick_task(session: Session, batch: Batch, worker_id: int, gold: bool, lock: bool = True) -> Task | None:
     taken = exists().where(Assignment.task_id == Task.id, Assignment.worker_id == worker_id)
     # Only kinds this server can render and validate (a task row of an unknown kind, e.g. written
     # by a newer Argus, is never handed out).
@@ -443,16 +496,57 @@ def _pick_task(session: Session, batch: Batch, worker_id: int, gold: bool) -> Ta
     if not gold:
         q = q.where(Task.n_done + Task.n_active < batch.redundancy)
     q = q.order_by(Task.n_done + Task.n_active, Task.id).limit(1)
-    if is_postgres(session):
+    if lock and is_postgres(session):
         # Concurrent leasers skip each other's locked rows instead of queueing on them; the
         # capacity condition is re-checked on the locked row version (READ COMMITTED).
         q = q.with_for_update(skip_locked=True, of=Task)
     return session.scalar(q)
 
 
-def lease_next(session: Session, visit: Visit, now: datetime | None = None) -> Assignment | None:
+@dataclass(frozen=True)
+class LeaseLimits:
+    """Caps on leasing (0: no cap): tasks one worker, or one client address, may hold at once,
+    and new leases per worker / per address within `window_s` seconds (429 above)."""
+
+    per_worker: int = 1
+    per_address: int = 0
+    window_s: int = 60
+    rate_per_worker: int = 0
+    rate_per_address: int = 0
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> "LeaseLimits":
+        return cls(int(config["MAX_LEASES_PER_WORKER"]), int(config["MAX_LEASES_PER_ADDRESS"]),
+                   int(config["LEASE_RATE_WINDOW_S"]), int(config["LEASE_RATE_PER_WORKER"]),
+                   int(config["LEASE_RATE_PER_ADDRESS"]))
+
+
+def _check_limits(session: Session, limits: LeaseLimits, worker_id: int, addr: str | None, now: datetime) -> None:
+    running = (Assignment.status == AssignmentStatus.leased) & (Assignment.expires_at >= now)
+    for who, cap, where in (("you", limits.per_worker, Assignment.worker_id == worker_id),
+                            ("your network address", limits.per_address, Assignment.client_addr == addr)):
+        if cap > 0 and (addr is not None or who == "you"):
+            held = session.scalar(select(func.count(Assignment.id)).where(where, running)) or 0
+            if held >= cap:
+                raise Conflict(f"{who} already hold{'s' if who != 'you' else ''} {held} task(s) at once, the most "
+                               "allowed; finish or give back a task (another tab or study) first", "visit_token")
+    since = now - timedelta(seconds=limits.window_s)
+    for cap, where in ((limits.rate_per_worker, Assignment.worker_id == worker_id),
+                       (limits.rate_per_address, Assignment.client_addr == addr)):
+        if cap > 0 and (addr is not None or cap == limits.rate_per_worker):
+            n, oldest = session.execute(select(func.count(Assignment.id), func.min(Assignment.leased_at))
+                                        .where(where, Assignment.leased_at > since)).one()
+            if n >= cap:
+                wait = (oldest + timedelta(seconds=limits.window_s) - now).total_seconds() if oldest else limits.window_s
+                raise RateLimited(f"more than {cap} tasks within {limits.window_s} s; please slow down", "visit_token",
+                                  wait)
+
+
+def lease_next(session: Session, visit: Visit, now: datetime | None = None, *, limits: LeaseLimits | None = None,
+               client_addr: str | None = None) -> Assignment | None:
     """Lease the next task for this visit, or return its running lease; None when the visit has
-    done its k tasks or no task is left for this worker."""
+    done its k tasks or no task is left for this worker. `limits` (None: none) caps what one
+    worker and one `client_addr` may hold and how fast they may lease (`Conflict` / `RateLimited`)."""
     now = now or utcnow()
     batch = get_batch(session, visit.batch_id)
     if visit.status not in (VisitStatus.started, VisitStatus.consented):
@@ -472,6 +566,8 @@ def lease_next(session: Session, visit: Visit, now: datetime | None = None) -> A
     worker = session.get(Worker, visit.worker_id, with_for_update=is_postgres(session))
     check_excluded(session, batch, worker)
     expire_leases(session, batch.id, now)
+    if limits is not None:
+        _check_limits(session, limits, worker.id, client_addr, now)
     done_by_worker = session.scalar(select(func.count(Assignment.id)).where(
         Assignment.batch_id == batch.id, Assignment.worker_id == worker.id,
         Assignment.status == AssignmentStatus.submitted)) or 0
@@ -483,7 +579,7 @@ def lease_next(session: Session, visit: Visit, now: datetime | None = None) -> A
     if task is None:
         return None
     assignment = Assignment(task_id=task.id, worker_id=worker.id, batch_id=batch.id, visit_id=visit.id,
-                            status=AssignmentStatus.leased, leased_at=now,
+                            status=AssignmentStatus.leased, leased_at=now, client_addr=client_addr,
                             expires_at=now + timedelta(seconds=batch.lease_seconds))
     session.add(assignment)
     session.execute(update(Task).where(Task.id == task.id).values(n_active=Task.n_active + 1))
@@ -638,16 +734,86 @@ def rescore_gold(db: Database, batch_id: int, **kw) -> int:
     return len(ids)
 
 
+#: why a visit ended before its quota of tasks: the worker left early, the researcher paused or
+#: closed the batch, no task was left for this worker, the worker failed a screening (practice)
+#: item, or MTurk gave the assignment to another worker (the first one returned it)
+PARTIAL_REASONS = ("early_exit", "batch_paused", "batch_closed", "no_tasks_left", "screening_failed", "returned")
+
+
+def _new_code(prefix: str = "") -> str:
+    return prefix + secrets.token_hex(4).upper()
+
+
+def _release_leases(session: Session, visit: Visit) -> int:
+    """Give the visit's running leases back to the queue (the task is free for others at once)."""
+    running = session.scalars(select(Assignment).where(Assignment.visit_id == visit.id,
+                                                       Assignment.status == AssignmentStatus.leased)).all()
+    for a in running:
+        a.status = AssignmentStatus.expired
+        session.execute(update(Task).where(Task.id == a.task_id).values(n_active=Task.n_active - 1))
+        log_event(session, "lease_released", batch_id=a.batch_id, worker_id=a.worker_id, task_id=a.task_id,
+                  assignment_id=a.id, visit=visit.id)
+    return len(running)
+
+
+def end_visit(session: Session, visit: Visit, reason: str) -> Visit:
+    """End a visit before its quota of tasks: completion `partial` with `partial_reason = reason`;
+    its leases go back to the queue and it gets a code distinct from the completion code (`P-...`,
+    `S-...` when screened out; Prolific: the batch's `prolific_partial_code` /
+    `prolific_screenout_code`; docs/crowd.md has the pay policy). Idempotent: a visit that has
+    already ended keeps its outcome and code. `reason` is one of `PARTIAL_REASONS`.
+
+    This is the one function the worker pages call to end a visit early (the finish link, a
+    paused batch, a failed practice item)."""
+    if reason not in PARTIAL_REASONS:
+        raise ServiceError(f"reason must be one of {', '.join(PARTIAL_REASONS)}, got {reason!r}", "reason")
+    if visit.status not in (VisitStatus.started, VisitStatus.consented):
+        return visit
+    _release_leases(session, visit)
+    batch = session.get(Batch, visit.batch_id)
+    visit.status = VisitStatus.completed
+    visit.completed_at = utcnow()
+    visit.completion = "partial"
+    visit.partial_reason = reason
+    if reason == "returned":
+        visit.completion_code = None  # MTurk took the assignment back: nothing to submit
+    elif visit.provider == Provider.prolific:
+        key = "prolific_screenout_code" if reason == "screening_failed" else "prolific_partial_code"
+        visit.completion_code = batch.options.get(key) or _new_code("S-" if reason == "screening_failed" else "P-")
+    else:
+        visit.completion_code = _new_code("S-" if reason == "screening_failed" else "P-")
+    log_event(session, "visit_ended", batch_id=visit.batch_id, worker_id=visit.worker_id, visit=visit.id,
+              completion=visit.completion, reason=reason, submitted=visit.n_submitted)
+    return visit
+
+
+def _leasable(session: Session, batch: Batch, worker_id: int) -> bool:
+    return (_pick_task(session, batch, worker_id, gold=False, lock=False) is not None
+            or _pick_task(session, batch, worker_id, gold=True, lock=False) is not None)
+
+
 def finish_visit(session: Session, visit: Visit) -> Visit:
-    """Close a visit and give it a completion code (idempotent)."""
-    if visit.status in (VisitStatus.started, VisitStatus.consented):
-        batch = session.get(Batch, visit.batch_id)
-        visit.status = VisitStatus.completed
-        visit.completed_at = utcnow()
-        visit.completion_code = (batch.options.get("prolific_completion_code") if visit.provider == Provider.prolific
-                                 else None) or secrets.token_hex(4).upper()
-        log_event(session, "visit_completed", batch_id=visit.batch_id, worker_id=visit.worker_id, visit=visit.id,
-                  submitted=visit.n_submitted)
+    """Close a visit (idempotent). The completion code is issued only when the visit's quota of
+    tasks is met; otherwise the visit ends *partial* (`end_visit`) with the reason: the batch is
+    paused or closed, no task is left for this worker, or the worker left early."""
+    if visit.status not in (VisitStatus.started, VisitStatus.consented):
+        return visit
+    batch = session.get(Batch, visit.batch_id)
+    if visit.n_submitted < batch.tasks_per_visit:
+        if batch.status != BatchStatus.active:
+            reason = "batch_paused" if batch.status == BatchStatus.paused else "batch_closed"
+        else:
+            running = session.scalar(select(exists().where(Assignment.visit_id == visit.id,
+                                                           Assignment.status == AssignmentStatus.leased)))
+            reason = "early_exit" if running or _leasable(session, batch, visit.worker_id) else "no_tasks_left"
+        return end_visit(session, visit, reason)
+    visit.status = VisitStatus.completed
+    visit.completed_at = utcnow()
+    visit.completion = "full"
+    visit.completion_code = (batch.options.get("prolific_completion_code") if visit.provider == Provider.prolific
+                             else None) or _new_code()
+    log_event(session, "visit_completed", batch_id=visit.batch_id, worker_id=visit.worker_id, visit=visit.id,
+              submitted=visit.n_submitted)
     return visit
 
 

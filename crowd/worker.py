@@ -21,27 +21,67 @@ from crowd import service as S
 from crowd.db import get_database
 from crowd.judgments import KINDS
 from crowd.models import Batch, Provider, Task, Visit, VisitStatus, utcnow
-from crowd.tokens import BadToken, make_assignment_token, make_visit_token, read_assignment_token, read_visit_token
-from crowd.web import json_body
+from crowd.tokens import (
+    BadToken, make_assignment_token, make_visit_token, make_worker_token, new_anonymous_worker, read_assignment_token,
+    read_visit_token, read_worker_token,
+)
+from crowd.web import client_addr, json_body
 
 bp = Blueprint("worker", __name__)
 PREVIEW_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
 
 
-def _identity(args) -> S.Identity | None:
-    """Identity from entry-link parameters; None when the link carries none."""
+WORKER_COOKIE = "argus_worker"
+
+
+def _identity(args, batch_id: int, *, page: bool) -> tuple[S.Identity, str | None]:
+    """Identity from the entry link: (identity, worker token to hand back or None).
+
+    MTurk: `workerId` + `assignmentId` (+ `hitId`, `turkSubmitTo`); Prolific: `PROLIFIC_PID` +
+    `SESSION_ID` (+ `STUDY_ID`); a researcher-signed worker link `wt` (`worker_token` in JSON);
+    else anonymous: the pages keep a server-minted id in a signed cookie, the JSON flow gets a
+    `worker_token` back. A bare `worker=` name is never believed: on a page it is ignored (the
+    visit is anonymous), in JSON it is refused."""
+    addr = client_addr()
     if args.get("workerId"):
         turk = args.get("turkSubmitTo") or None
         if turk and not _turk_submit_allowed(turk):
             raise S.ServiceError("turkSubmitTo is not an MTurk address", "turkSubmitTo")
         return S.Identity(Provider.mturk, args["workerId"], args.get("assignmentId") or None,
-                          args.get("hitId") or None, turk)
+                          args.get("hitId") or None, turk, addr), None
     if args.get("PROLIFIC_PID"):
         return S.Identity(Provider.prolific, args["PROLIFIC_PID"], args.get("SESSION_ID") or None,
-                          args.get("STUDY_ID") or None)
-    if args.get("worker"):
-        return S.Identity(Provider.lab, args["worker"])
-    return None
+                          args.get("STUDY_ID") or None, client_addr=addr), None
+    token = args.get("wt") or args.get("worker_token")
+    if token:
+        try:
+            return S.Identity(Provider.lab, read_worker_token(token, batch_id), client_addr=addr), token
+        except BadToken as exc:
+            raise S.Forbidden(str(exc), "worker_token") from None
+    if args.get("worker") and not page:
+        raise S.ServiceError("a bare worker id is not accepted: use a signed worker_token (argus crowd links) "
+                             "or start without one (anonymous)", "worker")
+    if page and request.cookies.get(WORKER_COOKIE):
+        try:
+            return S.Identity(Provider.lab, read_worker_token(request.cookies[WORKER_COOKIE], batch_id),
+                              client_addr=addr), None
+        except BadToken:
+            pass  # an old or altered cookie: a new anonymous id
+    worker = new_anonymous_worker()
+    return S.Identity(Provider.lab, worker, client_addr=addr), make_worker_token(worker)
+
+
+def _remember(resp, anon_token: str | None):
+    """Keep a newly minted anonymous id in the worker's browser (signed, HttpOnly, SameSite=Lax)."""
+    if anon_token:
+        cfg = current_app.config
+        resp.set_cookie(WORKER_COOKIE, anon_token, max_age=int(cfg["WORKER_TOKEN_MAX_AGE"]), httponly=True,
+                        samesite="Lax", secure=bool(cfg["SESSION_COOKIE_SECURE"]) or request.is_secure, path="/w/")
+    return resp
+
+
+def _done_page(done: S.AlreadyDone):
+    return render_template("worker/done.html", code=done.code, completion=done.completion), 200
 
 
 def _turk_submit_allowed(url: str) -> bool:
@@ -91,6 +131,10 @@ def plain_message(field: str | None, message: str) -> str:
     return PLAIN.get(field or "", "Please check your answer and try again.")
 
 
+def _lease_kw() -> dict:
+    return {"limits": S.LeaseLimits.from_config(current_app.config), "client_addr": client_addr()}
+
+
 def _config_kw() -> dict:
     return {"gold_threshold": float(current_app.config["GOLD_THRESHOLD"]),
             "gold_min_answers": int(current_app.config["GOLD_MIN_ANSWERS"]),
@@ -111,17 +155,18 @@ def entry(batch_id: int):
             task = session.scalar(select(Task).where(Task.batch_id == batch_id, Task.is_gold.is_(False),
                                                      Task.kind.in_(KINDS)).order_by(Task.id).limit(1))
             return render_template("worker/preview.html", batch=batch, task=task and _task_view(task, batch))
-    ident = _identity(request.args)
-    if ident is None:
-        with db.reading() as session:
-            if session.get(Batch, batch_id) is None:
-                abort(404)
-        return render_template("worker/identify.html", batch_id=batch_id)
-    with db.transaction() as session:
-        visit = S.start_visit(session, batch_id, ident)
-        consented = S.has_consented(session, visit)
-        token = make_visit_token(visit.id, visit.worker_id)
-    return redirect(url_for(".instructions" if consented else ".consent", token=token))
+    with db.reading() as session:
+        S.get_batch(session, batch_id)
+    ident, anon = _identity(request.args, batch_id, page=True)
+    try:
+        with db.transaction() as session:
+            visit = S.start_visit(session, batch_id, ident)
+            consented = S.has_consented(session, visit)
+            token = make_visit_token(visit.id, visit.worker_id)
+    except S.AlreadyDone as done:
+        return _done_page(done)
+    return _remember(redirect(url_for(".instructions" if consented else ".consent", token=token)),
+                     anon if ident.provider == Provider.lab and not request.args.get("wt") else None)
 
 
 @bp.route("/w/v/<token>/consent", methods=["GET", "POST"])
@@ -216,7 +261,7 @@ def task_page(token: str):
             return redirect(url_for(".instructions", token=token))
         if gate == P.FAILED:
             return redirect(url_for(".finish", token=token))
-        assignment = S.lease_next(session, visit)
+        assignment = S.lease_next(session, visit, **_lease_kw())
         if assignment is None:
             return redirect(url_for(".finish", token=token))
         task = session.get(Task, assignment.task_id)
@@ -281,10 +326,11 @@ def _finish_response(visit: Visit):
         return render_template("worker/finish_mturk.html", action=action,
                                fields={"assignmentId": visit.external_assignment_id or "",
                                        "completion_code": visit.completion_code})
-    if visit.provider == Provider.prolific:
+    if visit.provider == Provider.prolific:  # the study's completion, partial or screen-out code
         return redirect(current_app.config["PROLIFIC_COMPLETE_URL"].format(code=visit.completion_code))
     return render_template("worker/finish.html", code=visit.completion_code, n=visit.n_submitted,
-                           screened_out=visit.partial_reason == "screening_failed")
+                           screened_out=visit.partial_reason == "screening_failed", completion=visit.completion,
+                           reason=visit.partial_reason)
 
 
 # ---------------------------------------------------------------------------------- media
@@ -310,9 +356,9 @@ def api_start():
     batch_id = body.get("batch")
     if not isinstance(batch_id, int) or isinstance(batch_id, bool):
         raise S.ServiceError("batch must be an integer id", "batch")
-    ident = _identity({k: v for k, v in body.items() if isinstance(v, str)})
-    if ident is None:
-        raise S.ServiceError("give worker, workerId or PROLIFIC_PID", "worker")
+    with get_database().reading() as session:
+        S.get_batch(session, batch_id)
+    ident, anon = _identity({k: v for k, v in body.items() if isinstance(v, str)}, batch_id, page=False)
     if ident.assignment_id == PREVIEW_ID:
         raise S.ServiceError("preview assignments cannot start a visit", "assignmentId")
     with get_database().transaction() as session:
@@ -321,6 +367,8 @@ def api_start():
         out = {"visit": visit.id, "worker_id": visit.worker_id, "visit_token": make_visit_token(visit.id, visit.worker_id),
                "consented": consented, "consent": {"version": str(current_app.config["CONSENT_VERSION"]),
                                                    "text": current_app.config["CONSENT_TEXT"]}}
+        if ident.provider == Provider.lab:  # resume later as the same worker with this token
+            out["worker_token"] = anon or body.get("worker_token")
     return jsonify(out)
 
 
@@ -346,7 +394,7 @@ def api_next():
         batch = session.get(Batch, visit.batch_id)
         if _practice_gate(session, visit, batch) == P.PENDING:
             raise S.Forbidden("pass the practice first (POST /w/api/practice)", "practice")
-        a = S.lease_next(session, visit)
+        a = S.lease_next(session, visit, **_lease_kw())
         if a is None:
             return jsonify(done=True, submitted=visit.n_submitted)
         task = session.get(Task, a.task_id)
@@ -399,7 +447,8 @@ def api_finish():
     with get_database().transaction() as session:
         visit = S.finish_visit(session, S.get_visit(session, visit_id))
         out = {"visit": visit.id, "status": visit.status.value, "submitted": visit.n_submitted,
-               "completion_code": visit.completion_code, "provider": visit.provider.value}
+               "completion_code": visit.completion_code, "completion": visit.completion,
+               "partial_reason": visit.partial_reason, "provider": visit.provider.value}
         if visit.provider == Provider.mturk and visit.turk_submit_to:
             out["external_submit"] = {"url": visit.turk_submit_to.rstrip("/") + "/mturk/externalSubmit",
                                       "fields": {"assignmentId": visit.external_assignment_id or "",

@@ -21,7 +21,7 @@ its answers that equal the ground truth, measured from its own answers), so aggr
 
     truth = GroundTruth("runs/demo/sheets", "runs/demo/data")
     crowd = make_crowd(20, {"reliable": 12, "sloppy": 3, "spammer": 3, "adversarial": 2}, seed=0)
-    result = run_crowd("http://127.0.0.1:5000", batch_id, crowd, truth)
+    result = run_crowd("http://127.0.0.1:5000", batch_id, crowd, truth, api_token=token)
     result.roster()   # DataFrame: worker, kind, strategy, nominal_accuracy, accuracy, n_tasks, ...
 """
 
@@ -41,6 +41,7 @@ import numpy as np
 
 from crowd.judgments import CANT_TELL
 from sim.truth import GroundTruth, dilate
+from crowd.client import CrowdClient
 from sim.worker import Page, SimulatedWorker, SimulationError, WorkerLog
 
 WORKER_KINDS = ("reliable", "sloppy", "spammer", "adversarial")
@@ -342,10 +343,11 @@ class CrowdResult:
 
 
 def run_worker(base_url: str, batch_id: int, member: CrowdMember, truth: GroundTruth, *,
-               max_visits: int = 1000, on_task=None) -> WorkerLog:
+               max_visits: int = 1000, on_task=None, worker_token: str | None = None) -> WorkerLog:
     """Take one crowd member through visits of the batch (the worker pages) until no task is
-    left for it; its log's `answers` hold `kind, sheet, channel, item, answer, truth` rows."""
-    worker = SimulatedWorker(base_url, member.worker_id)
+    left for it; its log's `answers` hold `kind, sheet, channel, item, answer, truth` rows.
+    `worker_token`: its researcher-signed link token (else each visit is a new anonymous worker)."""
+    worker = SimulatedWorker(base_url, member.worker_id, worker_token=worker_token)
     log = worker.log
 
     def answer(page: Page):
@@ -366,10 +368,11 @@ def run_worker(base_url: str, batch_id: int, member: CrowdMember, truth: GroundT
     return log
 
 
-def run_crowd(base_url: str, batch_id: int, crowd: list[CrowdMember], truth: GroundTruth, *,
+def run_crowd(base_url: str, batch_id: int, crowd: list[CrowdMember], truth: GroundTruth, *, api_token: str,
               threads: int | None = None, progress: bool = True, total_tasks: int | None = None) -> CrowdResult:
     """Run the simulated crowd concurrently (one thread per worker, at most `threads` at once)
-    against a live server until every worker has run out of tasks.
+    against a live server until every worker has run out of tasks. Each member enters with a
+    researcher-signed link in its own name (made with `api_token`), so the export names it.
 
     Returns a `CrowdResult`; raises `SimulationError` if a worker could not use the server.
     """
@@ -384,7 +387,9 @@ def run_crowd(base_url: str, batch_id: int, crowd: list[CrowdMember], truth: Gro
             bar.update(1)
 
     with ThreadPoolExecutor(max_workers=threads or len(crowd), thread_name_prefix="sim-worker") as pool:
-        futures = [pool.submit(run_worker, base_url, batch_id, w, truth, on_task=tick) for w in crowd]
+        links = CrowdClient(base_url, api_token).worker_links(batch_id, [w.worker_id for w in crowd])
+        futures = [pool.submit(run_worker, base_url, batch_id, w, truth, on_task=tick, worker_token=links[w.worker_id])
+                   for w in crowd]
         for f in as_completed(futures):
             f.result()  # the first failure, raised early
         logs = [f.result() for f in futures]

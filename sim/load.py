@@ -102,6 +102,8 @@ class GunicornServer:
             "ARGUS_INSTANCE_PATH": str(self.workdir / "instance"),
             "ARGUS_API_TOKEN": self.api_token,
             "PYTHONUNBUFFERED": "1",
+            # the load clients all come from 127.0.0.1 at machine speed
+            "ARGUS_MAX_LEASES_PER_ADDRESS": "0", "ARGUS_LEASE_RATE_PER_ADDRESS": "0", "ARGUS_LEASE_RATE_PER_WORKER": "0",
         })
         if self.schema:
             env["ARGUS_DATABASE_SCHEMA"] = self.schema

@@ -12,6 +12,9 @@ import threading
 from pathlib import Path
 
 
+SIMULATION_LIMITS = {"MAX_LEASES_PER_ADDRESS": 0, "LEASE_RATE_PER_ADDRESS": 0, "LEASE_RATE_PER_WORKER": 0}
+
+
 class LocalServer:
     """`crowd.app.create_app` on `host:port` (port 0: a free one) with a SQLite database in
     `folder`. Secrets are fresh (`crowd.tokens.new_secret`) unless given.
@@ -32,7 +35,9 @@ class LocalServer:
                 p.unlink(missing_ok=True)
         self.database_url = f"sqlite:///{db.resolve()}"
         self.api_token, self.admin_password = api_token or new_secret(), new_secret()
-        self.config = dict(config or {})
+        # A simulated crowd comes from one address at machine speed: no per-address caps and no
+        # lease rate limit unless the caller sets them (the per-worker cap of one lease stays).
+        self.config = {**SIMULATION_LIMITS, **(config or {})}
         self.host, self.port = host, port
         self.url = self.client = None
         self._server = self._thread = None

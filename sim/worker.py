@@ -66,7 +66,9 @@ class SimulatedWorker:
 
     Args:
         base_url: the crowd server, e.g. `http://127.0.0.1:5000`.
-        worker_id: the `worker` identity sent to the server.
+        worker_id: the worker's name (the server knows it as this name only with `worker_token`).
+        worker_token: a researcher-signed worker token (`POST /api/batches/<id>/links`); without
+            one every visit is a new anonymous worker (the server mints the id).
         log: the `WorkerLog` to record into (shared by a load-test client's visits).
         client: a `CrowdClient` to reuse; default a new one with `retry`.
         retry: the `crowd.client.RetryPolicy` (default: the policy's defaults).
@@ -75,8 +77,8 @@ class SimulatedWorker:
 
     def __init__(self, base_url: str, worker_id: str, *, log: WorkerLog | None = None,
                  client: CrowdClient | None = None, retry: RetryPolicy | None = None,
-                 stop: threading.Event | None = None):
-        self.base_url, self.worker_id = base_url.rstrip("/"), worker_id
+                 stop: threading.Event | None = None, worker_token: str | None = None):
+        self.base_url, self.worker_id, self.worker_token = base_url.rstrip("/"), worker_id, worker_token
         self.log = log or WorkerLog(worker_id)
         self.client = client or CrowdClient(base_url, retry=retry, user_agent=USER_AGENT)
         self.stop = stop or threading.Event()
@@ -113,7 +115,8 @@ class SimulatedWorker:
         tasks (`answer(next_response) -> answer dict`, or None to walk away holding the lease)
         until the server says done, then finish. Returns how many answers were acknowledged;
         failures are logged in `log.errors` (a visit the server refuses returns 0)."""
-        status, data = self._post("/w/api/start", {"batch": batch_id, "worker": self.worker_id})
+        ident = {"worker_token": self.worker_token} if self.worker_token else {}
+        status, data = self._post("/w/api/start", {"batch": batch_id, **ident})
         if status != 200:
             self._fail("start", status, data)
             return 0
@@ -166,7 +169,9 @@ class SimulatedWorker:
         instructions' start link, then task pages until the finish page. `answer(page) ->
         (answer dict, duration_s)`. Returns the number of tasks answered; raises
         `SimulationError` when a page is not what a browser would expect."""
-        r = self._send("GET", f"/w/{batch_id}", params={"worker": self.worker_id})
+        r = self._send("GET", f"/w/{batch_id}", params={"wt": self.worker_token} if self.worker_token else {})
+        if "you have already completed this study" in r.text.lower():
+            return 0
         page = self._page(r, "entry link")
         if r.url.rstrip("/").endswith("/consent"):
             action = next((f.get("action") for f in page.forms if f.get("method", "").lower() == "post"), None)

@@ -230,7 +230,7 @@ def create_batch(cfg: DemoConfig, server, sheets_dir: Path, data_dir: Path | Non
     """Create the batch through `POST /api/batches` (gold answers from the simulated ground truth)."""
     body = {"sheets_dir": str(Path(sheets_dir).resolve()), "kinds": list(cfg.kinds), "name": name,
             "redundancy": redundancy or cfg.redundancy, "tasks_per_visit": cfg.tasks_per_visit,
-            "max_arguments": cfg.top_m}
+            "max_arguments": cfg.top_m, "visits_per_worker": 1000}  # simulated members come back until done
     if gold and cfg.gold_per_kind > 0:
         body["gold"] = ground_truth(cfg, sheets_dir, data_dir).gold(cfg.kinds, cfg.gold_per_kind,
                                                                     max_arguments=cfg.top_m, seed=cfg.seed)
@@ -261,7 +261,7 @@ def stage_crowd(run: DemoRun):
                      f"({', '.join(f'{v} {k}' for k, v in cfg.mix.items() if v)}) on {batch['tasks']} tasks x R="
                      f"{batch['redundancy']} (+{batch['gold_tasks']} gold) at {server.url}")
     truth = ground_truth(cfg, run["explain"], run["data"])
-    result = run_crowd(server.url, batch["id"], crowd, truth, total_tasks=batch["tasks"] * batch["redundancy"])
+    result = run_crowd(server.url, batch["id"], crowd, truth, api_token=server.api_token, total_tasks=batch["tasks"] * batch["redundancy"])
     (run.out / "crowd").mkdir(parents=True, exist_ok=True)
     result.answers().to_csv(run.out / "crowd" / "simulated_answers.csv", index=False)
     status = server.client.batch_status(batch["id"])
@@ -416,7 +416,7 @@ def serve_for_people(cfg: DemoConfig, server, sheets_dir: Path, data_root: Path,
                          name="argus demo: try it yourself", gold=False, redundancy=1)
     echo("")
     echo(f"Crowd server running at {server.url}")
-    echo(f"  try the tasks:  {server.url}/w/{batch['id']}?worker=me   (any name instead of 'me')")
+    echo(f"  try the tasks:  {server.url}/w/{batch['id']}   (anonymous; argus crowd links for named workers)")
     echo(f"  admin:          {server.url}/admin   (user admin, password {server.admin_password})")
     echo(f"  researcher API: {server.url}/api/batches   (Authorization: Bearer {server.api_token})")
     echo("Press Ctrl-C to stop.")

@@ -102,15 +102,22 @@ class WorkerClient:
         self.http, self.base, self.batch_id, self.worker = http, base, batch_id, worker
         self.token = None
 
-    def post(self, path, body):
+    def post(self, path, body, headers=None):
         if hasattr(self.http, "post") and self.base:
-            r = self.http.post(self.base + path, json=body, timeout=30)
+            r = self.http.post(self.base + path, json=body, timeout=30, headers=headers)
             return r.status_code, r.json()
-        r = self.http.post(path, json=body)
+        r = self.http.post(path, json=body, headers=headers)
         return r.status_code, r.get_json()
 
+    def link_token(self) -> str:
+        """This worker's researcher-signed worker token (`POST /api/batches/<id>/links`)."""
+        status, data = self.post(f"/api/batches/{self.batch_id}/links", {"workers": [self.worker]}, headers=AUTH)
+        assert status == 201, data
+        return data["links"][0]["token"]
+
     def start(self, **ident):
-        status, data = self.post("/w/api/start", {"batch": self.batch_id, **(ident or {"worker": self.worker})})
+        status, data = self.post("/w/api/start", {"batch": self.batch_id,
+                                                  **(ident or {"worker_token": self.link_token()})})
         assert status == 200, data
         self.token = data["visit_token"]
         status, data = self.post("/w/api/consent", {"visit_token": self.token})

@@ -27,7 +27,7 @@ def test_no_private_page_can_be_framed_worker_pages_only_by_the_task_hosts(sqlit
         r = client.get(path, headers=h.AUTH)
         assert _ancestors(r) == "frame-ancestors 'none'", path
         assert r.headers["X-Frame-Options"] == "DENY", path
-    worker_page = client.get(f"/w/{b['id']}")
+    worker_page = client.get(f"/w/{b['id']}", follow_redirects=True)
     assert worker_page.status_code == 200
     assert _ancestors(worker_page) == MTURK_ANCESTORS and "X-Frame-Options" not in worker_page.headers
     assert "*" not in worker_page.headers["Content-Security-Policy"]
@@ -39,7 +39,8 @@ def test_task_hosts_are_configurable(tmp_path, h):
     app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}", "SECRET_KEY": "k", "API_TOKEN": h.API_TOKEN,
                       "TASK_FRAME_ANCESTORS": ["https://tasks.example.org"]})
     b = h.create_batch(app.test_client(), redundancy=1)
-    assert _ancestors(app.test_client().get(f"/w/{b['id']}")) == "frame-ancestors https://tasks.example.org"
+    assert _ancestors(app.test_client().get(f"/w/{b['id']}", follow_redirects=True)) == \
+        "frame-ancestors https://tasks.example.org"
 
 
 def test_session_cookie_is_samesite_lax_and_secure_over_https(sqlite_app, h):

@@ -181,6 +181,6 @@ def test_batch_pause_and_close(client, h):
     b = h.create_batch(client, redundancy=1)
     r = client.patch(f"/api/batches/{b['id']}", json={"status": "paused"}, headers=h.AUTH)
     assert r.get_json()["status"] == "paused"
-    status, data = h.WorkerClient(client, b["id"], "late").post("/w/api/start", {"batch": b["id"], "worker": "late"})
+    status, data = h.WorkerClient(client, b["id"], "late").post("/w/api/start", {"batch": b["id"]})
     assert status == 403 and data["field"] == "batch"
     assert client.patch(f"/api/batches/{b['id']}", json={"status": "gone"}, headers=h.AUTH).status_code == 400

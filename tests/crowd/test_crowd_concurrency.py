@@ -87,6 +87,7 @@ def test_one_worker_in_many_tabs_leases_distinct_tasks(app, live_server, h, shee
     them at once: every lease succeeds and no two visits get the same task. (The PostgreSQL race
     this guards against showed under gunicorn's processes in bench/crowd_server.py; threads in one
     process rarely hit its window.)"""
+    app.config["MAX_LEASES_PER_WORKER"] = 6  # the race needs the cap of one lease per worker lifted
     batch = _image_batch(live_server, h, sheets_dir, n=8)
     tabs = [h.WorkerClient(requests.Session(), batch, "many-tabs", base=live_server).start(
         workerId="A1MANYTABS", assignmentId=f"ASSIGN{i}", hitId="HIT1", turkSubmitTo="https://workersandbox.mturk.com")

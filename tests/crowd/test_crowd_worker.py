@@ -82,7 +82,8 @@ def test_prolific_redirects_with_completion_code(client, h):
 
 def test_lab_entry_and_bad_links(client, h):
     b = h.create_batch(client, redundancy=1)
-    assert b'name="worker"' in client.get(f"/w/{b['id']}").data  # no identity -> ask for it
+    r = client.get(f"/w/{b['id']}")  # no identity -> anonymous, the minted id kept in a cookie
+    assert r.status_code == 302 and r.location.endswith("/consent") and "argus_worker=" in r.headers["Set-Cookie"]
     assert client.get("/w/999?worker=x").status_code == 404
     r = client.get(f"/w/{b['id']}?workerId=A&assignmentId=B&turkSubmitTo=https://evil.example.com")
     assert r.status_code == 400 and b"turkSubmitTo" in r.data

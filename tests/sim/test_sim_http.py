@@ -15,7 +15,7 @@ from sim.truth import GroundTruth
 
 def _batch(url, token, sheets, truth, kinds, redundancy, gold=True, limit=None):
     body = {"sheets_dir": str(sheets), "kinds": kinds, "redundancy": redundancy, "tasks_per_visit": 4,
-            "max_arguments": 2, "limit": limit}
+            "max_arguments": 2, "limit": limit, "visits_per_worker": 1000}
     if gold:
         body["gold"] = truth.gold(kinds, 1, max_arguments=2, sheets=sorted(truth.sheets)[:limit] if limit else None)
         body["gold_rate"] = 0.2
@@ -37,7 +37,7 @@ def test_crowd_completes_every_kind_through_the_pages(world, server):
     kinds = ["rate_arguments", "mark_rationale", "name_feature", "label"]
     batch = _batch(url, token, world["sheets"], truth, kinds, redundancy=3, limit=8)
     crowd = make_crowd(6, {"reliable": 4, "spammer": 1, "adversarial": 1}, seed=2)
-    result = run_crowd(url, batch["id"], crowd, truth, progress=False)
+    result = run_crowd(url, batch["id"], crowd, truth, api_token=token, progress=False)
     status = requests.get(f"{url}/api/batches/{batch['id']}", headers={"Authorization": f"Bearer {token}"}).json()
     assert status["complete"] and status["tasks"] == 8 * 3 + 2 and status["active_leases"] == 0
     frame = _export(url, token, batch["id"])
@@ -74,7 +74,7 @@ def test_dawid_skene_recovers_the_simulated_accuracies(world, server):
     crowd += [CrowdMember("sim-20", WorkerProfile("spammer", strategy="always_yes", noise=1.0), 20),
               CrowdMember("sim-21", WorkerProfile("spammer", strategy="random", noise=1.0), 21),
               CrowdMember("sim-22", WorkerProfile("adversarial", noise=0.1, cant_tell=0.0), 22)]
-    result = run_crowd(url, batch["id"], crowd, truth, progress=False)
+    result = run_crowd(url, batch["id"], crowd, truth, api_token=token, progress=False)
     frame = _export(url, token, batch["id"])
     for kind, prefix, n in (("rate_arguments", "arg:", 48), ("label", "label", 24)):
         rows = frame[frame["item"].str.startswith(prefix)].assign(
