@@ -201,6 +201,43 @@ def export(batch_id, out, fmt, hash_workers, database_url):
     click.echo(f"wrote {n} rows to {out}")
 
 
+@crowd.command("links")
+@click.argument("batch_id", type=int)
+@list_option("--workers", "workers_", help="Worker ids to make a link for (repeat or comma-separate).")
+@click.option("--count", type=click.IntRange(1, 10000), default=None, help="Make N links with random worker ids.")
+@click.option("--base-url", default="http://127.0.0.1:5000", show_default=True,
+              help="The server's public address, put in front of each link.")
+@click.option("--out", "-o", type=click.Path(dir_okay=False), default=None, help="Also write worker,url as CSV.")
+@DB_OPTION
+@cli_errors
+def links(batch_id, workers_, count, base_url, out, database_url):
+    """Researcher-signed entry links of a batch, one per worker: whoever opens a link works as
+    that worker, and nobody can make one without the server's SECRET_KEY (links without one are
+    anonymous). Give --workers a,b or --count N."""
+    import csv
+
+    from crowd import service as S
+    from crowd.db import get_database
+    from crowd.tokens import worker_links
+
+    if bool(workers_) == bool(count):
+        raise click.UsageError("give either --workers or --count")
+    app = _app(database_url)
+    with app.app_context():
+        with get_database(app).reading() as session:
+            S.get_batch(session, batch_id)
+        try:
+            rows = worker_links(batch_id, list(workers_) if workers_ else None, count, base_url)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--workers") from None
+    if out:
+        with open(out, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["worker", "url"])
+            writer.writerows([r["worker"], r["url"]] for r in rows)
+    click.echo(format_table(rows, ["worker", "url"]))
+
+
 @crowd.command("workers")
 @click.argument("batch_id", type=int)
 @DB_OPTION

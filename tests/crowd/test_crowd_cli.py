@@ -5,12 +5,13 @@ import json
 
 import pyarrow.parquet as pq
 from click.testing import CliRunner
+from sqlalchemy import select
 
 from argus.cli import cli
 from crowd import service as S
 from crowd.app import create_app
 from crowd.db import get_database
-from crowd.models import Provider
+from crowd.models import Provider, Visit, Worker
 
 
 def test_cli_init_create_status_export(tmp_path, sheets_dir, monkeypatch):
@@ -59,3 +60,29 @@ def test_cli_init_create_status_export(tmp_path, sheets_dir, monkeypatch):
     assert len(set(hashed)) == 1 and hashed[0].startswith("h:")
     assert runner.invoke(cli, ["crowd", "export", "9", "-o", str(out_csv)]).exit_code != 0
     assert "cli-worker" in runner.invoke(cli, ["crowd", "workers", "1"]).output
+
+
+def test_cli_links_sign_worker_links_the_server_accepts(tmp_path, sheets_dir, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'links.db'}"
+    monkeypatch.setenv("ARGUS_DATABASE_URL", url)
+    monkeypatch.setenv("ARGUS_SECRET_KEY", "links-secret")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["crowd", "batch", "create", str(sheets_dir), "--kind", "label"]).exit_code == 0
+    out = tmp_path / "links.csv"
+    r = runner.invoke(cli, ["crowd", "links", "1", "--workers", "alice,bob", "--base-url", "https://study.example.org",
+                            "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(out.open()))
+    assert [row["worker"] for row in rows] == ["alice", "bob"]
+    assert all(row["url"].startswith("https://study.example.org/w/1?wt=") and row["url"] in r.output for row in rows)
+    assert len(runner.invoke(cli, ["crowd", "links", "1", "--count", "4"]).output.strip().splitlines()) == 2 + 4
+    for bad, message in ((["--workers", "anon-x"], "anon-"), ([], "either --workers or --count"),
+                         (["--workers", "a", "--count", "2"], "either --workers or --count")):
+        r = runner.invoke(cli, ["crowd", "links", "1", *bad])
+        assert r.exit_code != 0 and message in r.output, r.output
+    client = create_app({"DATABASE_URL": url, "SECRET_KEY": "links-secret"}).test_client()
+    entry = client.get(rows[1]["url"].replace("https://study.example.org", ""))
+    assert entry.status_code == 302
+    with get_database(client.application).reading() as s:
+        visit = s.scalars(select(Visit)).one()
+        assert s.get(Worker, visit.worker_id).external_id == "bob"
