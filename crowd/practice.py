@@ -17,13 +17,11 @@ nothing here needs a table of its own.
 
 from __future__ import annotations
 
-import secrets
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crowd import kinds as K
-from crowd.models import Batch, Event, Provider, Visit, VisitStatus, utcnow
+from crowd.models import Batch, Event, Visit
 
 DEFAULT_PASS = 0.5
 NONE, PENDING, PASSED, FAILED = "none", "pending", "passed", "failed"

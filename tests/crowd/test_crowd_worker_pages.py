@@ -19,7 +19,11 @@ PRACTICE = [
 
 
 def _visit(client, batch_id, worker):
-    r = client.get(f"/w/{batch_id}?worker={worker}")
+    from crowd.tokens import make_worker_token
+
+    with client.application.app_context():
+        link = make_worker_token(worker, batch_id)
+    r = client.get(f"/w/{batch_id}?wt={link}")
     token = re.search(r"/w/v/([^/]+)/", r.location).group(1)
     assert client.post(f"/w/v/{token}/consent", data={"agree": "yes"}).status_code == 302
     return token
@@ -57,18 +61,21 @@ def test_practice_feedback_pass_mark_and_partial_code(client, h, app):
         visit = s.scalar(select(Visit))
         assert (visit.status.value, visit.completion, visit.partial_reason) == ("completed", "partial", "screening_failed")
         code = visit.completion_code
-    assert re.fullmatch(r"[0-9A-F]{8}", code)
+    assert re.fullmatch(r"S-[0-9A-F]{8}", code)  # a screen-out code, never the completion code
     fin = client.get(data["finish_url"]).get_data(as_text=True)
     assert code in fin and "not a good fit" in fin
     assert client.get(f"/w/v/{token}/task").location.endswith("/finish")
     status, again = _check(client, token, 0, {"label": "apple"})
     assert status == 409 and again["field"] == "practice"
-    # a new visit to the same batch does not get another try
-    token2 = _visit(client, b["id"], "p1")
-    assert client.get(f"/w/v/{token2}/instructions").location.endswith("/finish")
+    # coming back to the same batch gets no new visit, so no other try: the "you are done" page
+    with client.application.app_context():
+        from crowd.tokens import make_worker_token
+        again = client.get(f"/w/{b['id']}?wt={make_worker_token('p1', b['id'])}")
+    assert again.status_code == 200 and 'id="done"' in again.get_data(as_text=True) and code in again.get_data(as_text=True)
 
 
 def test_passing_is_remembered_across_batches(client, h, app):
+    app.config["MAX_LEASES_PER_WORKER"] = 2  # p2 still holds batch 1's task when it opens batch 2
     b1 = h.create_batch(client, kind="label", redundancy=2, tasks_per_visit=1, practice=PRACTICE, practice_pass=0.5)
     token = _visit(client, b1["id"], "p2")
     assert _check(client, token, 0, {"label": "cherry"})[1]["state"] == "pending"
