@@ -102,7 +102,6 @@ def test_worker_does_four_kinds_in_a_browser(app, live_server, h, tmp_path):
     if os.environ.get("ARGUS_DOCS_SCREENSHOTS") == "1":  # the docs' pictures come from this run
         DOCS_IMG.mkdir(parents=True, exist_ok=True)
         shutil.copy(tmp_path / "rate_desktop.png", DOCS_IMG / "worker_task.png")
-        shutil.copy(tmp_path / "rate_phone.png", DOCS_IMG / "worker_task_phone.png")
     with get_database(app).reading() as s:
         rows = s.execute(select(Task.kind, Judgment.answer, Judgment.duration_s).join(Task, Task.id == Judgment.task_id)
                          .order_by(Judgment.id)).all()
