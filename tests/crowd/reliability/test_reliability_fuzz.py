@@ -221,6 +221,7 @@ PAGE_TEMPLATES = ["/w/{batch}", "/w/{batch}?worker={text}", "/w/{batch}?workerId
                   "&turkSubmitTo={text}", "/w/{batch}?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE",
                   "/w/{batch}?PROLIFIC_PID={text}&STUDY_ID={text}&SESSION_ID={text}",
                   "/w/v/{visit}/consent", "/w/v/{visit}/instructions", "/w/v/{visit}/task", "/w/v/{visit}/finish",
+                  "/w/v/{visit}/practice",
                   "/media/{batch}/{text}", "/admin/", "/admin/login", "/admin/batches/{batch}",
                   "/admin/batches/{batch}/export.{text}", "/admin/workers/{batch}/action",
                   "/admin/batches/{batch}/status", "/admin/logout", "/health", "/static/{text}", "/{text}"]
@@ -238,7 +239,8 @@ def test_fuzz_pages_media_and_admin(fuzz_world):
         "method": st.sampled_from(["GET", "GET", "POST", "PUT", "DELETE"]),
         "form": st.dictionaries(st.sampled_from(["agree", "label", "name", "coherence", "match", "comment", "arg_1",
                                                  "assignment_token", "client_token", "csrf_token", "username",
-                                                 "password", "action", "status", "batch", "reason"]), TEXT, max_size=5),
+                                                 "password", "action", "status", "batch", "reason", "index"]), TEXT,
+                                max_size=5),
     })
 
     @settings(max_examples=PAGE_EXAMPLES, deadline=None, database=None, derandomize=True,
