@@ -285,13 +285,12 @@ def task_form_submit(token: str):
         S.submit(get_database(), *_assignment_from(request.form.get("assignment_token")),
                  _answer_from_form(request.form), request.form.get("client_token"), None, **_config_kw())
     except S.ServiceError as exc:
-        if exc.field in ("assignment_token", "visit_token", "client_token") or exc.status == 404:
+        late = exc.field == "assignment" and exc.status == 409
+        if not (late or (exc.field or "").startswith("answer")):
             raise
-        title = "Time ran out" if exc.field == "assignment" else "Please check your answer"
-        return render_template("worker/message.html", title=title, message=plain_message(exc.field, exc.message),
-                               back=url_for(".task_page", token=token),
-                               back_text="Continue with a new task" if exc.field == "assignment"
-                               else "Back to the task"), exc.status
+        return render_template("worker/message.html", title="Time ran out" if late else "Please check your answer",
+                               message=plain_message(exc.field, exc.message), back=url_for(".task_page", token=token),
+                               back_text="Continue with a new task" if late else "Back to the task"), exc.status
     return redirect(url_for(".task_page", token=token))
 
 
@@ -413,8 +412,14 @@ def api_submit():
     assignment_id, worker_id = _assignment_from(body.get("assignment_token"))
     if "answer" not in body:
         raise S.ServiceError("answer is required", "answer")
-    result = S.submit(get_database(), assignment_id, worker_id, body["answer"], body.get("client_token"),
-                      body.get("duration_s"), **_config_kw())
+    try:
+        result = S.submit(get_database(), assignment_id, worker_id, body["answer"], body.get("client_token"),
+                          body.get("duration_s"), **_config_kw())
+    except S.ServiceError as exc:
+        if exc.field and (exc.field.startswith("answer") or (exc.field == "assignment" and exc.status == 409)):
+            # the worker page shows the message as it comes: plain words, the field stays for code
+            exc.message = plain_message(exc.field, exc.message)
+        raise
     return jsonify(result), 200 if result["duplicate"] else 201
 
 

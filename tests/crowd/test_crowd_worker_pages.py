@@ -167,3 +167,35 @@ def test_refused_form_answers_read_as_plain_language(client, h):
     r = client.post(f"/w/v/{token}/task", data={"assignment_token": atok, "client_token": "nj-123456789",
                                                  "arg_1": "yes", "arg_2": "no"})
     assert "Please say how well the reasoning matches" in r.get_data(as_text=True)
+
+
+def test_a_late_answer_moves_on_in_plain_words(client, h, app):
+    from sqlalchemy import update
+
+    from crowd.models import Assignment
+
+    b = h.create_batch(client, kind="label", redundancy=1, tasks_per_visit=2)
+    token = _visit(client, b["id"], "late1")
+    page = client.get(f"/w/v/{token}/task").get_data(as_text=True)
+    atok = re.search(r'name="assignment_token" value="([^"]+)"', page).group(1)
+    assert re.search(r'data-seconds-left="(\d+)"', page).group(1) in ("899", "900")  # the countdown's start
+    with get_database(app).transaction() as s:
+        s.execute(update(Assignment).values(expires_at=s.scalar(select(Assignment.leased_at))))
+    other = h.WorkerClient(client, b["id"], "late2").start()
+    nxt = other.next()
+    assert other.submit(nxt["assignment_token"], {"label": "apple"})[0] == 201
+    # without JavaScript: a page that says what happened and leads on, keeping the worker's place
+    r = client.post(f"/w/v/{token}/task", data={"assignment_token": atok, "client_token": "late-123456789",
+                                                 "label": "banana"})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 409 and "<h2>Time ran out</h2>" in html and "Continue with a new task" in html
+    assert "Task 1 of 2" in client.get(f"/w/v/{token}/task").get_data(as_text=True)
+    # the JSON answer worker.js reads: the same plain words, the field for code
+    r = client.post("/w/api/submit", json={"assignment_token": atok, "client_token": "late-223456789",
+                                           "answer": {"label": "banana"}})
+    assert r.status_code == 409 and r.get_json()["field"] == "assignment"
+    assert r.get_json()["message"].startswith("Time ran out for this task and it went to someone else.")
+    r = client.post("/w/api/submit", json={"assignment_token": atok, "client_token": "late-323456789",
+                                           "answer": {"label": "kiwi"}})
+    assert (r.get_json()["field"], r.get_json()["message"]) == (
+        "answer.label", "Please choose one of the classes, or “Can't tell”.")
