@@ -53,7 +53,8 @@ def init_db(database_url):
 
 
 def _create_batch(app, sheets, kinds, images, classes, name, redundancy, gold_rate, tasks_per_visit, reward_cents,
-                  lease_seconds, gold_file, exclude, max_arguments, max_marks, limit):
+                  lease_seconds, gold_file, exclude, max_arguments, max_marks, limit, practice_file=None,
+                  practice_pass=None, show_feature_names=False):
     from crowd import service as S
     from crowd.db import get_database
 
@@ -61,8 +62,15 @@ def _create_batch(app, sheets, kinds, images, classes, name, redundancy, gold_ra
     if gold_file:
         with open(gold_file, encoding="utf-8") as fh:
             gold = json.load(fh)
+    options = {"show_feature_names": True} if show_feature_names else {}
+    if practice_file:
+        with open(practice_file, encoding="utf-8") as fh:
+            options["practice"] = json.load(fh)
+    if practice_pass is not None:
+        options["practice_pass"] = practice_pass
     params = dict(redundancy=redundancy, gold_rate=gold_rate, tasks_per_visit=tasks_per_visit,
-                  reward_cents=reward_cents, lease_seconds=lease_seconds, gold=gold, exclude_batches=list(exclude))
+                  reward_cents=reward_cents, lease_seconds=lease_seconds, gold=gold, exclude_batches=list(exclude),
+                  options=options)
     with app.app_context(), get_database(app).transaction() as session:
         if images:
             with open(images, encoding="utf-8") as fh:
@@ -91,6 +99,13 @@ BATCH_OPTIONS = [
     click.option("--max-arguments", default=3, show_default=True),
     click.option("--max-marks", default=5, show_default=True),
     click.option("--limit", type=int, default=None, help="Use only the first N sheets."),
+    click.option("--practice", "practice_file", type=click.Path(exists=True, dir_okay=False),
+                 help='JSON list of practice items: [{"sheet": "s1", "kind": "label", "answer": {"label": "cat"}, '
+                      '"explain": "why"}].'),
+    click.option("--practice-pass", type=float, default=None,
+                 help="Share of practice items right at the first try needed to go on (default 0.5)."),
+    click.option("--show-feature-names", is_flag=True,
+                 help="Show the model's feature names in rate_arguments (blind by default)."),
 ]
 
 
@@ -114,13 +129,15 @@ def batch():
 @DB_OPTION
 @cli_errors
 def batch_create(sheets, images, classes, kinds, redundancy, gold_rate, gold_file, tasks_per_visit, reward_cents,
-                 lease_seconds, exclude, name, max_arguments, max_marks, limit, database_url):
+                 lease_seconds, exclude, name, max_arguments, max_marks, limit, practice_file, practice_pass,
+                 show_feature_names, database_url):
     """Create a batch from a SHEETS folder (or from --images + --classes)."""
     if not sheets and not images:
         raise click.UsageError("give a SHEETS folder or --images FILE")
     app = _app(database_url)
     status = _create_batch(app, sheets, kinds, images, classes, name, redundancy, gold_rate, tasks_per_visit,
-                           reward_cents, lease_seconds, gold_file, exclude, max_arguments, max_marks, limit)
+                           reward_cents, lease_seconds, gold_file, exclude, max_arguments, max_marks, limit,
+                           practice_file, practice_pass, show_feature_names)
     click.echo(f"batch {status['id']} created: {status['tasks']} tasks {status['tasks_by_kind']}, "
                f"{status['gold_tasks']} gold, R={status['redundancy']}")
     click.echo(f"worker link: /w/{status['id']}?worker=<id>   (MTurk: /w/{status['id']} as ExternalQuestion URL)")
@@ -305,7 +322,8 @@ def flags(batch_id, record, as_json, database_url):
 @DB_OPTION
 @cli_errors
 def serve(sheets, host, port, n_workers, threads, dev, kinds, redundancy, gold_rate, gold_file, tasks_per_visit, reward_cents,
-          lease_seconds, exclude, name, max_arguments, max_marks, limit, database_url):
+          lease_seconds, exclude, name, max_arguments, max_marks, limit, practice_file, practice_pass,
+          show_feature_names, database_url):
     """Serve the task server; with SHEETS, first create a batch from that folder (unless one exists)."""
     from crowd.db import get_database
     from crowd.models import Batch
@@ -323,7 +341,8 @@ def serve(sheets, host, port, n_workers, threads, dev, kinds, redundancy, gold_r
                                       .order_by(Batch.id.desc()).limit(1))
         if existing is None:
             status = _create_batch(app, sheets, kinds, None, (), name, redundancy, gold_rate, tasks_per_visit,
-                                   reward_cents, lease_seconds, gold_file, exclude, max_arguments, max_marks, limit)
+                                   reward_cents, lease_seconds, gold_file, exclude, max_arguments, max_marks, limit,
+                                   practice_file, practice_pass, show_feature_names)
             existing = status["id"]
             click.echo(f"created batch {existing} from {sheets}")
         click.echo(f"open http://{host}:{port}/w/{existing}?worker=YOUR_ID to do tasks")

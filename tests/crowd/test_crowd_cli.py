@@ -86,3 +86,30 @@ def test_cli_links_sign_worker_links_the_server_accepts(tmp_path, sheets_dir, mo
     with get_database(client.application).reading() as s:
         visit = s.scalars(select(Visit)).one()
         assert s.get(Worker, visit.worker_id).external_id == "bob"
+
+
+def test_cli_batch_with_practice_and_feature_names(tmp_path, sheets_dir, monkeypatch):
+    from crowd.models import Batch
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("ARGUS_DATABASE_URL", url)
+    monkeypatch.setenv("ARGUS_SECRET_KEY", "cli-secret")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["crowd", "init-db"]).exit_code == 0
+    practice = tmp_path / "practice.json"
+    practice.write_text(json.dumps([{"sheet": "s1", "kind": "rate_arguments", "answer": {"arguments": {"1": "yes"}},
+                                     "explain": "The round part is the apple."}]))
+    r = runner.invoke(cli, ["crowd", "batch", "create", str(sheets_dir), "--kind", "rate_arguments", "--practice",
+                            str(practice), "--practice-pass", "1", "--show-feature-names"])
+    assert r.exit_code == 0, r.output
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"sheet": "s9", "kind": "rate_arguments", "answer": {"arguments": {"1": "yes"}}}]))
+    r = runner.invoke(cli, ["crowd", "batch", "create", str(sheets_dir), "--kind", "rate_arguments", "--practice",
+                            str(bad)])
+    assert r.exit_code != 0 and "practice.0: no rate_arguments task for 's9' in this batch" in r.output, r.output
+    app = create_app({"DATABASE_URL": url})
+    with app.app_context(), get_database(app).reading() as s:
+        options = s.scalar(select(Batch.options))
+    assert (options["show_feature_names"], options["practice_pass"], options["practice_key"]) == \
+        (True, 1.0, "kinds:rate_arguments")
+    assert options["practice"][0]["explain"] == "The round part is the apple."
