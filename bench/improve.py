@@ -7,11 +7,11 @@ seed (paired): the judged model (ERM, the demo's epochs), an ORACLE (ERM on the 
 rendered without the cue: the ceiling), and each correction of `argus improve`:
 
     counterfactual        background swap (p 0.75), from scratch, as many epochs as the judged model
+                          (what the demo's improve stage runs)
     rrr-contribution      right-reasons penalty on the channel evidence (parts), from scratch
     rrr-gradient          right-reasons penalty on the input gradient (parts), from scratch
     rrr-contribution+cf   both, from scratch
-    counterfactual-ft     background swap as a fine-tune of the judged model, the demo stage's
-                          epochs (`DemoConfig.improve_epochs`)
+    counterfactual-ft     background swap as a 2-epoch fine-tune of the judged model
     *-ft-long             fine-tunes as long as the judged model trained
     suppress-ft           channels "judged invalid" held at zero, fine-tune; the judgment is the
                           simulated crowd's truth: a channel is invalid when most of its positive
@@ -76,7 +76,7 @@ def settings(quick: bool) -> dict:
 
     d = DemoConfig()
     return {"n_train": d.n_train, "n_val": d.n_val, "n_test": d.n_test, "image_size": d.image_size,
-            "epochs": d.epochs, "ft_epochs": d.improve_epochs, "long_epochs": 5 * d.epochs, "spurious": d.spurious}
+            "epochs": d.epochs, "ft_epochs": 2, "long_epochs": 5 * d.epochs, "spurious": d.spurious}
 
 
 def make_worlds(work: Path, s: dict) -> None:

@@ -125,7 +125,8 @@ def format_summary(s: dict) -> str:
         lines.append(f"improvement clue: none names the spurious background cue ({c.get('n_clues', 0)} clues in the report)")
     imp = s.get("improvement")
     if imp:
-        how = f"{imp['correction']}, fine-tuned {imp['epochs']} epochs" if imp["fine_tune"] else imp["correction"]
+        how = f"{imp['correction']}, " + (f"fine-tuned {imp['epochs']} epochs" if imp["fine_tune"]
+                                           else f"retrained {imp['epochs']} epochs")
         lines.append(f"after the fix ({how}), before -> after:")
         for label, key in (("cue-free test accuracy", "cue_free_accuracy"), ("test accuracy", "test_accuracy"),
                            (f"pointing game ({imp['majority_domain']})", "majority_pointing_game")):
