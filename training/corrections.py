@@ -18,7 +18,8 @@ name                       what it changes
 =========================  ======================================================================
 
 Every correction accepts `init` (a run folder): the model starts from that checkpoint (a
-fine-tune) instead of a fresh initialisation. The allowed region comes from the dataset's part
+fine-tune) instead of a fresh initialisation; the penalties also take `counterfactual` (the
+probability of the background swap, so a penalty and the swap train together). The allowed region comes from the dataset's part
 masks (`masks/<sample_id>.png`): `region="object"` allows every part, `region="parts"` only the
 discriminative parts of the row's class (`parts.json`), grown by `dilate` pixels. Masks follow
 the batch's shifts and flips exactly. None of these methods reads the domain column.
