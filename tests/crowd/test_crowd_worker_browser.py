@@ -67,11 +67,19 @@ def watch(page, expected: tuple[str, ...] = ()) -> list:
     return errors
 
 
-def enter(page, base: str, batch_id: int, worker: str) -> None:
-    """Entry link -> consent -> instructions -> first task."""
+def link(app, base: str, batch_id: int, worker: str) -> str:
+    """A researcher-signed worker link (one distinct worker per name, cookies or not)."""
+    from crowd.tokens import make_worker_token
+
+    with app.app_context():
+        return f"{base}/w/{batch_id}?wt={make_worker_token(worker, batch_id)}"
+
+
+def enter(page, base: str, batch_id: int, worker: str, app) -> None:
+    """Signed entry link -> consent -> instructions -> first task."""
     from playwright.sync_api import expect
 
-    page.goto(f"{base}/w/{batch_id}?worker={worker}")
+    page.goto(link(app, base, batch_id, worker))
     page.get_by_label("I have read the information above").check()
     page.get_by_role("button", name="I agree, continue").click()
     expect(page.get_by_role("heading", name="Instructions")).to_be_visible()
@@ -87,7 +95,7 @@ def test_countdown_warns_and_an_expired_lease_moves_on(app, live_server, h, brow
     page = context.new_page()
     errors = watch(page, expected=("status of 409 (CONFLICT)",))  # the late answer, refused on purpose
     page.clock.install()
-    enter(page, live_server, b["id"], "timer-1")
+    enter(page, live_server, b["id"], "timer-1", app)
     expect(page.locator("#timer")).to_contain_text(re.compile(r"Time left: (1:00|0:59)"))
     expect(page.locator("#timer-warning")).to_be_hidden()
     page.clock.run_for(50_000)  # 10 s left: the warning (a fifth of the lease, at least 10 s)
@@ -140,7 +148,7 @@ def test_drafts_survive_a_reload_and_only_visible_time_counts(app, live_server, 
     page = context.new_page()
     errors = watch(page)
     page.clock.install()
-    enter(page, live_server, b["id"], "draft-1")
+    enter(page, live_server, b["id"], "draft-1", app)
     page.locator("input[name=arg_1]").first.focus()
     page.keyboard.press("1")  # argument 1: yes
     page.keyboard.press("2")  # argument 2: no
@@ -176,7 +184,7 @@ def test_a_second_tab_is_told_and_a_late_answer_is_not_called_saved(app, live_se
     context = browser.new_context(**DESKTOP)
     tab1 = context.new_page()
     errors = watch(tab1)
-    enter(tab1, live_server, b["id"], "tabs-1")
+    enter(tab1, live_server, b["id"], "tabs-1", app)
     tab2 = context.new_page()
     errors += watch(tab2)
     tab2.goto(tab1.url)  # the same task page: the same lease
@@ -235,7 +243,7 @@ def test_phone_every_kind_fits_two_screens_with_touch_targets_and_no_broken_hint
     context = browser.new_context(**PHONE)
     page = context.new_page()
     errors = watch(page)
-    page.goto(f"{live_server}/w/{b['id']}?worker=phone-1")
+    page.goto(link(app, live_server, b["id"], "phone-1"))
     page.get_by_label("I have read the information above").check()
     page.get_by_role("button", name="I agree, continue").click()
     expect(page.get_by_role("heading", name="Instructions")).to_be_visible()
@@ -277,7 +285,7 @@ def test_phone_every_kind_fits_two_screens_with_touch_targets_and_no_broken_hint
     # at a desk the key hints are whole sentences
     desk = browser.new_context(**DESKTOP)
     page = desk.new_page()
-    enter(page, live_server, h.create_batch(app.test_client(), kind="label", redundancy=1)["id"], "desk-1")
+    enter(page, live_server, h.create_batch(app.test_client(), kind="label", redundancy=1)["id"], "desk-1", app)
     assert "or press Enter" in page.locator("#task-form").inner_text()
     page.go_back()
     assert "Keyboard: press the number keys 1–5 to choose an answer" in page.locator("main").inner_text()
@@ -311,10 +319,7 @@ def test_axe_finds_nothing_serious_on_any_worker_page(app, live_server, h, brows
 
         page.goto(f"{live_server}/w/{b['id']}?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H1")
         check("mturk preview")
-        page.goto(f"{live_server}/w/{b['id']}")
-        check("identify")
-        page.get_by_label("Your participant id").fill(worker)
-        page.get_by_role("button", name="Continue").click()
+        page.goto(f"{live_server}/w/{b['id']}")  # an anonymous visit: the server mints the id
         expect(page.get_by_role("heading", name="Before you start")).to_be_visible()
         check("consent")
         page.get_by_label("I have read the information above").check()
@@ -335,9 +340,12 @@ def test_axe_finds_nothing_serious_on_any_worker_page(app, live_server, h, brows
         page.wait_for_url(re.compile(r"/finish$"))
         expect(page.locator("#screened-out")).to_be_visible()
         check("finish, screened out")
+        page.goto(f"{live_server}/w/{b['id']}")  # coming back: the done page
+        expect(page.locator("#done")).to_be_visible()
+        check("done")
 
         # a second worker passes and does all four kinds
-        page.goto(f"{live_server}/w/{b['id']}?worker={worker}-2")
+        page.goto(link(app, live_server, b["id"], f"{worker}-2"))
         page.get_by_label("I have read the information above").check()
         page.get_by_role("button", name="I agree, continue").click()
         page.get_by_label("apple").check()
