@@ -236,10 +236,21 @@ def _visible_key_hints(page) -> list:
         .filter(el => el.getClientRects().length > 0).map(el => el.textContent.trim())""")
 
 
-def test_phone_every_kind_fits_two_screens_with_touch_targets_and_no_broken_hints(app, live_server, h, browser):
+def test_phone_every_kind_fits_two_screens_with_touch_targets_and_no_broken_hints(app, live_server, h, browser,
+                                                                                  tmp_path):
+    import json
+    import shutil
+
     from playwright.sync_api import expect
 
-    b = h.create_batch(app.test_client(), kinds=KINDS, limit=1, redundancy=1, tasks_per_visit=4)
+    # the fixture sheets with a third argument on s1: batches rate up to three by default
+    sheets = tmp_path / "sheets"
+    shutil.copytree(h.SHEETS, sheets)
+    s1 = json.loads((sheets / "sheets" / "s1.json").read_text())
+    s1["arguments"].append({**s1["arguments"][1], "rank": 3, "channel": 12, "heatmap": "heatmaps/s2_c12.png",
+                            "exemplar_strip": "exemplars/channel_12.png", "name": "round part 12"})
+    (sheets / "sheets" / "s1.json").write_text(json.dumps(s1))
+    b = h.create_batch(app.test_client(), sheets, kinds=KINDS, limit=1, redundancy=1, tasks_per_visit=4)
     context = browser.new_context(**PHONE)
     page = context.new_page()
     errors = watch(page)
@@ -261,7 +272,8 @@ def test_phone_every_kind_fits_two_screens_with_touch_targets_and_no_broken_hint
         assert _visible_key_hints(page) == [], kind
         shot(page, f"worker_{kind}_phone.png")
         if kind == "rate_arguments":
-            for rank in (1, 2):
+            assert page.locator("div.arg").count() == 3
+            for rank in (1, 2, 3):
                 page.locator(f"#q-arg-{rank} label.choice", has_text="Yes").tap()
             page.locator("#q-match label.choice", has_text="Mostly").tap()
         elif kind == "mark_rationale":
