@@ -197,7 +197,11 @@ def evidence_panels(image: np.ndarray, maps: np.ndarray, scale: float, lut: np.n
     idx = np.clip(up * (255.0 / max(float(scale), 1e-12)), 0.0, 255.0).astype(np.uint8)  # colour index per pixel
     keep, add = blend_tables(lut)
     # base * (1 - alpha) + colour * alpha in 8-bit fixed point, both terms looked up by colour index
-    panels = ((base.astype(np.uint16)[None] * keep[idx][..., None] + add[idx] + 128) >> 8).astype(np.uint8)
+    acc = add[idx]  # [M, S, S, 3] uint16
+    acc += base.astype(np.uint16)[None] * keep[idx][..., None]
+    acc += 128
+    acc >>= 8
+    panels = acc.astype(np.uint8)
     peak = up.reshape(len(up), -1).max(axis=1)
     live = (peak >= SILENT_FRACTION * scale)[:, None, None]
     regions = (up >= TOP_FRACTION * peak[:, None, None]) & live
@@ -269,7 +273,8 @@ class TextPainter:
         self.font = font(size)
         ascent, descent = self.font.getmetrics()
         self.height = ascent + descent
-        self.glyphs: dict[str, np.ndarray] = {}
+        self.glyphs: dict[str, tuple[np.ndarray, float]] = {}
+        self.words: dict[str, tuple[np.ndarray, float]] = {}
 
     def glyph(self, ch: str) -> tuple[np.ndarray, float]:
         """The coverage of one character (`[height, w]` uint16 in 0..256) and its advance in px."""
@@ -282,13 +287,36 @@ class TextPainter:
             g = self.glyphs[ch] = (a + (a >> 7), advance)  # 0..255 -> 0..256, so full coverage is exact
         return g
 
+    def _run(self, text: str) -> tuple[np.ndarray, float]:
+        """Coverage of a run of characters (glyphs at their rounded fractional positions, spacing
+        as FreeType's) and its advance; cached, since words repeat from sheet to sheet."""
+        run = self.words.get(text)
+        if run is None:
+            glyphs = [self.glyph(c) for c in text]
+            xs = np.round(np.cumsum([0.0] + [adv for _, adv in glyphs])).astype(int)
+            out = np.zeros((self.height, max(x + g.shape[1] for (g, _), x in zip(glyphs, xs))), np.uint16)
+            for (g, _), x in zip(glyphs, xs):
+                np.maximum(out[:, x:x + g.shape[1]], g, out=out[:, x:x + g.shape[1]])
+            run = (out, float(sum(adv for _, adv in glyphs)))
+            if len(self.words) < 20000:
+                self.words[text] = run
+        return run
+
     def mask(self, text: str) -> np.ndarray:
-        """Coverage of a line: glyphs at their rounded fractional positions (spacing as FreeType's)."""
-        glyphs = [self.glyph(c) for c in text]
-        xs = np.round(np.cumsum([0.0] + [adv for _, adv in glyphs])).astype(int)
-        out = np.zeros((self.height, (max(x + g.shape[1] for (g, _), x in zip(glyphs, xs)) if glyphs else 0)), np.uint16)
-        for (g, _), x in zip(glyphs, xs):
-            np.maximum(out[:, x:x + g.shape[1]], g, out=out[:, x:x + g.shape[1]])
+        """Coverage of a line: its words (cached) and spaces at their fractional positions."""
+        if not text:
+            return np.zeros((self.height, 0), np.uint16)
+        parts, x = [], 0.0
+        for i, word in enumerate(text.split(" ")):
+            if i:
+                x += self.glyph(" ")[1]
+            if word:
+                m, adv = self._run(word)
+                parts.append((int(round(x)), m))
+                x += adv
+        out = np.zeros((self.height, max([p + m.shape[1] for p, m in parts] + [int(round(x))])), np.uint16)
+        for p, m in parts:
+            np.maximum(out[:, p:p + m.shape[1]], m, out=out[:, p:p + m.shape[1]])
         return out
 
     def width(self, text: str) -> int:
@@ -334,8 +362,8 @@ def colour_bar(lut: np.ndarray, width: int = EVIDENCE_PX, painter: TextPainter |
 
 def encode_png(image: np.ndarray, level: int = 1) -> bytes:
     """An `[H, W, 3]` uint8 array as PNG bytes: every row "Up"-filtered in one numpy step, then
-    deflate at `level` with run-length matching (3-5x faster than Pillow's adaptive filtering,
-    files 5-20 % larger)."""
+    deflate at `level` (ISA-L; zlib with run-length matching without it): together about 15x
+    faster than Pillow's adaptive filtering with zlib, at a similar size."""
     image = np.ascontiguousarray(image, dtype=np.uint8)
     h, w = image.shape[:2]
     if image.ndim != 3 or image.shape[2] != 3:
@@ -354,7 +382,15 @@ def encode_png(image: np.ndarray, level: int = 1) -> bytes:
             + chunk(b"IDAT", _deflate(rows, level)) + chunk(b"IEND", b""))
 
 
+try:  # ISA-L: the same zlib stream, 4x faster than zlib's fastest setting here and smaller
+    from isal import isal_zlib as _isal
+except ImportError:  # pragma: no cover - isal is a dependency; zlib keeps the PNGs valid without it
+    _isal = None
+
+
 def _deflate(rows: np.ndarray, level: int) -> bytes:
+    if _isal is not None:
+        return _isal.compress(rows, min(level, 3))
     z = zlib.compressobj(level, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
     return z.compress(rows) + z.flush()
 
