@@ -60,7 +60,7 @@ def test_argus_improve_end_to_end(shortcut):
         "improve", "--model", str(root / "run"), "--data", str(data), "--report", str(root / "report"),
         "--judgments", str(root / "judgments.csv"), "--sheets", str(root / "sheets"), "--out", str(out),
         "--correction", "rrr-contribution", "--correction", "counterfactual", "--correction", "suppress",
-        "--epochs", "1", "--device", "cpu"])
+        "--explain", "4", "--device", "cpu"])  # epochs: the judged model's (1)
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "improve.json").read_text())
     # channels judged "no" by all three workers and never "yes" elsewhere are the invalid ones
@@ -79,6 +79,9 @@ def test_argus_improve_end_to_end(shortcut):
     table = (out / "improve.md").read_text().splitlines()
     assert table[0].startswith("| model | test |") and len(table) == 2 + 4
     assert "clues: shortcut cue: background (sand)" in result.output and "best correction:" in result.output
+    assert doc["config"]["epochs"] == 1
+    sheets = json.loads((out / "sheets" / "summary.json").read_text())
+    assert sheets["n_sheets"] == 4 and f"sheets of {doc['best']}: 4" in result.output
 
 
 def test_argus_improve_explains_what_is_missing(shortcut, tmp_path):
