@@ -26,7 +26,8 @@ from argus.commands.shared import cli_errors
               help="Correction to train (repeatable) [default: rrr-contribution, counterfactual, suppress].")
 @click.option("--epochs", default=None, type=click.IntRange(min=1),
               help="Epochs of each correction [default: as many as the judged model trained].")
-@click.option("--fine-tune", is_flag=True, help="Start every correction from the judged model (fewer epochs do).")
+@click.option("--fine-tune", is_flag=True, help="Start every correction from the judged model instead of a fresh one (weak when the judged "
+                   "model learnt only the shortcut: bench/results/gpu/improve.md).")
 @click.option("--region", default="parts", show_default=True, type=click.Choice(["parts", "object"]),
               help="Where evidence is allowed: the class's discriminative parts, or the whole object.")
 @click.option("--weight", default=None, type=float, help="Weight of the right-reasons penalty [default: the method's].")
