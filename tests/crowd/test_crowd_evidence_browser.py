@@ -18,14 +18,18 @@ def app(sqlite_app):
 def test_patches_and_heatmaps_open_large_by_tap_and_by_keyboard(app, live_server, h):
     from playwright.sync_api import expect, sync_playwright
 
+    from crowd.tokens import make_worker_token
+
     b = h.create_batch(app.test_client(), kinds=["rate_arguments"], limit=1, redundancy=1, tasks_per_visit=1)
+    with app.app_context():
+        link = f"{live_server}/w/{b['id']}?wt={make_worker_token('zoom-1', b['id'])}"
     errors = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         page = browser.new_page(viewport={"width": 390, "height": 844}, has_touch=True)
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"{live_server}/w/{b['id']}?worker=zoom-1")
+        page.goto(link)
         page.get_by_label("I have read the information above").check()
         page.get_by_role("button", name="I agree, continue").click()
         page.get_by_role("link", name="Start the tasks").click()
