@@ -178,7 +178,7 @@ def test_a_late_answer_moves_on_in_plain_words(client, h, app):
     token = _visit(client, b["id"], "late1")
     page = client.get(f"/w/v/{token}/task").get_data(as_text=True)
     atok = re.search(r'name="assignment_token" value="([^"]+)"', page).group(1)
-    assert re.search(r'data-seconds-left="(\d+)"', page).group(1) in ("899", "900")  # the countdown's start
+    assert 870 <= int(re.search(r'data-seconds-left="(\d+)"', page).group(1)) <= 900  # the countdown's start
     with get_database(app).transaction() as s:
         s.execute(update(Assignment).values(expires_at=s.scalar(select(Assignment.leased_at))))
     other = h.WorkerClient(client, b["id"], "late2").start()
