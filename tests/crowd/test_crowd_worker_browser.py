@@ -96,7 +96,7 @@ def test_countdown_warns_and_an_expired_lease_moves_on(app, live_server, h, brow
     errors = watch(page, expected=("status of 409 (CONFLICT)",))  # the late answer, refused on purpose
     page.clock.install()
     enter(page, live_server, b["id"], "timer-1", app)
-    expect(page.locator("#timer")).to_contain_text(re.compile(r"Time left: (1:00|0:59)"))
+    expect(page.locator("#timer")).to_contain_text(re.compile(r"Time left: (1:00|0:5\d)"))
     expect(page.locator("#timer-warning")).to_be_hidden()
     page.clock.run_for(50_000)  # 10 s left: the warning (a fifth of the lease, at least 10 s)
     expect(page.locator("#timer-warning")).to_be_visible()
@@ -170,8 +170,8 @@ def test_drafts_survive_a_reload_and_only_visible_time_counts(app, live_server, 
     with get_database(app).reading() as s:
         answer, duration = s.execute(select(Judgment.answer, Judgment.duration_s)).one()
     assert answer == {"arguments": {"1": "yes", "2": "no"}, "match": 4, "comment": "half-finished thought"}
-    # 4 + 2 + 3 s of visible time (and a little real time for the reload), never the 5 hidden minutes
-    assert 9.0 <= duration < 20.0, duration
+    # 4 + 2 + 3 s of visible time (plus the real time the clicks and the reload took), never the 5 hidden minutes
+    assert 9.0 <= duration < 60.0, duration
     assert page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('argus-draft:'))") == []
     context.close()
     assert errors == []
