@@ -6,7 +6,7 @@ argument (`heatmaps/<id>_<rank>.png`: `explain.evidence`, the picture the crowd 
 and `sheets/<id>.{json,html,png}` under the sheets root. The colours use one scale for the whole
 run (`heatmap_scale`), so the same colour means the same activation on every sheet. Pictures
 are numpy arrays written by `explain.evidence.encode_png`; text comes from a glyph cache; the
-colour bar and each channel's resized exemplar strip are made once per process and reused.
+colour bar is made once per run, each channel's resized exemplar strip once per process.
 """
 
 from __future__ import annotations
