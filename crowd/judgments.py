@@ -33,10 +33,13 @@ COLUMN_TYPES = {
     "assignment": "int64", "batch": "int64", "duration_s": "float64", "submitted_at": "string",
     "sheet": "string", "channel": "int64", "rank": "int64", "text": "string", "points": "string",
     "boxes": "string", "is_gold": "bool", "gold_label": "string", "names_shown": "bool",
+    # MTurk visits: "verified" (MTurk confirmed the worker holds the assignment on one of the
+    # batch's HITs), "refused" (it did not: drop these), "unchecked"; "" for other providers
+    "mturk_check": "string",
 }
 COLUMNS = list(COLUMN_TYPES)
 # Columns newer than the first contract: a row written without one gets this value.
-DEFAULTS = {"names_shown": False}
+DEFAULTS = {"names_shown": False, "mturk_check": ""}
 REQUIRED_COLUMNS = ("task", "worker", "label")
 MODEL_PREFIX = "model:"  # the model joins as a worker named `model:<name>`
 

@@ -929,21 +929,23 @@ def iter_judgment_rows(session: Session, batch_id: int | None = None, *, hash_sa
     `batch_id=None` exports every batch. Answers a researcher rejected are left out (they stay
     in the database). Streams from the database `chunk` judgments at a time."""
     q = (select(Judgment, Task.kind, Task.payload, Task.sheet, Task.is_gold, Worker.provider, Worker.external_id,
-                GoldAnswer.answer, Batch.options)
+                GoldAnswer.answer, Batch.options, Visit.mturk_check)
          .join(Task, Task.id == Judgment.task_id).join(Worker, Worker.id == Judgment.worker_id)
          .join(Batch, Batch.id == Judgment.batch_id)
+         .join(Assignment, Assignment.id == Judgment.assignment_id).outerjoin(Visit, Visit.id == Assignment.visit_id)
          .outerjoin(GoldAnswer, GoldAnswer.task_id == Task.id)
          .where(or_(Judgment.review.is_(None), Judgment.review != "rejected")).order_by(Judgment.id))
     if batch_id is not None:
         q = q.where(Judgment.batch_id == batch_id)
-    for j, kind, payload, sheet, is_gold, provider, ext, gold, options in session.execute(
+    for j, kind, payload, sheet, is_gold, provider, ext, gold, options, mturk_check in session.execute(
             q.execution_options(yield_per=chunk)):
         label = ext if provider == Provider.lab else f"{provider.value}:{ext}"
         worker = hash_worker(label, hash_salt) if hash_salt else label
         common = {"task": j.task_id, "worker": worker, "kind": kind, "assignment": j.assignment_id,
                   "batch": j.batch_id, "duration_s": j.duration_s, "submitted_at": j.submitted_at.isoformat(),
                   "sheet": sheet or "", "is_gold": bool(is_gold),
-                  "names_shown": kind == "rate_arguments" and K.feature_names_shown(options)}
+                  "names_shown": kind == "rate_arguments" and K.feature_names_shown(options),
+                  "mturk_check": (mturk_check or "unchecked") if provider == Provider.mturk else ""}
         for row in K.export_rows(kind, payload, j.answer):
             out = {**common, **row, "gold_label": K.gold_label_for(kind, gold, row["item"]) if is_gold else ""}
             yield {c: out[c] for c in judgments.COLUMNS}

@@ -12,7 +12,7 @@ from werkzeug.exceptions import BadRequest, default_exceptions
 from crowd.service import RateLimited, ServiceError
 
 JSON_PREFIXES = ("/api", "/w/api")
-TOKEN_FIELDS = ("visit_token", "assignment_token")
+TOKEN_FIELDS = ("visit_token", "assignment_token", "worker_token")
 
 
 def wants_json() -> bool:

@@ -368,6 +368,7 @@ def api_start():
         out = {"visit": visit.id, "worker_id": visit.worker_id, "visit_token": make_visit_token(visit.id, visit.worker_id),
                "consented": consented, "consent": {"version": str(current_app.config["CONSENT_VERSION"]),
                                                    "text": current_app.config["CONSENT_TEXT"]}}
+        out["worker"] = ident.worker
         if ident.provider == Provider.lab:  # resume later as the same worker with this token
             out["worker_token"] = anon or body.get("worker_token")
     return jsonify(out)

@@ -122,6 +122,8 @@ class SimulatedWorker:
             return 0
         self.log.visits += 1
         token = data["visit_token"]
+        if not self.worker_token:  # anonymous: the server minted this visit's worker id
+            self.worker_id = data.get("worker", self.worker_id)
         status, data = self._post("/w/api/consent", {"visit_token": token})
         if status != 200:
             self._fail("consent", status, data)

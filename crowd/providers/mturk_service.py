@@ -505,11 +505,53 @@ class MTurkService:
             hit_ids = [h for _, h in hits]
             if hit_ids:
                 report["not_submitted"] = sum(1 for key in self._mturk_visits(s, batch_id, hit_ids) if key not in seen)
+        report.update(self.verify_visits(batch_id))
         report["bonuses_confirmed"] = self._confirm_bonuses(batch_id)
         if qual:
             report["granted"] = self._grant_participated(batch_id, qual)
         report["hits"] = len(hits)
         return dict(report)
+
+    def verify_visits(self, batch_id: int, grace_s: int = 3600, now: dt.datetime | None = None) -> dict:
+        """Check every MTurk visit of the batch not yet checked with `GetAssignment`: the
+        assignment must exist, be held by the visit's worker and belong to one of the batch's
+        HITs ("verified"), else the visit is "refused" (a made-up or borrowed assignment id). MTurk
+        shows an assignment only once it is submitted, so one it does not know stays unchecked
+        until the visit has ended `grace_s` seconds ago. Unchecked and refused visits are flagged
+        in the export (`mturk_check`). Returns `{"verified": n, "refused": n, "unchecked": n}`."""
+        now = now or utcnow()
+        with self.db.reading() as s:
+            hit_ids = {h.hit_id for h in self._hits(s, batch_id) if h.hit_id}
+            todo = s.execute(select(Visit.id, Visit.external_assignment_id, Visit.completed_at, Visit.status,
+                                    Worker.external_id).join(Worker, Worker.id == Visit.worker_id).where(
+                Visit.batch_id == batch_id, Visit.provider == Provider.mturk, Visit.mturk_check.is_(None),
+                func.coalesce(Visit.partial_reason, "") != "returned")).all()
+        out = Counter(verified=0, refused=0, unchecked=0)
+        for visit_id, aid, completed_at, status, worker in self._bar(todo, "verifying assignments"):
+            check = note = None
+            try:
+                a = self.client.get_assignment(aid) if aid else None
+            except MTurkError as exc:
+                a = None
+                if completed_at is not None and (now - completed_at).total_seconds() > grace_s:
+                    check, note = "refused", f"GetAssignment: {exc}"[:500]
+            if a is not None:
+                if a.get("WorkerId") != worker:
+                    check, note = "refused", f"assignment {aid} is held by another worker"
+                elif a.get("HITId") not in hit_ids:
+                    check, note = "refused", f"assignment {aid} is on HIT {a.get('HITId')}, not one of this batch's"
+                else:
+                    check, note = "verified", f"GetAssignment {a.get('AssignmentStatus')}"
+            if check is None:
+                out["unchecked"] += 1
+                continue
+            with self.db.transaction() as s:
+                visit = s.get(Visit, visit_id)
+                visit.mturk_check, visit.mturk_check_note = check, note
+                log_event(s, f"mturk_{check}", batch_id=batch_id, worker_id=visit.worker_id, visit=visit_id,
+                          assignment=aid, note=note)
+            out[check] += 1
+        return dict(out)
 
     @staticmethod
     def _mturk_visits(s, batch_id: int, hit_ids: list[str]) -> dict[tuple[str, str], Visit]:
@@ -546,6 +588,9 @@ class MTurkService:
             Worker.provider == Provider.mturk, Worker.external_id == a["WorkerId"]))
         row.visit_id = visit.id if visit else None
         row.has_local_work = bool(visit and visit.n_submitted > 0)
+        if visit is not None and visit.mturk_check != "verified":
+            # MTurk lists this (assignment, worker) on one of the batch's HITs: it is genuine
+            visit.mturk_check, visit.mturk_check_note = "verified", f"ListAssignmentsForHIT {a['HITId']}"
         if visit is None:
             report["no_local_work"] += 1
         else:

@@ -86,7 +86,11 @@ class Helpers:
 
     @staticmethod
     def start(client, batch_id: int, worker: str) -> str:
-        r = client.post("/w/api/start", json={"batch": batch_id, "worker": worker})
+        from crowd.tokens import make_worker_token
+
+        with client.application.app_context():  # a researcher-signed link for `worker`
+            link = make_worker_token(worker, batch_id)
+        r = client.post("/w/api/start", json={"batch": batch_id, "worker_token": link})
         assert r.status_code == 200, r.get_json()
         token = r.get_json()["visit_token"]
         assert client.post("/w/api/consent", json={"visit_token": token}).status_code == 200

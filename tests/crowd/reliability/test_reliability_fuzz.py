@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crowd.app import create_app
+from crowd.tokens import make_worker_token
 from crowd.db import get_database
 from sim.load import make_images
 from crowd.openapi import openapi_document
@@ -52,7 +53,9 @@ def _mk_world(tmp: Path, url: str | None = None, schema: str | None = None):
                                            "redundancy": 3}, headers=auth).get_json()
     visits, atokens = [], []
     for i, b in enumerate((b1, b2, b1)):
-        v = client.post("/w/api/start", json={"batch": b["id"], "worker": f"seed{i}"}).get_json()["visit_token"]
+        with app.app_context():
+            link = make_worker_token(f"seed{i}", b["id"])
+        v = client.post("/w/api/start", json={"batch": b["id"], "worker_token": link}).get_json()["visit_token"]
         client.post("/w/api/consent", json={"visit_token": v})
         n = client.post("/w/api/next", json={"visit_token": v}).get_json()
         visits.append(v)

@@ -17,6 +17,7 @@ import pytest
 
 from crowd.app import create_app
 from crowd.db import get_database
+from crowd.tokens import make_worker_token
 from sim.load import make_images
 
 API_TOKEN = "SECRET-API-TOKEN-4f1d2c9e8b7a"
@@ -77,7 +78,9 @@ def test_no_secret_in_logs_error_pages_or_exports(tmp_path, capture_all_logs, mo
         assert rec("GET", "/api/batches", headers={"Authorization": f"Bearer {bad}"}).status_code == 401
     worker_tokens = []
     for w in ("alice", "bob"):
-        r = rec("POST", "/w/api/start", delivers_token=True, json={"batch": batch, "worker": w})
+        with app.app_context():
+            link = make_worker_token(w, batch)
+        r = rec("POST", "/w/api/start", delivers_token=True, json={"batch": batch, "worker_token": link})
         visit = r.get_json()["visit_token"]
         worker_tokens.append(visit)
         rec("POST", "/w/api/consent", json={"visit_token": visit})
