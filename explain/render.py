@@ -222,8 +222,10 @@ def render_sheets(jobs, root: str | Path, heatmap_scale: float, workers: int | N
         fork = "fork" in mp.get_all_start_methods()
         ctx = mp.get_context("fork") if fork else mp.get_context()
         init = {} if fork else {"initializer": _init_worker, "initargs": (str(root), heatmap_scale, lut)}
+        # small chunks keep the last workers from idling at the end (the tail is at most one chunk)
+        chunk = max(1, min(8, -(-total // (8 * workers)))) if total else 8
         with ctx.Pool(workers, **init) as pool:
-            for sid in pool.imap_unordered(render_one, jobs, chunksize=8):
+            for sid in pool.imap_unordered(render_one, jobs, chunksize=chunk):
                 done.append(sid)
                 bar.update()
     bar.close()
