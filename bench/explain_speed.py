@@ -15,7 +15,8 @@ Figures (one JSON line each; all in bench/results/explain_speed.json):
 CPU default: small-cnn 64x64, batch 64. GPU (the lead's run):
     python bench/explain_speed.py --device cuda --arch resnet50 --image-size 224 --batch 64
 Sheets per second alone (what the GPU host's >= 300/s target is about; all cores render):
-    python bench/explain_speed.py --device cuda --sheets-only --sheets 2000 --out bench/results/gpu/explain_sheets_gpu.json
+    python bench/explain_speed.py --device cuda --sheets-only --sheets 400 --out bench/results/gpu/explain_sheets_gpu.json
+(`--sheets 2000 --no-before` for the steady state, fixed per-run costs amortised.)
 Timings are medians over repeats after warm-up, with CUDA synchronisation around each call.
 """
 
