@@ -548,8 +548,9 @@ class MTurkService:
             with self.db.transaction() as s:
                 visit = s.get(Visit, visit_id)
                 visit.mturk_check, visit.mturk_check_note = check, note
+                withdrawn = self._withdraw_gold(s, visit) if check == "refused" else 0
                 log_event(s, f"mturk_{check}", batch_id=batch_id, worker_id=visit.worker_id, visit=visit_id,
-                          assignment=aid, note=note)
+                          assignment=aid, note=note, gold_withdrawn=withdrawn)
             out[check] += 1
         return dict(out)
 
@@ -603,6 +604,17 @@ class MTurkService:
             row.decision = Decision.approve
         elif status == MTurkAssignmentStatus.Rejected and row.decision != Decision.reject:
             row.decision = Decision.reject
+
+    @staticmethod
+    def _withdraw_gold(s, visit: Visit) -> int:
+        """Take a refused visit's gold answers out of its worker's gold tally (someone else may
+        have answered under that worker id). Returns how many were taken out."""
+        mean, n = MTurkService._gold(s, visit)
+        if n:
+            worker = s.get(Worker, visit.worker_id)
+            worker.gold_correct = max(0.0, worker.gold_correct - mean * n)
+            worker.gold_total = max(0, worker.gold_total - n)
+        return n
 
     @staticmethod
     def _gold(s, visit: Visit) -> tuple[float | None, int]:
