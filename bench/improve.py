@@ -299,6 +299,7 @@ def main() -> None:
     ap.add_argument("--work", default=None)
     ap.add_argument("--out", default=None)
     ap.add_argument("--deadline-s", type=float, default=None, help="start no job after this many seconds")
+    ap.add_argument("--oracles", default="oracle,oracle-x5", help="which oracles to train (comma-separated)")
     ap.add_argument("--summary-only", action="store_true", help="start no job: summarise the records there are")
     ap.add_argument("--job", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -325,7 +326,8 @@ def main() -> None:
     if not args.summary_only:
         launch(work, [("before", sd) for sd in seeds], args)  # the corrections start from / are judged on it
         # variant-major: a deadline leaves whole variants out, not seeds of every variant
-        launch(work, [(m, sd) for m in (*variants, "oracle", "oracle-x5") for sd in seeds], args, deadline)
+        oracles = [o for o in args.oracles.split(",") if o in ("oracle", "oracle-x5")]
+        launch(work, [(m, sd) for m in (*variants, *oracles) for sd in seeds], args, deadline)
     records = [json.loads(p.read_text()) for p in sorted((work / "records").glob("*.json"))]
     summary = summarise([r for r in records if r["seed"] in seeds], variants, seeds)
     for m, r in summary["table"].items():
