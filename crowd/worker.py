@@ -2,8 +2,10 @@
 finish, plus the JSON endpoints the pages (and simulated crowds) use, and sheet media.
 
 Identity comes from the entry link (MTurk `workerId, assignmentId, hitId, turkSubmitTo`;
-Prolific `PROLIFIC_PID, STUDY_ID, SESSION_ID`; or `?worker=` for lab use). Every later URL and
-request carries a signed visit or assignment token, never a cookie. MTurk preview
+Prolific `PROLIFIC_PID, STUDY_ID, SESSION_ID`; a researcher-signed worker link `?wt=`), else the
+visit is anonymous (a server-minted id in a signed cookie, the only cookie the pages use); a
+bare `?worker=` name is never believed. Every later URL and request carries a signed visit or
+assignment token. A worker who finished the batch sees a "you are done" page. MTurk preview
 (`assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE`) renders a read-only sample and writes nothing.
 """
 
