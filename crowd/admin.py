@@ -127,6 +127,16 @@ def batch(batch_id: int):
     return render_template("admin/batch.html", b=status, workers=stats, invariants=invariants)
 
 
+@bp.get("/batches/<int:batch_id>/media/<path:key>")
+@login_required
+def media(batch_id: int, key: str):
+    """Any file of the batch's manifest, for researchers: the worker media and the sheet images
+    that show the model's and the true label (`researcher/sheets/<sample_id>.png`)."""
+    from crowd.worker import serve_media_file
+
+    return serve_media_file(batch_id, key)
+
+
 # What each destructive action does, said on its confirmation page.
 CONSEQUENCES = {
     "close": "No new visits or tasks, for good (a closed batch cannot be resumed). Workers holding a task may "

@@ -129,14 +129,14 @@ def create_batch():
                 batch = S.create_batch_from_sheets(
                     session, body["sheets_dir"], kinds=kinds, name=name, classes=_str_list(body, "classes"),
                     max_arguments=_int(body, "max_arguments", 3), max_marks=_int(body, "max_marks", 5),
-                    limit=limit, options=options, **params)
+                    limit=limit, practice_sheets=_str_list(body, "practice_sheets"), options=options, **params)
             else:
                 raise S.ServiceError("give sheets_dir (a sheets folder) or images + classes", "sheets_dir")
             session.flush()
             out = S.batch_status(session, batch.id)
     except SheetError as exc:
         message = str(exc)
-        field = message.split(":")[0].split("[")[0] if message.startswith(("images", "classes")) else "sheets_dir"
+        field = message.split(":")[0].split("[")[0] if message.startswith(("images", "classes", "practice_sheets")) else "sheets_dir"
         raise S.ServiceError(message, field) from None
     return jsonify(out), 201
 

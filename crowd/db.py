@@ -104,11 +104,34 @@ def _judgment_review_v3(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE judgment ADD COLUMN {name} {type_}"))
 
 
+def _media_manifest_v4(conn: Connection) -> None:
+    """Media manifests for batches made before the server served manifests only: every file
+    their task payloads name, inside the batch's folder (a batch without a folder keeps none)."""
+    from pathlib import Path
+
+    from crowd.media import payload_media
+
+    Media.__table__.create(conn, checkfirst=True)
+    for batch_id, root in conn.execute(select(Batch.__table__.c.id, Batch.__table__.c.media_root)).all():
+        if not root or Path(root) == Path(root).parent:  # no folder, or a filesystem root: serve nothing
+            continue
+        base = Path(root).resolve()
+        keys: set[str] = set()
+        for (payload,) in conn.execute(select(Task.__table__.c.payload).where(Task.__table__.c.batch_id == batch_id)):
+            keys.update(payload_media(payload or {}))
+        have = set(conn.scalars(select(Media.__table__.c.key).where(Media.__table__.c.batch_id == batch_id)))
+        rows = [{"batch_id": batch_id, "key": k, "path": str(base / k)} for k in sorted(keys - have)
+                if base in (base / k).resolve().parents]
+        if rows:
+            conn.execute(Media.__table__.insert(), rows)
+
+
 # (version, note, step). Append new steps; never edit a released one.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _initial),
     (2, "crowd integrity: visits keyed on (assignment, worker), completion kinds, caps", _integrity_v2),
     (3, "judgment review: accepted or rejected by a researcher", _judgment_review_v3),
+    (4, "media manifests of existing batches from their task payloads", _media_manifest_v4),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -35,7 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crowd import judgments, practice
+from crowd import judgments, media, practice
 from crowd import kinds as K
 from crowd.db import Database, is_postgres
 from crowd.models import (
@@ -55,7 +55,7 @@ from crowd.models import (
     WorkerStatus,
     utcnow,
 )
-from crowd.sheets import TaskSpec, tasks_from_images, tasks_from_sheets
+from crowd.sheets import TaskSpec, sheet_batch, tasks_from_images
 
 
 class ServiceError(Exception):
@@ -116,8 +116,14 @@ def _check_batch_params(redundancy, gold_rate, tasks_per_visit, reward_cents, le
 def create_batch(session: Session, *, name: str, kinds: list[str], media_root: str, specs: list[TaskSpec],
                  classes: list[str], redundancy: int = 3, gold_rate: float = 0.0, tasks_per_visit: int = 5,
                  reward_cents: int = 0, lease_seconds: int = 900, exclude_batches: list[int] | None = None,
-                 gold: list[dict] | None = None, options: dict | None = None) -> Batch:
+                 gold: list[dict] | None = None, options: dict | None = None,
+                 manifest: dict[str, str] | None = None, outside: list[dict] | None = None) -> Batch:
     """Create a batch with one task per spec plus gold copies.
+
+    `manifest` (`{key: file}`) lists the only files the batch serves (`crowd.media`); every
+    file a task or practice payload names must be in it. `outside`: items (`{"kind", "sheet",
+    "payload"}`) of sheets that are not tasks of the batch, where practice items
+    (`options["practice"]`, see `crowd.practice`) and the example shown by the preview come from.
 
     `gold` entries are `{"sheet": sample_id, "kind": kind, "answer": {...}}` (see
     `kinds.validate_gold`); each becomes an extra gold task with the same payload, shown to any
@@ -130,20 +136,36 @@ def create_batch(session: Session, *, name: str, kinds: list[str], media_root: s
             raise ServiceError(f"exclude_batches: batch {b} does not exist", "exclude_batches")
     if gold_rate > 0 and not gold:
         raise ServiceError("gold_rate > 0 needs gold answers", "gold")
-    payloads = {}
-    for spec in specs:
-        payloads.setdefault((spec.kind, str(spec.payload["channel"]) if spec.kind == "name_feature" else spec.sheet),
-                            spec.payload)
+    manifest = dict(manifest or {})
+    outside = list(outside or [])
+    payloads = {(p["kind"], str(p["payload"]["channel"]) if p["kind"] == "name_feature" else p["sheet"]): p["payload"]
+                for p in outside}
+    tasks = {(spec.kind, str(spec.payload["channel"]) if spec.kind == "name_feature" else spec.sheet) for spec in specs}
+
+    def practice_payload(kind, key):
+        if (kind, key) in tasks:  # a practice item shows its image again when the task comes
+            raise practice.PracticeError("practice", f"{kind} {key!r} is a task of this batch; practice items "
+                                                     "come from sheets outside the batch's tasks")
+        return payloads.get((kind, key))
+
     try:
-        options = practice.resolve_practice(dict(options or {}), lambda kind, key: payloads.get((kind, key)))
+        options = practice.resolve_practice(dict(options or {}), practice_payload)
     except practice.PracticeError as exc:
         raise ServiceError(str(exc), exc.field) from None
+    if outside:  # shown by the MTurk preview and, without checked practice, the instructions
+        options["example"] = {k: outside[0][k] for k in ("kind", "sheet", "payload")}
+    for payload in [spec.payload for spec in specs] + [p["payload"] for p in outside]:
+        missing = [k for k in media.payload_media(payload) if k not in manifest]
+        if missing:
+            raise ServiceError(f"media {missing[0]!r} of sheet {payload.get('sheet')!r} is not in the batch's "
+                               "media manifest", "media")
     batch = Batch(name=name, kinds=list(kinds), media_root=str(media_root), redundancy=redundancy,
                   gold_rate=float(gold_rate), tasks_per_visit=tasks_per_visit, reward_cents=reward_cents,
                   lease_seconds=lease_seconds, classes=list(classes), exclude_batches=exclude_batches,
-                  options=dict(options or {}), status=BatchStatus.active)
+                  options=options, status=BatchStatus.active)
     session.add(batch)
     session.flush()
+    media.add_manifest(session, batch.id, manifest)
     by_key = {}
     rows = []
     for spec in specs:
@@ -175,31 +197,40 @@ def create_batch(session: Session, *, name: str, kinds: list[str], media_root: s
 
 def create_batch_from_sheets(session: Session, sheets_dir: str, *, kinds: list[str] | str, name: str | None = None,
                              max_arguments: int = 3, max_marks: int = K.DEFAULT_MAX_MARKS,
-                             classes: list[str] | None = None, limit: int | None = None, **params) -> Batch:
+                             classes: list[str] | None = None, limit: int | None = None,
+                             practice_sheets: list[str] | None = None, **params) -> Batch:
     """Create a batch from an argument-sheets folder (one task per sheet and kind; one
-    `name_feature` task per explained channel). Other keyword arguments go to `create_batch`."""
+    `name_feature` task per explained channel; practice items and media manifest as
+    `crowd.sheets.sheet_batch` makes them). Other keyword arguments go to `create_batch`."""
     kinds = [kinds] if isinstance(kinds, str) else list(kinds)
     if not kinds:
         raise ServiceError("kinds: need at least one task kind", "kinds")
     for kind in kinds:
         if kind not in judgments.KINDS:
             raise ServiceError(f"unknown task kind {kind!r}; expected one of {', '.join(judgments.KINDS)}", "kind")
-    specs, classes = tasks_from_sheets(sheets_dir, kinds, max_arguments=max_arguments, max_marks=max_marks,
-                                       classes=classes, limit=limit)
     options = dict(params.pop("options", None) or {})
+    # the sheets of checked practice items are held out of the tasks (practice comes from outside)
+    held = list(practice_sheets or [])
+    for item in options.get("practice") or [] if isinstance(options.get("practice"), list) else []:
+        if isinstance(item, dict) and item.get("kind") != "name_feature" and isinstance(item.get("sheet"), str):
+            held.append(item["sheet"])
+    made = sheet_batch(sheets_dir, kinds, max_arguments=max_arguments, max_marks=max_marks, classes=classes,
+                       limit=limit, practice_sheets=list(dict.fromkeys(held)) or None)
     options.update(max_arguments=max_arguments, max_marks=max_marks)
     root = Path(sheets_dir).resolve()
     return create_batch(session, name=name or f"{'+'.join(kinds)} {root.name}", kinds=kinds,
-                        media_root=str(root), specs=specs, classes=classes, options=options, **params)
+                        media_root=str(root), specs=made.specs, classes=made.classes, options=options,
+                        manifest=made.manifest, outside=made.outside, **params)
 
 
 def create_label_batch(session: Session, images: list, classes: list[str], *, name: str | None = None,
                        **params) -> Batch:
     """Create a `label` batch for arbitrary image files (active learning's oracle).
     `images` are paths or `{"id": item_id, "image": path}`; gold entries use `sheet = item id`."""
-    media_root, specs = tasks_from_images(images, classes)
+    manifest, specs = tasks_from_images(images, classes)
+    # no media root: the batch serves its manifest's files only, wherever they lie
     return create_batch(session, name=name or f"label {len(specs)} images", kinds=["label"],
-                        media_root=media_root, specs=specs, classes=list(classes), **params)
+                        media_root="", specs=specs, classes=list(classes), manifest=manifest, **params)
 
 
 def get_batch(session: Session, batch_id: int) -> Batch:

@@ -5,7 +5,7 @@ Identity comes from the entry link (MTurk `workerId, assignmentId, hitId, turkSu
 Prolific `PROLIFIC_PID, STUDY_ID, SESSION_ID`; a researcher-signed worker link `?wt=`), else the
 visit is anonymous (a server-minted id in a signed cookie, the only cookie the pages use); a
 bare `?worker=` name is never believed. Every later URL and request carries a signed visit or
-assignment token. A worker who finished the batch sees a "you are done" page. MTurk preview
+assignment token; media URLs are signed per visit and file (`crowd.media`). A worker who finished the batch sees a "you are done" page. MTurk preview
 (`assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE`) renders a read-only sample and writes nothing.
 """
 
@@ -14,11 +14,12 @@ from __future__ import annotations
 import secrets
 from urllib.parse import urlparse
 
-from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, send_from_directory, url_for
+from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, send_file, url_for
 from sqlalchemy import select
 
 from crowd import kinds as K
 from crowd import practice as P
+from crowd import media as M
 from crowd import service as S
 from crowd.db import get_database
 from crowd.judgments import KINDS
@@ -154,9 +155,9 @@ def entry(batch_id: int):
             batch = session.get(Batch, batch_id)
             if batch is None:
                 abort(404)
-            task = session.scalar(select(Task).where(Task.batch_id == batch_id, Task.is_gold.is_(False),
-                                                     Task.kind.in_(KINDS)).order_by(Task.id).limit(1))
-            return render_template("worker/preview.html", batch=batch, task=task and _task_view(task, batch))
+            # the public preview shows an item from outside the batch, never one of its tasks
+            g.media_visit = M.PREVIEW_VISIT
+            return render_template("worker/preview.html", batch=batch, task=example_item(batch))
     with db.reading() as session:
         S.get_batch(session, batch_id)
     ident, anon = _identity(request.args, batch_id, page=True)
@@ -209,9 +210,8 @@ def instructions(token: str, feedback: dict | None = None, status: int = 200):
             item = {"id": None, "kind": items[index]["kind"], "sheet": items[index]["sheet"],
                     "payload": K.worker_view(items[index]["kind"], items[index]["payload"], batch.options)}
         elif practice_state == P.NONE:
-            task = session.scalar(select(Task).where(Task.batch_id == batch.id, Task.is_gold.is_(False),
-                                                     Task.kind.in_(KINDS)).order_by(Task.id).limit(1))
-            example = task and _task_view(task, batch)
+            example = example_item(batch)  # from outside the batch's tasks, or none
+        g.media_visit = visit.id
         return render_template("worker/instructions.html", token=token, batch=batch, state=practice_state,
                                practice=item, index=index, n_practice=len(items), example=example,
                                pass_mark=(batch.options or {}).get("practice_pass"), feedback=feedback), status
@@ -270,6 +270,7 @@ def task_page(token: str):
             return redirect(url_for(".finish", token=token))
         task = session.get(Task, assignment.task_id)
         view = _task_view(task, batch)
+        g.media_visit = visit.id
         position, total = visit.n_submitted + 1, batch.tasks_per_visit
         atoken = make_assignment_token(assignment.id, worker_id)
         seconds_left = max(0, int((assignment.expires_at - utcnow()).total_seconds()))
@@ -338,16 +339,36 @@ def _finish_response(visit: Visit):
 
 # ---------------------------------------------------------------------------------- media
 
+def example_item(batch: Batch) -> dict | None:
+    """An item from outside the batch's tasks as a task view (the first practice item, else the
+    batch's example: see `crowd.sheets.sheet_batch`), or None."""
+    options = batch.options or {}
+    for item in (options.get("practice") or []) + [options.get("example") or {}]:
+        if item.get("kind") in KINDS:
+            return {"id": None, "kind": item["kind"], "sheet": item.get("sheet"),
+                    "payload": K.worker_view(item["kind"], item["payload"], options)}
+    return None
+
+
+def serve_media_file(batch_id: int, key: str):
+    """One file of a batch's manifest, or 404 (not in the manifest, not an image, gone)."""
+    with get_database().reading() as session:
+        path = M.manifest_path(session, batch_id, key)
+    if path is None or not key.lower().endswith(M.IMAGE_SUFFIXES) or not path.is_file():
+        abort(404)
+    return send_file(path, max_age=current_app.config["SEND_FILE_MAX_AGE_DEFAULT"], conditional=True)
+
+
 @bp.get("/media/<int:batch_id>/<path:relpath>")
 def media(batch_id: int, relpath: str):
-    """Sheet media (images, heatmaps, exemplar strips) from the batch's folder. Paths that
-    leave the folder are 404 (werkzeug's safe_join)."""
-    with get_database().reading() as session:
-        batch = session.get(Batch, batch_id)
-        root = batch.media_root if batch is not None else None
-    if root is None or not relpath.lower().endswith((".png", ".jpg", ".jpeg", ".gif", ".webp")):
+    """One file of the batch's manifest, signed for a visit (`?s=`, see `crowd.media`); anything
+    else (no or a wrong signature, another file, a researcher-only sheet image, a path that is
+    not a manifest key) is 404."""
+    if relpath.startswith(M.RESEARCHER_PREFIX) or M.signed_visit(batch_id, relpath, request.args.get("s")) is None:
         abort(404)
-    return send_from_directory(root, relpath)
+    resp = serve_media_file(batch_id, relpath)
+    resp.headers["Cache-Control"] = "private, max-age=3600"  # per-visit URLs: no shared cache
+    return resp
 
 
 # ------------------------------------------------------------------------------ JSON endpoints
@@ -405,7 +426,7 @@ def api_next():
         out = {"done": False, "assignment": a.id, "assignment_token": make_assignment_token(a.id, worker_id),
                "expires_at": a.expires_at.isoformat(), "task": _task_view(task, batch),
                "position": visit.n_submitted + 1, "of": batch.tasks_per_visit,
-               "media_base": url_for(".media", batch_id=batch.id, relpath="x")[:-1]}
+               "media": M.signed_urls(batch.id, task.payload, visit.id)}
     return jsonify(out)
 
 
@@ -470,4 +491,8 @@ def api_finish():
 
 @bp.app_template_filter("media_url")
 def media_url(relpath: str, batch_id: int) -> str:
-    return url_for("worker.media", batch_id=batch_id, relpath=relpath)
+    """A media URL signed for the visit the page is rendered for (`g.media_visit`)."""
+    visit = g.get("media_visit")
+    if visit is None:
+        raise RuntimeError("media_url needs g.media_visit: the visit the page's media are signed for")
+    return M.media_url(batch_id, relpath, visit)

@@ -248,7 +248,7 @@ def explain_dataset(model, meta: dict, data_dir, out, *, name: str = "model", ch
     summary["checkpoint_hash"] = ckpt_hash
     summary["dataset"] = str(data_dir.resolve())
     summary["pointing_tolerance_px"] = pointing_tolerance
-    write_summary(out, summary)
+    write_summary(out, summary, classes=classes)
     write_index(out, sheets, summary, classes)
     return summary
 

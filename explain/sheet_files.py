@@ -130,8 +130,35 @@ def read_summary(sheets_dir: str | os.PathLike, optional: bool = False) -> dict:
     return summary
 
 
-def write_summary(root: str | os.PathLike, summary: dict) -> Path:
-    """Write `SHEETS/summary.json` (indented JSON); returns its path."""
+def summary_classes(sheets_dir: str | os.PathLike) -> list[str] | None:
+    """The model's full class list, in the model's order, as explain recorded it in
+    `SHEETS/summary.json` (`classes`); None when the summary or the list is missing (sheets made
+    by an explain from before the list was recorded). A malformed list is a `SheetError`."""
+    summary = read_summary(sheets_dir, optional=True)
+    classes = summary.get("classes")
+    if classes is None:
+        return None
+    where = Path(sheets_dir) / "summary.json"
+    if not isinstance(classes, list) or not classes:
+        raise SheetError(f"{where}: field 'classes': expected a non-empty list of class names, got {classes!r}"[:300])
+    names = [c.get("name") if isinstance(c, dict) else c for c in classes]
+    bad = [n for n in names if not isinstance(n, str) or not n]
+    if bad:
+        raise SheetError(f"{where}: field 'classes': {bad[0]!r} is not a class name")
+    if len(set(names)) != len(names):
+        raise SheetError(f"{where}: field 'classes': a class name appears twice")
+    return names
+
+
+def write_summary(root: str | os.PathLike, summary: dict, *, classes: list[str] | None = None) -> Path:
+    """Write `SHEETS/summary.json` (indented JSON); returns its path. `classes`: the model's full
+    class list in its order (set as `summary["classes"]`, which `crowd` offers as a label batch's
+    choices), not only the classes the explained sheets happen to show."""
+    if classes is not None:
+        classes = [str(c) for c in classes]
+        if not classes or len(set(classes)) != len(classes) or not all(classes):
+            raise SheetError(f"classes: expected distinct non-empty class names, got {classes!r}"[:300])
+        summary["classes"] = classes
     path = Path(root) / "summary.json"
     path.write_text(json.dumps(summary, indent=2) + "\n")
     return path

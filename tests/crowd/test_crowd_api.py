@@ -63,7 +63,7 @@ def test_label_batch_from_images(client, h, sheets_dir):
     w = h.WorkerClient(client, b["id"], "oracle").start()
     for _ in range(2):
         n = w.next()
-        assert client.get(f"/media/{b['id']}/{n['task']['payload']['image']}").status_code == 200
+        assert client.get(n["media"][n["task"]["payload"]["image"]]).status_code == 200
         status, _ = w.submit(n["assignment_token"], {"label": "cherry"})
         assert status == 201
     assert client.get(f"/api/batches/{b['id']}", headers=h.AUTH).get_json()["complete"] is True

@@ -112,13 +112,14 @@ def test_bad_sheets_name_file_and_field(tmp_path, sheets_dir):
     sheet["image"] = "../../etc/passwd.png"
     (tmp_path / "sheets" / "x.json").write_text(json.dumps(sheet))
     with pytest.raises(SheetError, match="leaves the sheets folder"):
-        tasks_from_sheets(tmp_path, ["label"])
+        tasks_from_sheets(tmp_path, ["label"], classes=["apple", "banana", "cherry"])
 
 
 def test_tasks_from_images(sheets_dir):
-    root, specs = tasks_from_images([str(sheets_dir / "images" / "s1.png"),
-                                     {"id": "pool-7", "image": str(sheets_dir / "images" / "s2.png")}], ["a", "b"])
-    assert root == str((sheets_dir / "images").resolve())
-    assert [(s.sheet, s.payload["image"]) for s in specs] == [("s1", "s1.png"), ("pool-7", "s2.png")]
+    manifest, specs = tasks_from_images([str(sheets_dir / "images" / "s1.png"),
+                                         {"id": "pool-7", "image": str(sheets_dir / "images" / "s2.png")}], ["a", "b"])
+    assert manifest == {"i00001.png": str((sheets_dir / "images" / "s1.png").resolve()),
+                        "i00002.png": str((sheets_dir / "images" / "s2.png").resolve())}
+    assert [(s.sheet, s.payload["image"]) for s in specs] == [("s1", "i00001.png"), ("pool-7", "i00002.png")]
     with pytest.raises(SheetError, match=r"images\[0\]"):
         tasks_from_images(["/nonexistent.png"], ["a"])

@@ -20,7 +20,7 @@ def _token(location):
 
 
 def test_mturk_flow_preview_consent_tasks_external_submit(app, client, h):
-    b = h.create_batch(client, kind="label", redundancy=1, tasks_per_visit=2)
+    b = h.create_batch(client, kind="label", redundancy=1, tasks_per_visit=2, practice_sheets=["s3"])
     before = _counts(app)
     preview = client.get(f"/w/{b['id']}?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H1")
     assert preview.status_code == 200 and b"Preview" in preview.data and b"disabled" in preview.data
@@ -96,9 +96,12 @@ def test_lab_entry_and_bad_links(client, h):
 
 def test_media_is_served_safely(client, h):
     b = h.create_batch(client)
-    ok = client.get(f"/media/{b['id']}/images/s1.png")
+    n = h.WorkerClient(client, b["id"], "w1").start().next()
+    url = n["media"][n["task"]["payload"]["image"]]
+    ok = client.get(url)
     assert ok.status_code == 200 and ok.mimetype == "image/png"
+    sig = url.split("?s=")[1]
     for bad in ("../../../../etc/passwd", "..%2F..%2Fsheets%2Fs1.json", "sheets/s1.json", "images/../sheets/s1.json",
                 "/etc/hostname.png", "images/missing.png"):
-        assert client.get(f"/media/{b['id']}/{bad}", follow_redirects=True).status_code == 404, bad
-    assert client.get("/media/999/images/s1.png").status_code == 404
+        assert client.get(f"/media/{b['id']}/{bad}?s={sig}", follow_redirects=True).status_code == 404, bad
+    assert client.get(f"/media/999/images/s1.png?s={sig}").status_code == 404

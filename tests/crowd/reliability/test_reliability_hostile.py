@@ -363,6 +363,14 @@ def test_sql_injection_strings_are_stored_verbatim_and_inert(db_client, h, tmp_p
 
 # --------------------------------------------------------------------------- path traversal
 
+def _signed_media(client, b) -> tuple[str, str]:
+    """A visit's signed URL of its first task's image, and the signature."""
+    visit = client.post("/w/api/start", json={"batch": b["id"], "worker": "media-reader"}).get_json()["visit_token"]
+    client.post("/w/api/consent", json={"visit_token": visit})
+    url = next(iter(client.post("/w/api/next", json={"visit_token": visit}).get_json()["media"].values()))
+    return url, url.split("?s=")[1]
+
+
 @pytest.mark.parametrize("rel", [
     "../secret.png", "..%2Fsecret.png", "%2e%2e/secret.png", "..\\secret.png", "img/../../secret.png",
     "/etc/passwd", "%2Fetc%2Fpasswd", "....//secret.png", "img0000.png%00.png", "../" * 12 + "etc/hostname.png",
@@ -371,8 +379,9 @@ def test_sql_injection_strings_are_stored_verbatim_and_inert(db_client, h, tmp_p
 def test_path_traversal_in_media_urls_is_404(client, h, tmp_path, rel):
     (tmp_path / "secret.png").write_bytes(b"\x89PNG secret outside the media folder")
     b = h.label_batch(client, tmp_path / "img")
-    assert client.get(f"/media/{b['id']}/img0000.png").status_code == 200
-    r = client.get(f"/media/{b['id']}/{rel}", follow_redirects=True)  # "//etc" is first normalised (308)
+    url, sig = _signed_media(client, b)
+    assert client.get(url).status_code == 200
+    r = client.get(f"/media/{b['id']}/{rel}?s={sig}", follow_redirects=True)  # "//etc" is first normalised (308)
     assert r.status_code == 404, (rel, r.status_code)
     assert b"secret outside" not in r.data
 
@@ -380,9 +389,11 @@ def test_path_traversal_in_media_urls_is_404(client, h, tmp_path, rel):
 def test_media_of_unknown_batches_and_types_is_404(client, h, tmp_path):
     b = h.label_batch(client, tmp_path / "img")
     (tmp_path / "img" / "notes.txt").write_text("private")
+    _, sig = _signed_media(client, b)
     for path in (f"/media/{b['id']}/notes.txt", "/media/999999/img0000.png", f"/media/{b['id']}/missing.png",
-                 "/media/-1/img0000.png"):
+                 "/media/-1/img0000.png", f"/media/{b['id']}/img0000.png"):
         assert client.get(path).status_code == 404, path
+        assert client.get(f"{path}?s={sig}").status_code == 404, path
 
 
 # ---------------------------------------------------------------------------------- Unicode
