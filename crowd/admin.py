@@ -14,7 +14,7 @@ from flask import (Blueprint, Response, abort, current_app, flash, redirect, ren
                    stream_with_context, url_for)
 from werkzeug.security import check_password_hash
 
-from crowd import admin_auth
+from crowd import admin_auth, speed
 from crowd import dashboard as D
 from crowd import service as S
 from crowd.db import get_database
@@ -124,7 +124,8 @@ def batch(batch_id: int):
         status = S.batch_status(s, batch_id)
         stats = S.worker_stats(s, batch_id)
         invariants = S.check_invariants(s, batch_id)
-    return render_template("admin/batch.html", b=status, workers=stats, invariants=invariants)
+        limits = speed.thresholds(s, S.get_batch(s, batch_id))
+    return render_template("admin/batch.html", b=status, workers=stats, invariants=invariants, speed=limits)
 
 
 @bp.get("/batches/<int:batch_id>/media/<path:key>")

@@ -109,6 +109,19 @@ def create_batch():
         for key in ("practice", "practice_pass", "practice_key"):  # checked by the service
             if key in body:
                 options[key] = body[key]
+        if "allow_same_image" in body:
+            if not isinstance(body["allow_same_image"], bool):
+                raise S.ServiceError("allow_same_image must be true or false", "allow_same_image")
+            options["allow_same_image"] = body["allow_same_image"]
+        if "order_seed" in body:
+            options["order_seed"] = _int(body, "order_seed", None)
+        if "speed_min_seconds" in body:
+            options["speed_min_seconds"] = body["speed_min_seconds"]  # checked by the service
+        if "speed_fast_ratio" in body:
+            ratio = _num(body, "speed_fast_ratio", None)
+            if not 0 < ratio <= 1:
+                raise S.ServiceError(f"speed_fast_ratio must be in (0, 1], got {ratio!r}", "speed_fast_ratio")
+            options["speed_fast_ratio"] = ratio
         with get_database().transaction() as session:
             if body.get("images") is not None:
                 if kinds not in (None, ["label"]):

@@ -12,6 +12,7 @@ in one transaction.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import random
 import re
 import sqlite3
@@ -22,7 +23,9 @@ from flask import Flask, current_app, g
 import sqlalchemy
 from sqlalchemy import Connection, create_engine, event, select, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.functions import FunctionElement
 
 from crowd.models import (  # noqa: F401  (re-exported for other packages)
     AdminSession,
@@ -136,6 +139,34 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
+def rank_key(prefix: str, task_id: int) -> int:
+    """A task's place in one worker's order: the first 60 bits of MD5(prefix + task id), where
+    the prefix names the batch's seed and the worker (`service.order_prefix`). `task_rank`
+    computes the same number inside the database, on SQLite and on PostgreSQL alike."""
+    return int(hashlib.md5(f"{prefix}{task_id}".encode()).hexdigest()[:15], 16)
+
+
+class task_rank(FunctionElement):
+    """SQL `rank_key(prefix, task_id)`: SQLite calls the Python function registered on each
+    connection, PostgreSQL computes it with `md5`."""
+
+    type = sqlalchemy.BigInteger()
+    name = "argus_rank"
+    inherit_cache = True
+
+
+@compiles(task_rank, "sqlite")
+def _task_rank_sqlite(element, compiler, **kw):
+    return f"argus_rank({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(task_rank, "postgresql")
+def _task_rank_postgres(element, compiler, **kw):
+    prefix, task_id = list(element.clauses)
+    return (f"('x' || substr(md5({compiler.process(prefix, **kw)} || CAST({compiler.process(task_id, **kw)} AS TEXT)), "
+            "1, 15))::bit(60)::bigint")
+
+
 def make_engine(url: str, *, schema: str | None = None, sqlite_synchronous: str = "FULL",
                 busy_timeout_s: float = 30.0, pool_size: int = 5, echo: bool = False) -> Engine:
     """Create an engine for `url` with Argus's transaction rules.
@@ -162,6 +193,7 @@ def make_engine(url: str, *, schema: str | None = None, sqlite_synchronous: str 
             cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+            dbapi_conn.create_function("argus_rank", 2, rank_key, deterministic=True)
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):

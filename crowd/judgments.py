@@ -36,10 +36,11 @@ COLUMN_TYPES = {
     # MTurk visits: "verified" (MTurk confirmed the worker holds the assignment on one of the
     # batch's HITs), "refused" (it did not: drop these), "unchecked"; "" for other providers
     "mturk_check": "string",
+    "too_fast": "bool",  # below the kind's minimum plausible seconds (crowd.speed); for review
 }
 COLUMNS = list(COLUMN_TYPES)
 # Columns newer than the first contract: a row written without one gets this value.
-DEFAULTS = {"names_shown": False, "mturk_check": ""}
+DEFAULTS = {"names_shown": False, "mturk_check": "", "too_fast": False}
 REQUIRED_COLUMNS = ("task", "worker", "label")
 MODEL_PREFIX = "model:"  # the model joins as a worker named `model:<name>`
 
@@ -297,7 +298,7 @@ def validate_judgments(frame: pd.DataFrame, *, source: str = "frame") -> pd.Data
                 raise JudgmentFrameError(f"{source}: column '{col}' row {row}: "
                                          f"{frame[col].iloc[row]!r} is not a number")
             frame[col] = values.astype(float)
-    for col in ("is_gold", "names_shown"):
+    for col in ("is_gold", "names_shown", "too_fast"):
         if col in frame.columns:
             frame[col] = _to_bool(frame[col], source, col)
     if "submitted_at" in frame.columns:

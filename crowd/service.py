@@ -12,7 +12,10 @@ Rules enforced here:
   checked on the locked task row; `UNIQUE(task, worker)` on assignments and judgments);
 - a worker never gets a task twice, nor any task of a batch whose `exclude_batches` lists a
   batch they took part in (retake blocking);
-- expired leases return the task to the queue; least-judged tasks go first;
+- expired leases return the task to the queue; least-judged tasks go first, and among equals
+  each worker gets the tasks in their own random order (seeded: `order_prefix`);
+- a worker gets at most one task per image in a batch, but for a gold copy of a question they
+  answered (option `allow_same_image` lifts the rule);
 - gold tasks are mixed in at `gold_rate` and score workers; low scorers are flagged, never dropped;
 - submissions are idempotent by client token.
 """
@@ -33,11 +36,11 @@ from pathlib import Path
 from sqlalchemy import exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from crowd import judgments, media, practice
+from crowd import judgments, media, practice, speed
 from crowd import kinds as K
-from crowd.db import Database, is_postgres
+from crowd.db import Database, is_postgres, task_rank
 from crowd.models import (
     Assignment,
     AssignmentStatus,
@@ -148,8 +151,17 @@ def create_batch(session: Session, *, name: str, kinds: list[str], media_root: s
                                                      "come from sheets outside the batch's tasks")
         return payloads.get((kind, key))
 
+    options = dict(options or {})
+    if "speed_min_seconds" in options:
+        try:
+            options["speed_min_seconds"] = speed.check_options(options["speed_min_seconds"])
+        except ValueError as exc:
+            raise ServiceError(str(exc), "speed_min_seconds") from None
+    seed = options.setdefault("order_seed", secrets.randbits(32))
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ServiceError(f"order_seed must be an integer, got {seed!r}", "order_seed")
     try:
-        options = practice.resolve_practice(dict(options or {}), practice_payload)
+        options = practice.resolve_practice(options, practice_payload)
     except practice.PracticeError as exc:
         raise ServiceError(str(exc), exc.field) from None
     if outside:  # shown by the MTurk preview and, without checked practice, the instructions
@@ -519,14 +531,35 @@ def _gold_turn(position: int, rate: float) -> bool:
     return rate > 0 and math.floor((position + 1) * rate + 1e-9) > math.floor(position * rate + 1e-9)
 
 
-def _pick_task(session: Session, batch: Batch, worker_id: int, gold: bool, lock: bool = True) -> Task | None:
-    taken = exists().where(Assignment.task_id == Task.id, Assignment.worker_id == worker_id)
+def order_prefix(batch: Batch, worker: Worker) -> str:
+    """What a worker's task order is drawn from: the batch's seed and the worker's id (so the
+    order is reproducible: `db.rank_key(order_prefix(batch, worker), task_id)`)."""
+    seed = (batch.options or {}).get("order_seed", batch.id)
+    return f"{seed}:{worker.provider.value}:{worker.external_id}:"
+
+
+def _pick_task(session: Session, batch: Batch, worker: Worker, gold: bool, lock: bool = True) -> Task | None:
+    taken = exists().where(Assignment.task_id == Task.id, Assignment.worker_id == worker.id)
     # Only kinds this server can render and validate (a task row of an unknown kind, e.g. written
     # by a newer Argus, is never handed out).
     q = select(Task).where(Task.batch_id == batch.id, Task.is_gold.is_(gold), Task.kind.in_(judgments.KINDS), ~taken)
     if not gold:
         q = q.where(Task.n_done + Task.n_active < batch.redundancy)
-    q = q.order_by(Task.n_done + Task.n_active, Task.id).limit(1)
+    if not (batch.options or {}).get("allow_same_image"):
+        # One image per worker and batch: a worker who marked the evidence for a class is not
+        # then asked which class the image shows (the sheet's other kinds show the same image;
+        # name_feature shows a strip instead). The one exception: a gold copy of the very
+        # question the worker already answered (no hint across kinds), so that gold still
+        # reaches everyone when the gold items are copies of the batch's own images.
+        seen = aliased(Task)
+        shown = (select(seen.sheet).join(Assignment, Assignment.task_id == seen.id)
+                 .where(Assignment.worker_id == worker.id, Assignment.batch_id == batch.id,
+                        seen.kind != "name_feature", seen.sheet.is_not(None)))
+        if gold:
+            shown = shown.where(seen.kind != Task.kind)
+        q = q.where(or_(Task.kind == "name_feature", Task.sheet.is_(None), Task.sheet.not_in(shown)))
+    # Least-judged first keeps the fill even; among equals, the worker's own random order.
+    q = q.order_by(Task.n_done + Task.n_active, task_rank(order_prefix(batch, worker), Task.id), Task.id).limit(1)
     if lock and is_postgres(session):
         # Concurrent leasers skip each other's locked rows instead of queueing on them; the
         # capacity condition is re-checked on the locked row version (READ COMMITTED).
@@ -604,9 +637,9 @@ def lease_next(session: Session, visit: Visit, now: datetime | None = None, *, l
         Assignment.status == AssignmentStatus.submitted)) or 0
     task = None
     if _gold_turn(done_by_worker, batch.gold_rate):
-        task = _pick_task(session, batch, worker.id, gold=True)
+        task = _pick_task(session, batch, worker, gold=True)
     if task is None:
-        task = _pick_task(session, batch, worker.id, gold=False)
+        task = _pick_task(session, batch, worker, gold=False)
     if task is None:
         return None
     assignment = Assignment(task_id=task.id, worker_id=worker.id, batch_id=batch.id, visit_id=visit.id,
@@ -819,8 +852,9 @@ def end_visit(session: Session, visit: Visit, reason: str) -> Visit:
 
 
 def _leasable(session: Session, batch: Batch, worker_id: int) -> bool:
-    return (_pick_task(session, batch, worker_id, gold=False, lock=False) is not None
-            or _pick_task(session, batch, worker_id, gold=True, lock=False) is not None)
+    worker = session.get(Worker, worker_id)
+    return (_pick_task(session, batch, worker, gold=False, lock=False) is not None
+            or _pick_task(session, batch, worker, gold=True, lock=False) is not None)
 
 
 def finish_visit(session: Session, visit: Visit) -> Visit:
@@ -968,6 +1002,9 @@ def iter_judgment_rows(session: Session, batch_id: int | None = None, *, hash_sa
          .where(or_(Judgment.review.is_(None), Judgment.review != "rejected")).order_by(Judgment.id))
     if batch_id is not None:
         q = q.where(Judgment.batch_id == batch_id)
+    # speed thresholds first: they read the batch's answer times before the stream starts
+    batches = [get_batch(session, batch_id)] if batch_id is not None else session.scalars(select(Batch)).all()
+    limits = {b.id: speed.thresholds(session, b) for b in batches}
     for j, kind, payload, sheet, is_gold, provider, ext, gold, options, mturk_check in session.execute(
             q.execution_options(yield_per=chunk)):
         label = ext if provider == Provider.lab else f"{provider.value}:{ext}"
@@ -976,7 +1013,8 @@ def iter_judgment_rows(session: Session, batch_id: int | None = None, *, hash_sa
                   "batch": j.batch_id, "duration_s": j.duration_s, "submitted_at": j.submitted_at.isoformat(),
                   "sheet": sheet or "", "is_gold": bool(is_gold),
                   "names_shown": kind == "rate_arguments" and K.feature_names_shown(options),
-                  "mturk_check": (mturk_check or "unchecked") if provider == Provider.mturk else ""}
+                  "mturk_check": (mturk_check or "unchecked") if provider == Provider.mturk else "",
+                  "too_fast": speed.too_fast(j.duration_s, limits[j.batch_id].get(kind))}
         for row in K.export_rows(kind, payload, j.answer):
             out = {**common, **row, "gold_label": K.gold_label_for(kind, gold, row["item"]) if is_gold else ""}
             yield {c: out[c] for c in judgments.COLUMNS}
@@ -985,7 +1023,8 @@ def iter_judgment_rows(session: Session, batch_id: int | None = None, *, hash_sa
 def worker_stats(session: Session, batch_id: int) -> list[dict]:
     """Per worker in a batch: tasks, median seconds per task, gold accuracy (this batch),
     agreement with the majority (share of categorical answers equal to the per-item majority,
-    on items with at least two answers), status."""
+    on items with at least two answers), answers below the kind's minimum plausible time
+    (`too_fast`, `too_fast_share`, `flag_fast`: see `crowd.speed`), status."""
     rows = list(iter_judgment_rows(session, batch_id))
     durations: dict[str, list[float]] = defaultdict(list)
     tasks: Counter = Counter()
@@ -1011,6 +1050,7 @@ def worker_stats(session: Session, batch_id: int) -> list[dict]:
     gold_n = dict(session.execute(
         select(Judgment.worker_id, func.count(Judgment.id)).where(
             Judgment.batch_id == batch_id, Judgment.gold_score.is_not(None)).group_by(Judgment.worker_id)).all())
+    _, fast = speed.worker_speed(session, get_batch(session, batch_id))
     out = []
     ids = session.scalars(select(func.distinct(Judgment.worker_id)).where(Judgment.batch_id == batch_id)).all()
     for w in session.scalars(select(Worker).where(Worker.id.in_(ids)).order_by(Worker.id)):
@@ -1023,6 +1063,9 @@ def worker_stats(session: Session, batch_id: int) -> list[dict]:
             "gold_accuracy": None if w.id not in gold else round(float(gold[w.id]), 4),
             "gold_accuracy_overall": None if w.gold_accuracy is None else round(w.gold_accuracy, 4),
             "agreement_with_majority": round(sum(agree[label]) / len(agree[label]), 4) if agree[label] else None,
+            "too_fast": fast.get(w.id, {}).get("too_fast", 0),
+            "too_fast_share": fast.get(w.id, {}).get("too_fast_share"),
+            "flag_fast": fast.get(w.id, {}).get("flag_fast", False),
             "note": w.note or "",
         })
     return out

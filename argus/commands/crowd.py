@@ -54,7 +54,8 @@ def init_db(database_url):
 
 def _create_batch(app, sheets, kinds, images, classes, name, redundancy, gold_rate, tasks_per_visit, reward_cents,
                   lease_seconds, gold_file, exclude, max_arguments, max_marks, limit, practice_file=None,
-                  practice_pass=None, show_feature_names=False):
+                  practice_pass=None, show_feature_names=False, allow_same_image=False, order_seed=None,
+                  min_seconds=()):
     from crowd import service as S
     from crowd.db import get_database
 
@@ -68,6 +69,12 @@ def _create_batch(app, sheets, kinds, images, classes, name, redundancy, gold_ra
             options["practice"] = json.load(fh)
     if practice_pass is not None:
         options["practice_pass"] = practice_pass
+    if allow_same_image:
+        options["allow_same_image"] = True
+    if min_seconds:
+        options["speed_min_seconds"] = _min_seconds(min_seconds)
+    if order_seed is not None:
+        options["order_seed"] = int(order_seed)
     params = dict(redundancy=redundancy, gold_rate=gold_rate, tasks_per_visit=tasks_per_visit,
                   reward_cents=reward_cents, lease_seconds=lease_seconds, gold=gold, exclude_batches=list(exclude),
                   options=options)
@@ -79,9 +86,23 @@ def _create_batch(app, sheets, kinds, images, classes, name, redundancy, gold_ra
         else:
             batch = S.create_batch_from_sheets(session, sheets, kinds=list(kinds) or ["rate_arguments"], name=name,
                                                classes=list(classes) or None, max_arguments=max_arguments,
-                                               max_marks=max_marks, limit=limit, **params)
+                                               max_marks=max_marks, limit=limit,
+                                               **params)
         session.flush()
         return S.batch_status(session, batch.id)
+
+
+def _min_seconds(items) -> dict[str, float]:
+    out = {}
+    for item in items:
+        kind, sep, seconds = item.partition("=")
+        try:
+            out[kind.strip()] = float(seconds)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise click.BadParameter(f"expected KIND=SECONDS, got {item!r}", param_hint="--min-seconds")
+    return out
 
 
 BATCH_OPTIONS = [
@@ -101,11 +122,17 @@ BATCH_OPTIONS = [
     click.option("--limit", type=int, default=None, help="Use only the first N sheets."),
     click.option("--practice", "practice_file", type=click.Path(exists=True, dir_okay=False),
                  help='JSON list of practice items: [{"sheet": "s1", "kind": "label", "answer": {"label": "cat"}, '
-                      '"explain": "why"}].'),
+                      '"explain": "why"}] (their sheets are held out of the tasks).'),
     click.option("--practice-pass", type=float, default=None,
                  help="Share of practice items right at the first try needed to go on (default 0.5)."),
     click.option("--show-feature-names", is_flag=True,
                  help="Show the model's feature names in rate_arguments (blind by default)."),
+    click.option("--allow-same-image", is_flag=True,
+                 help="Let one worker get several tasks of the same image (by default one per image and batch)."),
+    click.option("--order-seed", type=int, default=None,
+                 help="Seed of the per-worker random task order (default: random, kept with the batch)."),
+    list_option("--min-seconds", help="KIND=SECONDS: minimum plausible answer time of a kind (repeat or "
+                                      "comma-separate); default 0.2 x the batch's median (docs/crowd.md)."),
 ]
 
 
@@ -124,20 +151,21 @@ def batch():
 @click.argument("sheets", required=False, type=click.Path(exists=True, file_okay=False))
 @click.option("--images", type=click.Path(exists=True, dir_okay=False),
               help="Text file with one image path per line: makes a label batch (needs --classes).")
-@list_option("--classes", help="Class names (label batches; repeat or comma-separate).")
+@list_option("--classes", help="Label choices (repeat or comma-separate): needed with --images; with SHEETS the "
+                                "model's class list in summary.json is the default, and given choices must cover it.")
 @batch_options
 @DB_OPTION
 @cli_errors
 def batch_create(sheets, images, classes, kinds, redundancy, gold_rate, gold_file, tasks_per_visit, reward_cents,
                  lease_seconds, exclude, name, max_arguments, max_marks, limit, practice_file, practice_pass,
-                 show_feature_names, database_url):
+                 show_feature_names, allow_same_image, order_seed, min_seconds, database_url):
     """Create a batch from a SHEETS folder (or from --images + --classes)."""
     if not sheets and not images:
         raise click.UsageError("give a SHEETS folder or --images FILE")
     app = _app(database_url)
     status = _create_batch(app, sheets, kinds, images, classes, name, redundancy, gold_rate, tasks_per_visit,
                            reward_cents, lease_seconds, gold_file, exclude, max_arguments, max_marks, limit,
-                           practice_file, practice_pass, show_feature_names)
+                           practice_file, practice_pass, show_feature_names, allow_same_image, order_seed, min_seconds)
     click.echo(f"batch {status['id']} created: {status['tasks']} tasks {status['tasks_by_kind']}, "
                f"{status['gold_tasks']} gold, R={status['redundancy']}")
     click.echo(f"worker link: /w/{status['id']}?worker=<id>   (MTurk: /w/{status['id']} as ExternalQuestion URL)")
@@ -267,8 +295,8 @@ def workers(batch_id, database_url):
     app = _app(database_url)
     with app.app_context(), get_database(app).reading() as session:
         rows = S.worker_stats(session, batch_id)
-    click.echo(format_table(rows, ["id", "worker", "status", "tasks", "median_duration_s", "gold_accuracy", "gold_answers",
-                             "agreement_with_majority"]))
+    click.echo(format_table(rows, ["id", "worker", "status", "tasks", "median_duration_s", "too_fast", "flag_fast",
+                             "gold_accuracy", "gold_answers", "agreement_with_majority"]))
 
 
 @crowd.command("flags")
@@ -323,7 +351,7 @@ def flags(batch_id, record, as_json, database_url):
 @cli_errors
 def serve(sheets, host, port, n_workers, threads, dev, kinds, redundancy, gold_rate, gold_file, tasks_per_visit, reward_cents,
           lease_seconds, exclude, name, max_arguments, max_marks, limit, practice_file, practice_pass,
-          show_feature_names, database_url):
+          show_feature_names, allow_same_image, order_seed, min_seconds, database_url):
     """Serve the task server; with SHEETS, first create a batch from that folder (unless one exists)."""
     from crowd.db import get_database
     from crowd.models import Batch
@@ -342,7 +370,8 @@ def serve(sheets, host, port, n_workers, threads, dev, kinds, redundancy, gold_r
         if existing is None:
             status = _create_batch(app, sheets, kinds, None, (), name, redundancy, gold_rate, tasks_per_visit,
                                    reward_cents, lease_seconds, gold_file, exclude, max_arguments, max_marks, limit,
-                                   practice_file, practice_pass, show_feature_names)
+                                   practice_file, practice_pass, show_feature_names, allow_same_image, order_seed,
+                                   min_seconds)
             existing = status["id"]
             click.echo(f"created batch {existing} from {sheets}")
         click.echo(f"open http://{host}:{port}/w/{existing}?worker=YOUR_ID to do tasks")

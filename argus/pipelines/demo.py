@@ -232,7 +232,11 @@ def create_batch(cfg: DemoConfig, server, sheets_dir: Path, data_dir: Path | Non
     """Create the batch through `POST /api/batches` (gold answers from the simulated ground truth)."""
     body = {"sheets_dir": str(Path(sheets_dir).resolve()), "kinds": list(cfg.kinds), "name": name,
             "redundancy": redundancy or cfg.redundancy, "tasks_per_visit": cfg.tasks_per_visit,
-            "max_arguments": cfg.top_m, "visits_per_worker": 1000}  # simulated members come back until done
+            "max_arguments": cfg.top_m, "visits_per_worker": 1000,  # simulated members come back until done
+            # a small simulated crowd (answers drawn from the ground truth, so one task cannot
+            # hint another) could not give R judgments to each of an image's three tasks one
+            # image per worker
+            "allow_same_image": True}
     if gold and cfg.gold_per_kind > 0:
         body["gold"] = ground_truth(cfg, sheets_dir, data_dir).gold(cfg.kinds, cfg.gold_per_kind,
                                                                     max_arguments=cfg.top_m, seed=cfg.seed)

@@ -84,7 +84,7 @@ def _run_workers(client, h, batch_id, workers):
 
 
 def test_worker_flow_and_exports(client, h, sheets_dir):
-    b = h.create_batch(client, kinds=KINDS4, redundancy=2, tasks_per_visit=12)
+    b = h.create_batch(client, kinds=KINDS4, redundancy=2, tasks_per_visit=12, allow_same_image=True)
     assert b["tasks_by_kind"] == {k: 3 for k in KINDS4}
     _run_workers(client, h, b["id"], ["ann", "bob"])
     status = client.get(f"/api/batches/{b['id']}", headers=h.AUTH).get_json()
