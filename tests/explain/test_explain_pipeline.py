@@ -96,3 +96,11 @@ def test_split_batches_cached_and_streamed_agree(toy_run):
         torch.testing.assert_close(xa, xb)
         assert ya.tolist() == yb.tolist() and ia.tolist() == ib.tolist()
     assert torch.cat([i for _, _, i in a]).tolist() == rows
+
+
+def test_summary_records_the_models_full_class_list(sheets, toy_run):
+    from explain.sheet_files import summary_classes
+
+    out, _ = sheets
+    meta = json.loads((toy_run["run"] / "model.json").read_text())
+    assert summary_classes(out) == meta["classes"] and len(meta["classes"]) >= 2
