@@ -100,15 +100,27 @@ def test_label_batch_from_two_folders_serves_its_files_only(client, h, tmp_path)
 
 
 def test_preview_and_practice_show_items_from_outside_the_batch(client, h):
-    b = h.create_batch(client, kind="label", limit=2)  # s3 is not a task: it is the practice item
+    b = h.create_batch(client, kind="label", limit=2)  # s3 is not a task: it is the example
     preview = client.get(f"/w/{b['id']}?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H").get_data(as_text=True)
     srcs = _srcs(preview)
     assert len(srcs) == 1 and "images/s3.png" in srcs[0] and client.get(srcs[0]).status_code == 200
     token, _ = _visit_page(client, b["id"], "ann")
     instructions = client.get(f"/w/v/{token}/instructions").get_data(as_text=True)
-    assert 'data-practice="1"' in instructions
+    assert 'id="example-form"' in instructions
     assert [urlparse(s).path for s in _srcs(instructions)] == [f"/media/{b['id']}/images/s3.png"]
     assert all(client.get(s).status_code == 200 for s in _srcs(instructions))
+    # checked practice items: their sheets are held out of the tasks
+    practice = [{"sheet": "s2", "kind": "label", "answer": {"label": "banana"}}]
+    b2 = h.create_batch(client, kind="label", practice=practice)
+    assert b2["tasks"] == 2
+    token, _ = _visit_page(client, b2["id"], "bob")
+    instructions = client.get(f"/w/v/{token}/instructions").get_data(as_text=True)
+    assert 'data-practice="1"' in instructions
+    assert [urlparse(s).path for s in _srcs(instructions)] == [f"/media/{b2['id']}/images/s2.png"]
+    # a practice item that names a task of the batch (a name_feature channel) is refused
+    r = client.post("/api/batches", json={"sheets_dir": str(h.SHEETS), "kinds": ["name_feature"], "practice": [
+        {"channel": 3, "kind": "name_feature", "answer": {"names": ["round"]}}]}, headers=h.AUTH)
+    assert r.status_code == 400 and "is a task of this batch" in r.get_json()["message"]
 
 
 def test_old_batches_get_a_manifest_from_their_payloads(sqlite_app, sheets_dir):
