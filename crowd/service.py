@@ -224,7 +224,8 @@ def create_batch_from_sheets(session: Session, sheets_dir: str, *, kinds: list[s
     # the sheets of checked practice items are held out of the tasks (practice comes from outside)
     held = list(practice_sheets or [])
     for item in options.get("practice") or [] if isinstance(options.get("practice"), list) else []:
-        if isinstance(item, dict) and item.get("kind") != "name_feature" and isinstance(item.get("sheet"), str):
+        if isinstance(item, dict) and item.get("kind") != "name_feature" and isinstance(item.get("sheet"), str) \
+                and (Path(sheets_dir) / "sheets" / f"{item['sheet']}.json").is_file():  # else refused by name below
             held.append(item["sheet"])
     made = sheet_batch(sheets_dir, kinds, max_arguments=max_arguments, max_marks=max_marks, classes=classes,
                        limit=limit, practice_sheets=list(dict.fromkeys(held)) or None)

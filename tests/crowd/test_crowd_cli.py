@@ -20,8 +20,8 @@ def test_cli_init_create_status_export(tmp_path, sheets_dir, monkeypatch):
     monkeypatch.setenv("ARGUS_SECRET_KEY", "cli-secret")
     runner = CliRunner()
     r = runner.invoke(cli, ["crowd", "init-db"])
-    assert r.exit_code == 0 and "schema version none -> 3" in r.output, r.output
-    assert "schema version 3 -> 3" in runner.invoke(cli, ["crowd", "init-db"]).output
+    assert r.exit_code == 0 and "schema version none -> 4" in r.output, r.output
+    assert "schema version 4 -> 4" in runner.invoke(cli, ["crowd", "init-db"]).output
     gold = tmp_path / "gold.json"
     gold.write_text(json.dumps([{"sheet": "s2", "answer": {"label": "banana"}}]))
     r = runner.invoke(cli, ["crowd", "batch", "create", str(sheets_dir), "--kind", "label", "-R", "1", "-k", "3",

@@ -111,7 +111,7 @@ def test_provider_ids_resume_only_with_the_providers_per_visit_id(app, client, h
 # ------------------------------------------------------------------------------- MTurk
 
 def test_a_reissued_assignment_id_works_for_the_next_worker(app, client, h):
-    b = h.create_batch(client, redundancy=1)
+    b = h.create_batch(client, redundancy=1, limit=1)  # one task: the next worker can only get the returned one
     first = h.WorkerClient(client, b["id"], "first").start(workerId="A1FIRST", assignmentId="ASG1", hitId="H1")
     held = first.next()["task"]["id"]
     # the first worker returns the HIT; MTurk gives ASG1 to the next worker

@@ -37,8 +37,8 @@ def _v1_rows(execute):
 
 def _check_upgraded(engine):
     assert schema_version(engine) == 1
-    assert upgrade(engine) == SCHEMA_VERSION == 3
-    assert schema_version(engine) == 3 and upgrade(engine) == 3  # idempotent
+    assert upgrade(engine) == SCHEMA_VERSION == 4
+    assert schema_version(engine) == 4 and upgrade(engine) == 4  # idempotent
     with engine.begin() as conn:
         assert conn.scalar(select(func.count()).select_from(Consent.__table__)) == 1
         a = conn.execute(select(Assignment.__table__)).one()

@@ -114,11 +114,11 @@ def test_practice_sheets_are_not_tasks(app, sheets_dir):
     with db.reading() as s:
         sheets = set(s.scalars(select(Task.sheet).where(Task.batch_id == bid, Task.kind == "label")))
         batch = S.get_batch(s, bid)
-        practice = batch.options["practice"]
+        example = batch.options["example"]
         channels = sorted(p["channel"] for p in s.scalars(select(Task.payload).where(
             Task.batch_id == bid, Task.kind == "name_feature")))
     assert sheets == {"s1", "s3"} and channels == [3, 7, 12]
-    assert [(p["kind"], p["sheet"]) for p in practice] == [("label", "s2")]  # s2's strips are all tasks' strips
+    assert (example["kind"], example["sheet"]) == ("label", "s2")
 
 
 def test_order_prefix_names_the_seed_and_worker(app, sheets_dir):
