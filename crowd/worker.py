@@ -5,8 +5,9 @@ Identity comes from the entry link (MTurk `workerId, assignmentId, hitId, turkSu
 Prolific `PROLIFIC_PID, STUDY_ID, SESSION_ID`; a researcher-signed worker link `?wt=`), else the
 visit is anonymous (a server-minted id in a signed cookie, the only cookie the pages use); a
 bare `?worker=` name is never believed. Every later URL and request carries a signed visit or
-assignment token; media URLs are signed per visit and file (`crowd.media`). A worker who finished the batch sees a "you are done" page. MTurk preview
-(`assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE`) renders a read-only sample and writes nothing.
+assignment token; media URLs are signed per visit and file (`crowd.media`). A worker who
+finished the batch sees a "you are done" page. MTurk preview (`assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE`)
+renders a read-only item from outside the batch's tasks and writes nothing.
 """
 
 from __future__ import annotations
