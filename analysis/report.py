@@ -446,8 +446,9 @@ def add_improvement(report_dir, improve_doc: dict, figure_png, table_md=None) ->
     card(f"pointing game, {before.get('majority_domain')}", lambda r: r["majority_pointing_game"])
     card("test accuracy", lambda r: r["test"]["overall"])
     clues = improve_doc.get("clues") or {}
-    clue_text = (f"shortcut through the {', '.join('`' + b + '`' for b in clues.get('backgrounds') or []) or ''} "
-                 f"background" if clues.get("cue") == "background" else "channels judged invalid")
+    kinds = list(clues.get("backgrounds") or [])
+    clue_text = (f"shortcut through the {', '.join(kinds)} background{'s' if len(kinds) > 1 else ''}"
+                 if clues.get("cue") == "background" else "channels judged invalid")
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
     section = env.get_template("_improvement.html").render(
         clues=" ".join(clue_text.split()), best_label=best or "–", cards=cards, majority=before.get("majority_domain"),

@@ -62,7 +62,7 @@ def test_add_improvement_puts_one_section_after_the_clues(tmp_path):
     assert html.count('<section id="improvement">') == 1
     assert html.index('id="clues"') < html.index('<section id="improvement">') < html.index('id="agreement"')
     assert "0.16 → 0.46" in html and "+30.0 points" in html and "0.32 → 0.90" in html
-    assert "shortcut through the `sand` background" in html and "<b>counterfactual</b>" in html
+    assert "shortcut through the sand background" in html and "<b>counterfactual</b>" in html
     assert (tmp_path / "figures" / "improvement.png").read_bytes() == png.read_bytes()
 
 
