@@ -59,7 +59,12 @@ def worker(args) -> None:
     if args.compile:
         net = torch.compile(net)
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(net, device_ids=[local] if cuda else None)
+        net = nn.parallel.DistributedDataParallel(net, device_ids=[local] if cuda else None,
+                                                  gradient_as_bucket_view=True)
+        if args.comm_hook == "bf16":  # gradients travel as bf16: half the bytes per all-reduce
+            from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+            net.register_comm_hook(None, default_hooks.bf16_compress_hook)
     labels = torch.randint(0, classes, (n_rows,))
     method = build_method(args.method)
     method.prepare(type("T", (), {"num_classes": classes, "num_train": n_rows, "train_labels": labels,
@@ -114,6 +119,8 @@ def launch(nproc: int, args, result: Path, share: int = 0) -> dict:
            "--steps", str(args.steps), "--warmup", str(args.warmup), "--share", str(share)]
     if args.compile:
         cmd.append("--compile")
+    if args.comm_hook:
+        cmd += ["--comm-hook", args.comm_hook]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     if args.device == "cpu":
         env["OMP_NUM_THREADS"] = "1"
@@ -133,6 +140,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--warmup", type=int, default=None)
     ap.add_argument("--compile", action="store_true", help="torch.compile the model (fewer kernel launches per step)")
+    ap.add_argument("--comm-hook", default=None, choices=["bf16"], help="DDP gradient compression hook")
     ap.add_argument("--out", default=None, help="result file (default bench/results/ddp_throughput.json)")
     ap.add_argument("--share", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -174,7 +182,7 @@ def main() -> None:
     mach = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
             "device": args.device, "gpu": torch.cuda.get_device_name(0) if gpu else None,
             "gpu_count": torch.cuda.device_count()}
-    doc = {"bench": "ddp_throughput", "machine": mach, "method": args.method, "arch": args.arch, "compile": args.compile,
+    doc = {"bench": "ddp_throughput", "machine": mach, "method": args.method, "arch": args.arch, "compile": args.compile, "comm_hook": args.comm_hook,
            "global_batch": args.batch, "image_size": args.size, "steps": args.steps, "nproc": args.nproc,
            "note": "" if gpu else ("CPU smoke run with gloo on a shared 2-core machine: the ratio says nothing about "
                                    "GPU scaling; the lead measures 1 vs 2 GPUs on the device machine"),
