@@ -15,6 +15,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
@@ -85,6 +86,7 @@ class Explanation:
     pooled: torch.Tensor | None = None  # [B, C] GAP(maps), exact heads only
     weight: torch.Tensor | None = None  # [K, C] head weights, exact heads only
     dense: torch.Tensor | None = field(default=None, repr=False)  # [B, C, K] once built (or given)
+    ranking: str = "localised"  # how `top_channels` orders arguments (see `argument_scores`)
 
     @property
     def exact(self) -> bool:
@@ -146,10 +148,51 @@ class Explanation:
         h, wd = self.maps.shape[-2:]
         return torch.einsum("bc,bchw->bhw", w, self.maps) / (h * wd)
 
+    def concentration(self) -> torch.Tensor:
+        """`[B, C]` in [0, 1]: the share of each channel's (positive) activation that lies in the
+        3x3 cells around its strongest cell; 1 = one compact blob, 9/(h*w) = spread evenly."""
+        b, c, h, w = self.maps.shape
+        flat = self.maps.float().clamp_min(0).reshape(b * c, 1, h, w)
+        peak = flat.flatten(1).argmax(dim=1)
+        window = F.unfold(flat, kernel_size=3, padding=1).gather(2, peak.view(-1, 1, 1).expand(-1, 9, 1))[:, :, 0]
+        total = flat.flatten(1).sum(dim=1)
+        return torch.where(total > 0, window.sum(dim=1) / total.clamp_min(1e-12), torch.zeros_like(total)).view(b, c)
+
+    def argument_scores(self) -> torch.Tensor:
+        """`[B, C]`: how arguments are ranked. `"localised"`: contrast contribution x
+        concentration^3 (strong *and* compact evidence: one place a person can check);
+        `"contribution"`: the contrast contribution alone. The contributions themselves are not
+        changed by the ranking (they still sum to the margin)."""
+        if self.ranking == "contribution":
+            return self.contrast_contributions
+        return self.contrast_contributions * self.concentration().to(self.contrast_contributions.dtype) ** 3
+
+    def argument_order(self) -> torch.Tensor:
+        """All channels `[B, C]`, best argument first."""
+        return torch.argsort(self.argument_scores(), dim=1, descending=True)
+
     def top_channels(self, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The `m` channels with the largest contrast contribution: (values [B,m], channels [B,m])."""
+        """The `m` best arguments: (contrast contributions [B,m], channels [B,m])."""
         m = min(m, self.contrast_contributions.shape[1])
-        return torch.topk(self.contrast_contributions, m, dim=1)
+        chans = torch.topk(self.argument_scores(), m, dim=1).indices
+        return self.contrast_contributions.gather(1, chans), chans
+
+    def class_evidence(self, target=None) -> torch.Tensor:
+        """Where the evidence for class k lies, `[B, h, w]` in [0, 1]: the class map of logit_k
+        (each channel's contribution spread over its positive activation), ReLU, over its
+        maximum. On GAP-linear heads with non-negative maps this is Grad-CAM, normalised."""
+        k = self.target if target is None else target
+        maps = self.maps.float().clamp_min(0)
+        total = maps.sum(dim=(2, 3), keepdim=True)
+        share = torch.where(total > 0, maps / total.clamp_min(1e-12), torch.zeros_like(maps))
+        cam = torch.einsum("bc,bchw->bhw", self.class_contributions(k).float(), share).clamp_min(0)
+        return cam / cam.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
+
+    def peak_support(self) -> torch.Tensor:
+        """`[B, h, w]` weights for placing an argument: a channel's peak is read from its map times
+        this, so a channel active in several places is placed where the predicted class's evidence
+        is (`class_evidence()` squared)."""
+        return self.class_evidence() ** 2
 
 
 class LayerContributions:
@@ -162,6 +205,8 @@ class LayerContributions:
         model's `explained_layer` attribute if present, else auto-detects the last spatial
         layer feeding global pooling on the first call.
     multilabel: the head is read through a sigmoid per class (multi-label) instead of softmax.
+    ranking: how arguments are ordered: `"localised"` (contribution x concentration^3, the
+        default) or `"contribution"` (contribution alone); see `Explanation.argument_scores`.
 
     Example
     -------
@@ -170,9 +215,13 @@ class LayerContributions:
     >>> e.contributions.shape                               # [B, C, K]
     """
 
-    def __init__(self, model: nn.Module, layer: str | None = None, multilabel: bool = False):
+    def __init__(self, model: nn.Module, layer: str | None = None, multilabel: bool = False,
+                 ranking: str = "localised"):
+        if ranking not in ("localised", "contribution"):
+            raise ValueError(f"ranking must be 'localised' or 'contribution'; got {ranking!r}")
         self.model = model
         self.multilabel = multilabel
+        self.ranking = ranking
         if layer is None:
             layer = getattr(model, "explained_layer", None)
         self.layer_name: str | None = layer
@@ -378,6 +427,7 @@ class LayerContributions:
             target=target_t, contrast=contrast_t, contrast_contributions=contrast_contributions,
             margin=margin, layer=self.layer_name, decomposition=self.decomposition, multilabel=self.multilabel,
             pooled=pooled, weight=None if weight is None else weight.detach(), dense=contributions,
+            ranking=self.ranking,
         )
 
     def grad_cam(self, images: torch.Tensor, target=None, e: Explanation | None = None) -> torch.Tensor:

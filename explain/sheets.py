@@ -91,7 +91,7 @@ def faithfulness(explainer: LayerContributions, images: torch.Tensor, e: Explana
     """
     b, c = e.contrast_contributions.shape
     m = min(top_m, c)
-    order = torch.argsort(e.contrast_contributions, dim=1, descending=True)  # [B, C]
+    order = e.argument_order()  # [B, C], the sheets' argument order
     steps = torch.unique(torch.cat([
         torch.linspace(0, c, min(c + 1, DELETION_POINTS + 1)).round().long(), torch.tensor([0, m, c])]))
     steps = steps.to(e.logits.device)
@@ -127,16 +127,18 @@ def analyse_batch(explainer: LayerContributions, images: torch.Tensor, e: Explan
     """Per-image records (numpy, on CPU) with everything a sheet needs from the model.
 
     Each record: `target, contrast (or -1), probability, contrast_probability, margin, logits [K],
-    channels [M], contributions [M] (k vs contrast), maps [M, h, w] (>= 0), peaks [M, 2] (x, y in
-    [0, 1], argmax of the bilinearly upsampled map), relevance [H, W]` (upsampled class-
-    discriminative relevance) and the faithfulness numbers.
+    channels [M] (in `Explanation.argument_order`), contributions [M] (k vs contrast), maps [M, h, w]
+    (>= 0), peaks [M, 2] (x, y in [0, 1]: each map's peak once weighted by
+    `Explanation.peak_support`, so a channel active in several places is placed where the predicted
+    class's evidence is), relevance [H, W]` (upsampled class-discriminative relevance) and the
+    faithfulness numbers.
     """
     size = tuple(images.shape[-2:])
     vals, chans = e.top_channels(top_m)  # [B, M]
     b, m = chans.shape
     rows = torch.arange(b, device=chans.device)
     top_maps = e.maps[rows[:, None], chans].float().clamp_min(0)  # [B, M, h, w]
-    peaks = peak_locations(top_maps, size, peak)
+    peaks = peak_locations(top_maps * e.peak_support()[:, None], size, peak)  # placed where the class evidence is
     relevance = F.interpolate(spatial_relevance(e)[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
     faith = faithfulness(explainer, images, e, top_m)
     probs = e.probabilities.float()

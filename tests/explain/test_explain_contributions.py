@@ -180,3 +180,55 @@ def test_class_map_sums_to_the_contributions(tiny_net, images):
     # The contrastive class map sums over space to the margin's channel part (exactness kept).
     torch.testing.assert_close(e.class_map().sum(dim=(1, 2)), e.contrast_contributions.sum(1))
     torch.testing.assert_close(e.class_map(2, contrast=None).sum(dim=(1, 2)), e.class_contributions(2).sum(1))
+
+
+def _explanation(maps, weight, ranking="localised"):
+    """An exact explanation of a GAP-linear head (no bias) over the given layer maps [B, C, h, w]."""
+    from explain.contributions import Explanation
+
+    pooled = maps.mean(dim=(2, 3))
+    logits = pooled @ weight.t()
+    top2 = torch.topk(logits, 2, dim=1).indices
+    k, j = top2[:, 0], top2[:, 1]
+    return Explanation(logits=logits, probabilities=torch.softmax(logits, 1), rest=torch.zeros_like(logits), maps=maps,
+                       target=k, contrast=j, contrast_contributions=pooled * (weight[k] - weight[j]),
+                       margin=logits[0, k] - logits[0, j], layer="features", decomposition="exact",
+                       pooled=pooled, weight=weight, ranking=ranking)
+
+
+def test_localised_ranking_prefers_compact_evidence_and_keeps_exact_contributions():
+    maps = torch.zeros(1, 2, 4, 4)
+    maps[0, 0] = 1.0  # spread over the whole map: contribution 1.0
+    maps[0, 1, 1, 1] = 12.0  # one cell: contribution 0.75
+    weight = torch.tensor([[1.0, 1.0], [0.0, 0.0]])
+    e = _explanation(maps, weight)
+    torch.testing.assert_close(e.concentration(), torch.tensor([[4 / 16, 1.0]]))  # corner peak: 4 cells in its window
+    torch.testing.assert_close(e.argument_scores(), torch.tensor([[1.0 * 0.25 ** 3, 0.75]]))
+    vals, chans = e.top_channels(2)
+    assert chans.tolist() == [[1, 0]]
+    torch.testing.assert_close(vals, torch.tensor([[0.75, 1.0]]))  # the contributions, not the scores
+    assert vals.sum().item() == pytest.approx(e.margin.item())  # still the whole margin
+    assert e.argument_order().tolist() == [[1, 0]]
+    plain = _explanation(maps, weight, ranking="contribution")
+    assert plain.top_channels(2)[1].tolist() == [[0, 1]]
+    with pytest.raises(ValueError, match="ranking must be"):
+        LayerContributions(torch.nn.Linear(2, 2), layer=None, ranking="largest")
+
+
+def test_argument_is_placed_where_the_class_evidence_is():
+    from explain.sheets import peak_locations
+
+    maps = torch.zeros(1, 2, 4, 4)
+    maps[0, 0, 0, 0], maps[0, 0, 3, 3] = 2.0, 1.9  # two blobs; its own maximum is top left
+    maps[0, 1, 3, 3] = 8.0  # the rest of the class evidence is bottom right
+    weight = torch.tensor([[1.0, 1.0], [0.0, 0.0]])
+    e = _explanation(maps, weight)
+    evidence = e.class_evidence()
+    # Class map of logit_k: sum_c W[k,c] A_c / (h*w), ReLU, over its maximum (= Grad-CAM, normalised).
+    cam = (maps[0, 0] + maps[0, 1]) / 16
+    torch.testing.assert_close(evidence[0], cam / cam.max())
+    assert e.peak_support()[0, 3, 3].item() == 1.0 and e.peak_support()[0, 0, 0].item() == pytest.approx((2 / 9.9) ** 2)
+    own = peak_locations(maps[:, :1], (4, 4))[0, 0]
+    placed = peak_locations(maps[:, :1] * e.peak_support()[:, None], (4, 4))[0, 0]
+    torch.testing.assert_close(own, torch.tensor([0.125, 0.125]))
+    torch.testing.assert_close(placed, torch.tensor([0.875, 0.875]))
