@@ -151,12 +151,13 @@ class Explanation:
     def concentration(self) -> torch.Tensor:
         """`[B, C]` in [0, 1]: the share of each channel's (positive) activation that lies in the
         3x3 cells around its strongest cell; 1 = one compact blob, 9/(h*w) = spread evenly."""
-        b, c, h, w = self.maps.shape
-        flat = self.maps.float().clamp_min(0).reshape(b * c, 1, h, w)
-        peak = flat.flatten(1).argmax(dim=1)
-        window = F.unfold(flat, kernel_size=3, padding=1).gather(2, peak.view(-1, 1, 1).expand(-1, 9, 1))[:, :, 0]
-        total = flat.flatten(1).sum(dim=1)
-        return torch.where(total > 0, window.sum(dim=1) / total.clamp_min(1e-12), torch.zeros_like(total)).view(b, c)
+        maps = self.maps.float().clamp_min(0)
+        # 3x3 sums at every cell (zero padding), read at each channel's strongest cell.
+        window = F.avg_pool2d(maps, 3, stride=1, padding=1, count_include_pad=True).flatten(2) * 9
+        peak = maps.flatten(2).argmax(dim=2, keepdim=True)
+        window = window.gather(2, peak)[:, :, 0]
+        total = maps.sum(dim=(2, 3))
+        return torch.where(total > 0, window / total.clamp_min(1e-12), torch.zeros_like(total))
 
     def argument_scores(self) -> torch.Tensor:
         """`[B, C]`: how arguments are ranked. `"localised"`: contrast contribution x
