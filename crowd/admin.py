@@ -228,8 +228,7 @@ def export(batch_id: int, fmt: str):
 # ------------------------------------------------------------------ researcher pages of a batch
 
 def _speed_kw() -> dict:
-    cfg = current_app.config
-    return {"ratio": float(cfg["SPEED_FAST_RATIO"]), "min_seconds": dict(cfg["SPEED_MIN_SECONDS"] or {})}
+    return {"config": current_app.config}
 
 
 def _batch_page(template: str, batch_id: int, **data):

@@ -10,8 +10,8 @@ fee rule (`crowd.providers.mturk_client.mturk_fee`, `bonus_fee`).
 from __future__ import annotations
 
 import math
-import statistics
-from collections import Counter, defaultdict
+from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -19,6 +19,7 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session
 
 from crowd import service as S
+from crowd import speed
 from crowd.models import Assignment, Event, GoldAnswer, Judgment, Task, Visit, VisitStatus, Worker, utcnow
 from crowd.providers.mturk_client import bonus_fee, mturk_fee
 
@@ -165,14 +166,14 @@ def task_list(session: Session, batch_id: int) -> list[dict]:
             for t in session.scalars(select(Task).where(Task.batch_id == batch_id).order_by(Task.id))]
 
 
-def task_answers(session: Session, task_id: int, *, ratio: float = 0.2, min_seconds: dict | None = None) -> dict:
+def task_answers(session: Session, task_id: int, *, config: Mapping | None = None) -> dict:
     """One task (kind, payload, gold answer) and every answer to it with its worker, time and
     review; `too_fast` marks answers under the batch's speed floor (`speed_floor`)."""
     task = session.get(Task, task_id)
     if task is None:
         raise S.NotFound(f"task {task_id} not found", "task")
     gold = session.scalar(select(GoldAnswer.answer).where(GoldAnswer.task_id == task_id))
-    floors = speed_floors(session, task.batch_id, ratio, min_seconds)
+    floors = speed_floors(session, task.batch_id, config)
     rows = []
     for j, w in session.execute(select(Judgment, Worker).join(Worker, Worker.id == Judgment.worker_id)
                                 .where(Judgment.task_id == task_id).order_by(Judgment.id)):
@@ -186,46 +187,35 @@ def task_answers(session: Session, task_id: int, *, ratio: float = 0.2, min_seco
             "speed_floor": floors.get(task.kind)}
 
 
-def speed_floors(session: Session, batch_id: int, ratio: float = 0.2,
-                 min_seconds: dict | None = None) -> dict[str, float]:
-    """Per task kind, the seconds below which an answer counts as too fast: `ratio` times the
-    kind's median answer time in the batch, or the kind's entry of `min_seconds` when given
-    (config SPEED_FAST_RATIO, SPEED_MIN_SECONDS)."""
-    by_kind: dict[str, list[float]] = defaultdict(list)
-    for kind, d in session.execute(select(Task.kind, Judgment.duration_s).join(Task, Task.id == Judgment.task_id)
-                                   .where(Judgment.batch_id == batch_id, Judgment.duration_s.is_not(None))):
-        by_kind[kind].append(float(d))
-    floors = {k: round(ratio * statistics.median(v), 3) for k, v in by_kind.items()}
-    floors.update({k: float(v) for k, v in (min_seconds or {}).items()})
-    return floors
+def speed_floors(session: Session, batch_id: int, config: Mapping | None = None) -> dict[str, float]:
+    """Per task kind, the seconds below which an answer counts as too fast (`crowd.speed`'s
+    rule: the batch's or the server's minimum, else SPEED_FAST_RATIO x the median of the
+    workers' medians); kinds without a threshold yet are left out."""
+    limits = speed.thresholds(session, S.get_batch(session, batch_id), config)
+    return {k: v["min_seconds"] for k, v in limits.items() if v["min_seconds"] is not None}
 
 
-def flags(session: Session, batch_id: int, *, ratio: float = 0.2, min_seconds: dict | None = None,
+def flags(session: Session, batch_id: int, *, config: Mapping | None = None,
           low_agreement: float = 0.5) -> list[dict]:
     """Workers of a batch with a reason to look at their answers, one row each with every
-    reason found: `too_fast` (answers under the kind's speed floor), `gold` (the worker is
-    flagged: by the gold check, or by a researcher), `low_agreement` (share of answers equal to
-    the item's majority, `service.worker_stats`, below `low_agreement`)."""
-    floors = speed_floors(session, batch_id, ratio, min_seconds)
-    fast: Counter = Counter()
-    answered: Counter = Counter()
-    for wid, kind, d in session.execute(select(Judgment.worker_id, Task.kind, Judgment.duration_s)
-                                        .join(Task, Task.id == Judgment.task_id).where(Judgment.batch_id == batch_id)):
-        answered[wid] += 1
-        if d is not None and kind in floors and d < floors[kind]:
-            fast[wid] += 1
+    reason found: `too_fast` (`crowd.speed`'s worker flag: at least half of their timed answers,
+    and two, under the kind's threshold), `gold` (the worker is flagged: by the gold check, or
+    by a researcher), `low_agreement` (share of answers equal to the item's majority,
+    `service.worker_stats`, below `low_agreement`)."""
+    _, per_worker = speed.worker_speed(session, S.get_batch(session, batch_id), config)
     out = []
     for w in S.worker_stats(session, batch_id):
         reasons = []
-        if fast[w["id"]]:
-            reasons.append(f"too fast: {fast[w['id']]} of {answered[w['id']]} answers under the speed floor")
+        sp = per_worker.get(w["id"], {})
+        if sp.get("flag_fast"):
+            reasons.append(f"too fast: {sp['too_fast']} of {sp['timed']} answers under the speed floor")
         if w["status"] == "flagged":
             reasons.append("gold: flagged by the gold check" if w["gold_answers"] else "flagged by a researcher")
         agreement = w["agreement_with_majority"]
         if agreement is not None and agreement < low_agreement:
             reasons.append(f"low agreement: {agreement:.0%} of answers agree with the item majority")
         if reasons:
-            out.append({**w, "too_fast": fast[w["id"]], "reasons": reasons})
+            out.append({**w, "too_fast": sp.get("too_fast", 0), "reasons": reasons})
     return out
 
 
