@@ -1,9 +1,10 @@
 """A dishonest worker in chromium (Playwright, Debian's chromium, headless) against the server
-over real HTTP: they try to answer as another worker, hoard tasks, and take a completion code
-early, and are refused each time, while an honest worker in another browser finishes with the
-real code."""
+over real HTTP: they try to read the answers (another task's image, the rendered sheet that
+shows the labels), answer as another worker, hoard tasks, and take a completion code early, and
+are refused each time, while an honest worker in another browser finishes with the real code."""
 
 import re
+import shutil
 
 import pytest
 from sqlalchemy import select
@@ -33,11 +34,15 @@ def _answer_label(page):
     page.get_by_role("button", name="Submit and continue").click()
 
 
-def test_a_dishonest_worker_is_refused_in_a_real_browser(app, live_server, h):
+def test_a_dishonest_worker_is_refused_in_a_real_browser(app, live_server, h, sheets_dir, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     client = app.test_client()
-    b = h.create_batch(client, kind="label", redundancy=1, tasks_per_visit=2)
+    folder = tmp_path / "sheets"
+    shutil.copytree(sheets_dir, folder)
+    for sid in ("s1", "s2", "s3"):  # explain's rendered sheets: they show the model's and the true label
+        (folder / "sheets" / f"{sid}.png").write_bytes((folder / "images" / f"{sid}.png").read_bytes())
+    b = h.create_batch(client, sheets=folder, kind="label", redundancy=1, tasks_per_visit=2)
     alice_url = client.post(f"/api/batches/{b['id']}/links", json={"workers": ["alice"]},
                             headers=h.AUTH).get_json()["links"][0]["url"].replace("http://localhost", live_server)
     errors = []
@@ -65,6 +70,18 @@ def test_a_dishonest_worker_is_refused_in_a_real_browser(app, live_server, h):
         page.goto(f"{live_server}/w/{b['id']}?workerId=A1MALLORY&assignmentId=MADEUP1&hitId=H1")
         _consent(page)
         expect(page.get_by_text("Task 1 of 2")).to_be_visible()
+        # 0. reading the answers: media only through URLs signed for this visit and file
+        src = page.locator("main img").first.get_attribute("src")
+        path, sig = src.split("?s=")
+        assert page.request.get(live_server + src).status == 200
+        mine = path.rsplit("/", 1)[1]
+        other = next(f"images/{s}.png" for s in ("s1", "s2", "s3") if f"{s}.png" != mine)
+        for url in (path, f"/media/{b['id']}/{other}?s={sig}", f"/media/{b['id']}/sheets/s1.png",
+                    f"/media/{b['id']}/researcher/sheets/s1.png?s={sig}"):
+            assert page.request.get(live_server + url, max_redirects=0).status == 404, url
+        sheet = page.request.get(f"{live_server}/admin/batches/{b['id']}/media/researcher/sheets/s1.png",
+                                 max_redirects=0)
+        assert sheet.status == 302 and "/admin/login" in sheet.headers["location"]
         second = mallory.new_page()
         second.goto(f"{live_server}/w/{b['id']}?workerId=A1MALLORY&assignmentId=MADEUP2&hitId=H1")
         _consent(second)
