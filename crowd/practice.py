@@ -128,8 +128,8 @@ def describe(kind: str, payload: dict, answer: dict) -> str:
 
 def check(session: Session, batch: Batch, visit: Visit, index: int, answer) -> dict:
     """Score one practice answer and say why. The first answer to each item counts towards the
-    pass mark; once every item has a first answer the visit passes or fails (a fail ends the
-    visit with a partial completion). Raises `K.AnswerError` for an incomplete answer."""
+    pass mark; once every item has a first answer the visit passes or fails (the caller ends a
+    failed visit as screened out: `crowd.service.end_visit`). Raises `K.AnswerError` for an incomplete answer."""
     its = items(batch)
     if not 0 <= index < len(its):
         raise K.AnswerError("index", f"no practice item {index}")
@@ -156,17 +156,6 @@ def check(session: Session, batch: Batch, visit: Visit, index: int, answer) -> d
         session.add(Event(type="practice_passed" if passed else "practice_failed", batch_id=batch.id,
                           worker_id=visit.worker_id,
                           data={"visit": visit.id, "key": batch.options["practice_key"], "share": round(share, 4)}))
-        if not passed:
-            screen_out(session, batch, visit)
         out["state"] = PASSED if passed else FAILED
         out["share"] = round(share, 4)
     return out
-
-
-def screen_out(session: Session, batch: Batch, visit: Visit) -> Visit:
-    """End a visit that failed the practice: the service's `end_visit` with `screening_failed`
-    (completed, partial, its lease returned, a screen-out code; Prolific: the batch's
-    `prolific_screenout_code` when it has one)."""
-    from crowd.service import end_visit  # the service imports this module
-
-    return end_visit(session, visit, "screening_failed")

@@ -243,7 +243,12 @@ def _check_practice(session, visit: Visit, index: int, answer) -> dict:
         raise S.Forbidden("record consent first", "visit_token")
     if P.state(session, batch, visit) == P.FAILED:
         raise S.Conflict("the practice was not passed; this study has ended for you", "practice")
-    return P.check(session, batch, visit, index, answer)
+    out = P.check(session, batch, visit, index, answer)
+    if out["state"] == P.FAILED:
+        # a failed practice ends the visit as screened out (partial, lease returned, screen-out
+        # code; Prolific: the batch's `prolific_screenout_code` when it has one)
+        S.end_visit(session, visit, "screening_failed")
+    return out
 
 
 def _practice_gate(session, visit: Visit, batch: Batch) -> str:

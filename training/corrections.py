@@ -32,8 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from training.batches import Augment
-from training.method_base import TrainingMethod
-from training.methods import _no_options, register_method
+from training.method_base import TrainingMethod, _no_options, register_method
 
 REGIONS = ("object", "parts")
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from training.registry import Registry
+
 class TrainingMethod:
     """Base class: ERM behaviour by default. Subclasses override what they change.
 
@@ -96,3 +98,14 @@ class TrainingMethod:
     def config(self) -> dict:
         """Options recorded in `model.json` (override to report hyperparameters)."""
         return {}
+
+
+# The registry of methods lives beside the base class so that modules of methods
+# (`training.methods`, `training.corrections`) import it without importing each other.
+METHODS: Registry[type[TrainingMethod]] = Registry("training method", base=TrainingMethod)
+register_method = METHODS.register  # class decorator: `@register_method("name")`
+
+
+def _no_options(name: str, kwargs: dict) -> None:
+    if kwargs:
+        raise TypeError(f"method {name!r}: unknown option(s) {', '.join(sorted(kwargs))}")

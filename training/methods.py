@@ -30,13 +30,10 @@ import torch
 import torch.nn.functional as F
 
 from training.losses import CenterLoss, GroupDROLoss, focal_loss
-from training.method_base import TrainingMethod
-from training.registry import Registry
+from training.method_base import METHODS, TrainingMethod, _no_options, register_method
 from training.samplers import (DistanceWeightedSampler, class_balanced_probabilities, jtt_upsampled_indices,
                                weighted_draw)
 
-METHODS: Registry[type[TrainingMethod]] = Registry("training method", base=TrainingMethod)
-register_method = METHODS.register  # class decorator: `@register_method("name")`
 register_method("erm")(TrainingMethod)
 
 
@@ -48,11 +45,6 @@ def build_method(name: str, **options) -> TrainingMethod:
 def available_methods() -> list[str]:
     """Registered method names, sorted."""
     return METHODS.names()
-
-
-def _no_options(name: str, kwargs: dict) -> None:
-    if kwargs:
-        raise TypeError(f"method {name!r}: unknown option(s) {', '.join(sorted(kwargs))}")
 
 
 @register_method("class-balanced")
