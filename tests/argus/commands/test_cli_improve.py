@@ -46,10 +46,8 @@ def shortcut(tmp_path_factory):
                   {"group_type": "domain", "group": "day", "n_sheets": 5, "cue": "background", "top_background": "",
                    "suggestion": "in `day`, arguments fire on the background"}]).to_csv(
         root / "report" / "tables" / "clues.csv", index=False)
-    top = sorted({json.loads((root / "sheets" / "sheets" / f"{s}.json").read_text())["arguments"][0]["channel"]
-                  for s in sheets})
-    second = {json.loads((root / "sheets" / "sheets" / f"{s}.json").read_text())["arguments"][1]["channel"]
-              for s in sheets}
+    top = [json.loads((root / "sheets" / "sheets" / f"{s}.json").read_text())["arguments"][0]["channel"] for s in sheets]
+    second = [json.loads((root / "sheets" / "sheets" / f"{s}.json").read_text())["arguments"][1]["channel"] for s in sheets]
     return root, data, top, second
 
 
@@ -63,8 +61,10 @@ def test_argus_improve_end_to_end(shortcut):
         "--explain", "4", "--device", "cpu"])  # epochs: the judged model's (1)
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "improve.json").read_text())
-    # channels judged "no" by all three workers and never "yes" elsewhere are the invalid ones
-    assert doc["clues"]["invalid_channels"] == sorted(set(top) - second)
+    # every top argument got 3 "no", every second one 3 "yes": invalid = a "no" share >= 0.5 (a
+    # channel can be top on one sheet and second on another)
+    expected = sorted(c for c in set(top) if top.count(c) >= second.count(c))
+    assert doc["clues"]["invalid_channels"] == expected
     assert doc["clues"]["cue"] == "background" and doc["clues"]["backgrounds"] == ["sand"]
     assert doc["clues"]["n_marks"] == 6
     assert list(doc["results"]) == ["before", "rrr-contribution", "counterfactual", "suppress"]
