@@ -227,7 +227,10 @@ PAGE_TEMPLATES = ["/w/{batch}", "/w/{batch}?worker={text}", "/w/{batch}?workerId
                   "/w/v/{visit}/practice",
                   "/media/{batch}/{text}", "/admin/", "/admin/login", "/admin/batches/{batch}",
                   "/admin/batches/{batch}/export.{text}", "/admin/workers/{batch}/action",
-                  "/admin/batches/{batch}/status", "/admin/logout", "/health", "/static/{text}", "/{text}"]
+                  "/admin/batches/{batch}/status", "/admin/batches/{batch}/answers", "/admin/batches/{batch}/cost",
+                  "/admin/batches/{batch}/events", "/admin/batches/{batch}/flags", "/admin/batches/{batch}/throughput",
+                  "/admin/batches/{batch}/visits", "/admin/batches/{batch}/media/{text}", "/admin/tasks/{batch}",
+                  "/admin/judgments/{batch}/review", "/admin/logout", "/health", "/static/{text}", "/{text}"]
 
 
 @pytest.mark.slow
@@ -242,7 +245,8 @@ def test_fuzz_pages_media_and_admin(fuzz_world):
         "method": st.sampled_from(["GET", "GET", "POST", "PUT", "DELETE"]),
         "form": st.dictionaries(st.sampled_from(["agree", "label", "name", "coherence", "match", "comment", "arg_1",
                                                  "assignment_token", "client_token", "csrf_token", "username",
-                                                 "password", "action", "status", "batch", "reason", "index"]), TEXT,
+                                                 "password", "action", "status", "batch", "reason", "index", "confirm",
+                                                 "decision", "note"]), TEXT,
                                 max_size=5),
     })
 
