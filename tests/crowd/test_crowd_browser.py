@@ -36,6 +36,12 @@ def test_worker_does_four_kinds_in_a_browser(app, live_server, h, tmp_path):
     b = h.create_batch(app.test_client(), kinds=["rate_arguments", "mark_rationale", "label", "name_feature"],
                        limit=1, redundancy=1, tasks_per_visit=4, practice=practice, allow_same_image=True,
                        order_seed=0)
+    # a researcher-signed link: the worker's id (and so its task order) is fixed; a bare
+    # ?worker= would be an anonymous visit with a random id
+    from crowd.tokens import make_worker_token
+
+    with app.app_context():
+        link = f"{live_server}/w/{b['id']}?wt={make_worker_token('browser-1', b['id'])}"
     errors = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
@@ -43,7 +49,7 @@ def test_worker_does_four_kinds_in_a_browser(app, live_server, h, tmp_path):
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
 
-        page.goto(f"{live_server}/w/{b['id']}?worker=browser-1")
+        page.goto(link)
         expect(page.get_by_role("heading", name="Before you start")).to_be_visible()
         page.get_by_label("I have read the information above").check()
         page.get_by_role("button", name="I agree, continue").click()
