@@ -257,6 +257,8 @@ def test_analysis_flags_recorded_by_the_cli_show_on_the_flags_page(tmp_path, she
     assert [p["n_answers"] for p in printed] == [3, 3, 3, 3]
     h.admin_login(client)
     page = client.get(f"/admin/batches/{b['id']}/flags").get_data(as_text=True)
+    assert f"<title>Flags · batch {b['id']} · Argus admin</title>" in page  # a plain title, the table once
+    assert page.count('id="analysis-flags"') == 1
     table = page.split('id="analysis-flags"')[1]
     assert [m for m in re.findall(r"<tr><td>(\w+)</td>", table)] == ["ann", "bob", "cid", "odd"]
     assert "analysis.quality.worker_quality" in page
