@@ -100,12 +100,16 @@ class CrowdOracle:
 
     def __init__(self, url: str, token: str | None = None, redundancy: int = 3, timeout_s: float = 3600.0,
                  poll_s: float = 2.0, media_dir: str | Path = "runs/active-crowd-media", reward_cents: int = 0,
-                 seed: int = 0, progress: bool = True, client: CrowdClient | None = None):
+                 seed: int = 0, progress: bool = True, client: CrowdClient | None = None,
+                 batch_options: dict | None = None):
+        """`batch_options`: further `POST /api/batches` fields for every round's batch (e.g.
+        `visits_per_worker` when a few known workers label a whole round)."""
         if redundancy < 1:
             raise ValueError(f"--redundancy must be >= 1, got {redundancy}")
         self.client = client or CrowdClient(url, token)
         self.redundancy, self.timeout_s, self.poll_s = int(redundancy), float(timeout_s), float(poll_s)
         self.media_dir, self.reward_cents, self.seed, self.progress = Path(media_dir), int(reward_cents), seed, progress
+        self.batch_options = dict(batch_options or {})
         self.batches: list[int] = []
 
     def label(self, pool, indices, rnd: int) -> OracleResult:
@@ -120,7 +124,8 @@ class CrowdOracle:
             save_pool_png(pool, int(i), path)
             images.append({"id": f"pool-{int(i)}", "image": str(path.resolve())})
         batch = self.client.create_label_batch(images, list(pool.classes), self.redundancy,
-                                               name=f"active round {rnd}", reward_cents=self.reward_cents)
+                                               name=f"active round {rnd}", reward_cents=self.reward_cents,
+                                               **self.batch_options)
         batch_id = int(batch["id"])
         self.batches.append(batch_id)
         t0 = time.monotonic()

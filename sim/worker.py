@@ -318,6 +318,9 @@ class LabelCrowd:
                     time.sleep(self.poll_s)
                     continue
                 b = batches[0]["id"]
+                # known workers: a researcher-signed token per batch (a bare name would be a new
+                # anonymous worker every visit, and Dawid-Skene would see visits, not workers)
+                worker.worker_token = self.api.worker_links(b, [worker.worker_id])[worker.worker_id]
                 visits = worker.log.visits
                 if worker.visit_json(b, answer) == 0 and not self.stop.is_set():
                     done.add(b)  # nothing (more) for this worker in this batch

@@ -23,12 +23,14 @@ def test_crowd_oracle_through_the_real_server(tmp_path, crowd_server, simulated_
     pool, test = _pools()
     truth = lambda sheet: pool.classes[pool.label(int(sheet.split("-")[1]))]  # noqa: E731
     oracle = CrowdOracle(crowd_server["url"], crowd_server["token"], redundancy=3, timeout_s=60, poll_s=0.1,
-                         media_dir=tmp_path / "media", progress=False)
+                         media_dir=tmp_path / "media", progress=False, batch_options={"visits_per_worker": 100})
     with simulated_workers(crowd_server["url"], crowd_server["token"], truth, n_workers=3, accuracy=0.85, seed=1) as crowd:
         hist = run_active(tmp_path / "run", pool, test, "day", strategy="margin", train_method="erm", rounds=1,
                           budget=12, initial_size=24, epochs=1, device="cpu", batch_size=64, oracle=oracle,
                           progress=False)
     assert crowd.answers == 3 * (24 + 12)  # exactly R judgments per item, no more
+    # the server knows three workers, not one anonymous worker per visit
+    assert {w["worker"] for b in oracle.batches for w in oracle.client.batch_workers(b)} == {"sim0", "sim1", "sim2"}
     assert [r["n_labelled"] for r in hist] == [24, 36]
     assert len(oracle.batches) == 2
     ledger = pd.read_csv(tmp_path / "run" / "ledger.csv")
