@@ -111,11 +111,20 @@ def summarize(curves: pd.DataFrame, full: pd.DataFrame, pool_size: int) -> pd.Da
     return pd.DataFrame(agg), per_seed
 
 
+def t_half_width(values) -> float:
+    """Half-width of the 95% t-interval of the mean of `values` (NaNs dropped; NaN for fewer
+    than 2 values)."""
+    from scipy import stats
+
+    v = np.asarray([x for x in values if x == x], float)
+    if len(v) < 2:
+        return float("nan")
+    return float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+
+
 def paired_gain(per_seed: pd.DataFrame, a: tuple[str, str], b: tuple[str, str], key: str) -> dict | None:
     """Mean of `a - b` over the seeds both ran, with its 95% t-interval; `result` is "better" or
     "worse" only when the interval excludes 0 (None when no seed is shared)."""
-    from scipy import stats
-
     def col(pair):
         rows = per_seed[(per_seed["strategy"] == pair[0]) & (per_seed["method"] == pair[1])]
         return rows.set_index("seed")[key]
@@ -124,7 +133,7 @@ def paired_gain(per_seed: pd.DataFrame, a: tuple[str, str], b: tuple[str, str], 
     if diff.empty:
         return None
     mean = float(diff.mean())
-    half = float(stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+    half = t_half_width(diff)
     lo, hi = mean - half, mean + half
     result = "better" if lo > 0 else "worse" if hi < 0 else "no evidence"
     return {"gain": mean, "ci95": [lo, hi], "seeds": len(diff), "result": result}

@@ -287,16 +287,6 @@ def run_grid(out, cfg: GridConfig | None = None, processes: int = 10, deadline_s
 
 # ------------------------------------------------------------------------------------- summary
 
-def _t_interval(values) -> float:
-    """Half-width of the 95% t-interval of the mean (NaN for fewer than 2 values)."""
-    from scipy import stats
-
-    v = np.asarray([x for x in values if x == x], float)
-    if len(v) < 2:
-        return float("nan")
-    return float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
-
-
 def coverage(out, cfg: GridConfig):
     """One row per task: status and rounds finished (what was run and what was not)."""
     import pandas as pd
@@ -317,7 +307,7 @@ def prefix_summary(curves, pairs, metrics=("overall_accuracy", "minority_mean_ac
     already holds). Returns `(table, R, seeds)`; an empty table when there is no such R."""
     import pandas as pd
 
-    from active.experiment import aubc
+    from active.experiment import aubc, t_half_width
 
     if not len(curves):
         return pd.DataFrame(), 0, []
@@ -341,7 +331,7 @@ def prefix_summary(curves, pairs, metrics=("overall_accuracy", "minority_mean_ac
         for k in metrics:
             vals = [p[k] for p in per_seed]
             name = "aubc_" + k.split("_")[0]
-            row[name], row[name + "_ci95"] = float(np.mean(vals)), _t_interval(vals)
+            row[name], row[name + "_ci95"] = float(np.mean(vals)), t_half_width(vals)
         rows.append(row)
     return pd.DataFrame(rows), r, seeds
 
@@ -351,7 +341,7 @@ def summarize_grid(out) -> dict:
     AUBC table; every finished round in `curves.csv`)."""
     import pandas as pd
 
-    from active.experiment import markdown, plot_curves, summarize, verdict
+    from active.experiment import markdown, plot_curves, summarize, t_half_width, verdict
 
     out = Path(out)
     cfg = load_config(out)
@@ -374,7 +364,7 @@ def summarize_grid(out) -> dict:
     if len(complete) and len(full):
         summary, per_seed = summarize(complete.drop(columns=["complete"]), full, cfg.pool_size)
         for key in ("aubc_overall", "aubc_minority", "aubc_worst"):
-            summary[key + "_ci95"] = [_t_interval(per_seed[(per_seed.strategy == r.strategy) & (per_seed.method == r.method)][key])
+            summary[key + "_ci95"] = [t_half_width(per_seed[(per_seed.strategy == r.strategy) & (per_seed.method == r.method)][key])
                                       for r in summary.itertuples()]
         summary = summary.sort_values("aubc_worst", ascending=False).reset_index(drop=True)
         summary.to_csv(out / "summary.csv", index=False)

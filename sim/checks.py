@@ -74,7 +74,7 @@ def check_against_truth(result, kinds, report_dir: Path, crowd_dir: Path, data_d
             "spammers_caught": len(true_spam & flagged), "spammers_missed": sorted(true_spam - flagged),
             "false_flags": sorted(flagged - true_spam),
             "flagged_by": {w: r for w, f, r in zip(m["worker"], m["flagged"], m["reasons"].fillna("")) if f},
-            # the crowd server's live gold rule (accuracy < 0.7 after 3 gold answers) marks workers
+            # the crowd server's live gold rule (P(accuracy < 0.7) >= 0.95 after 3 gold answers) marks workers
             # for review; it is not the analysis verdict and is reported apart
             "server_gold_flags": sorted(m.loc[m["flagged_server"], "worker"]),
             "kind_of": dict(zip(m["worker"], m["kind"])),
